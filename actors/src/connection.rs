@@ -1,0 +1,443 @@
+//! Connection: one per WebSocket, on the HTTP worker's arbiter. This is the only file that
+//! uses actix-web-actors, so a move to actix-ws touches one place.
+//!
+//! Owns: the socket's identity (user once authenticated), the rooms it joined, its heartbeat
+//! and activity clocks, and the count of bytes queued for the client ([`Metered`]).
+//! Receives WebSocket frames (the stream), [`Push`] (frames from Rooms) and [`Kick`] (from the
+//! ConnectionRegistry: shutdown). Sends [`Authenticate`]/[`Attach`] to the
+//! ConnectionRegistry, [`Join`]/[`Leave`]/[`Resync`] to the RoomRegistry and [`Submit`] to the
+//! ResultsPipeline. Its whole life is here: the caps are checked in [`upgrade`] before the
+//! handshake completes, `started` arms the auth deadline and heartbeat, `stopping` leaves
+//! every room, and the [`ConnSlot`] it holds releases its place in the registry on drop.
+//! Nobody restarts a Connection: when it stops, the client reconnects.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web_actors::ws;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::Stream;
+
+use crate::auth::GameSession;
+use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
+use crate::engine::Engine;
+use crate::error::{ClientError, CloseReason};
+use crate::ids::{CampaignId, ConnId, RoomId, UserId};
+use crate::limits::Verdict;
+use crate::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
+use crate::results::Submit;
+use crate::room::{Join, Leave, Resync};
+use crate::store::Outcome;
+use crate::telemetry;
+use crate::time::now_ms;
+
+/// A frame for the client, already serialized (shared bytes when broadcast).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Push {
+    pub frame: ByteString,
+    /// Label for `podium_ws_messages_out_total{type}`.
+    pub kind: &'static str,
+}
+
+/// Close this socket for `reason`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Kick(pub CloseReason);
+
+/// `GET /ws`: checks the caps before upgrading, then starts a Connection.
+pub async fn upgrade(req: HttpRequest, payload: web::Payload, engine: web::Data<Arc<Engine>>) -> HttpResponse {
+    let mut response = match ws::handshake(&req) {
+        Ok(response) => response,
+        Err(err) => return ClientError::BadMessage(format!("not a WebSocket upgrade: {err}")).error_response(),
+    };
+    let ip = client_ip(&req, engine.config.trust_proxy);
+    let slot = match engine.connections.send(Reserve { ip }).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(err)) => {
+            telemetry::connection_refused(err.code());
+            return err.error_response();
+        }
+        Err(_) => return ClientError::Internal.error_response(),
+    };
+    let queued = Rc::new(Cell::new(0));
+    let codec = actix_http::ws::Codec::new().max_size(engine.config.ws.max_payload_bytes);
+    let actor = Connection::new(slot, engine.get_ref().clone(), queued.clone());
+    let stream = ws::WebsocketContext::with_codec(actor, payload, codec);
+    response.streaming(Metered { inner: Box::pin(stream), queued })
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if !trust_proxy {
+        return peer;
+    }
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// The size a server frame takes on the wire: payload plus an unmasked header.
+fn wire_len(payload: usize) -> usize {
+    payload + if payload < 126 { 2 } else if payload <= 0xFFFF { 4 } else { 10 }
+}
+
+/// The response body: the context's encoded frames. Every byte handed to the socket writer
+/// comes off `queued`, which the Connection raised when it wrote the frame, so `queued` is
+/// what the client has not taken yet (the writer stops polling while the socket is full).
+struct Metered<S> {
+    inner: Pin<Box<S>>,
+    queued: Rc<Cell<usize>>,
+}
+
+impl<S, E> Stream for Metered<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &polled {
+            self.queued.set(self.queued.get().saturating_sub(bytes.len()));
+        }
+        polled
+    }
+}
+
+pub struct Connection {
+    /// Our place in the ConnectionRegistry; released when this actor is dropped.
+    slot: ConnSlot,
+    engine: Arc<Engine>,
+    /// Set once `auth` succeeded; every other message waits for it.
+    user: Option<UserId>,
+    /// Rooms joined, so `stopping` can leave them all.
+    rooms: HashSet<RoomId>,
+    /// Any frame from the client (the heartbeat clock).
+    last_heard: Instant,
+    /// Any message other than a ping (the inactivity clock).
+    last_active: Instant,
+    /// Bytes written to the context and not yet taken by the socket; see [`Metered`].
+    queued: Rc<Cell<usize>>,
+    /// Why we are closing, once we are.
+    closing: Option<CloseReason>,
+}
+
+impl Connection {
+    fn new(slot: ConnSlot, engine: Arc<Engine>, queued: Rc<Cell<usize>>) -> Self {
+        let now = Instant::now();
+        Self { slot, engine, user: None, rooms: HashSet::new(), last_heard: now, last_active: now, queued, closing: None }
+    }
+
+    fn id(&self) -> ConnId {
+        self.slot.id
+    }
+
+    /// Writes one frame, or closes the socket when the client has stopped reading.
+    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString, kind: &'static str) {
+        if self.closing.is_some() {
+            return;
+        }
+        let queued = self.queued.get() + wire_len(frame.len());
+        if queued > self.engine.config.ws.outbound_queue_max_bytes {
+            telemetry::outbound_queue(self.queued.get());
+            return self.close(ctx, CloseReason::SlowConsumer);
+        }
+        self.queued.set(queued);
+        telemetry::message_out(kind);
+        ctx.text(frame);
+    }
+
+    fn reply(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMsg<'_>, re: Option<&MsgId>) {
+        let kind = msg.kind();
+        self.send(ctx, encode(msg, re), kind);
+    }
+
+    fn reply_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, err: &ClientError, re: Option<&MsgId>) {
+        self.reply(ctx, &ServerMsg::error(err), re);
+    }
+
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some(reason);
+        ctx.close(Some(ws::CloseReason { code: reason.code().into(), description: Some(reason.as_str().to_owned()) }));
+        ctx.stop();
+    }
+
+    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+        let started = Instant::now();
+        let (id, msg) = match protocol::parse(text, self.engine.config.ws.max_message_length) {
+            Ok(parsed) => parsed,
+            Err((id, err)) => {
+                telemetry::message_in("invalid");
+                self.reply_error(ctx, &err, id.as_ref());
+                self.engine.stats.message(true, started.elapsed());
+                return;
+            }
+        };
+        telemetry::message_in(msg.kind());
+        let Some(user) = self.user.clone() else {
+            let ok = matches!(msg, ClientMsg::Auth { .. });
+            match msg {
+                ClientMsg::Auth { token } => self.authenticate(ctx, &token, id),
+                _ => {
+                    telemetry::auth("not_first");
+                    self.reply_error(ctx, &ClientError::Unauthorized("the first message must be auth"), id.as_ref());
+                    self.close(ctx, CloseReason::Unauthorized);
+                }
+            }
+            self.engine.stats.message(!ok, started.elapsed());
+            return;
+        };
+        if let Verdict::Refused { strikes } = self.engine.messages.check(&user) {
+            self.reply_error(ctx, &ClientError::RateLimited, id.as_ref());
+            self.engine.stats.message(true, started.elapsed());
+            if strikes >= self.engine.config.ws.rate_limit_max_strikes {
+                self.close(ctx, CloseReason::RateLimitAbuse);
+            }
+            return;
+        }
+        if msg != ClientMsg::Ping {
+            self.last_active = Instant::now();
+        }
+        let result = self.dispatch(ctx, user, msg, id.clone());
+        if let Err(err) = &result {
+            self.reply_error(ctx, err, id.as_ref());
+        }
+        self.engine.stats.message(result.is_err(), started.elapsed());
+    }
+
+    fn authenticate(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: &str, id: Option<MsgId>) {
+        let user = match self.engine.verifier.verify(token) {
+            Ok(user) => user,
+            Err(err) => {
+                telemetry::auth("invalid");
+                self.reply_error(ctx, &err, id.as_ref());
+                return self.close(ctx, CloseReason::Unauthorized);
+            }
+        };
+        let ask = self.engine.connections.send(Authenticate { id: self.id(), user: user.clone() });
+        // `wait` holds every later frame until the registry answers, so a `join` sent right
+        // after `auth` is never seen as unauthenticated.
+        ctx.wait(ask.into_actor(self).map(move |answer, act, ctx| match answer {
+            Ok(Ok(())) => {
+                telemetry::auth("ok");
+                let welcome = ServerMsg::Welcome {
+                    user: user.as_str(),
+                    server_time: now_ms(),
+                    heartbeat_ms: act.engine.config.ws.heartbeat_interval_ms,
+                };
+                act.reply(ctx, &welcome, id.as_ref());
+                act.user = Some(user);
+            }
+            Ok(Err(err)) => {
+                telemetry::auth("too_many_connections");
+                act.reply_error(ctx, &err, id.as_ref());
+                act.close(ctx, CloseReason::TooManyConnectionsForUser);
+            }
+            Err(_) => {
+                act.reply_error(ctx, &ClientError::Internal, id.as_ref());
+                act.close(ctx, CloseReason::ProtocolError);
+            }
+        }));
+    }
+
+    fn dispatch(&mut self, ctx: &mut ws::WebsocketContext<Self>, user: UserId, msg: ClientMsg, id: Option<MsgId>) -> Result<(), ClientError> {
+        match msg {
+            ClientMsg::Auth { .. } => Err(ClientError::BadMessage("already authenticated".into())),
+            ClientMsg::Ping => {
+                self.reply(ctx, &ServerMsg::Pong { server_time: now_ms() }, id.as_ref());
+                Ok(())
+            }
+            ClientMsg::Join { room } => {
+                let room = RoomId::parse(&room)?;
+                if !self.rooms.contains(&room) && self.rooms.len() >= self.engine.config.rooms.max_rooms_per_connection {
+                    return Err(ClientError::TooManyRooms);
+                }
+                let join = Join { room: room.clone(), conn: self.id(), user, out: ctx.address().recipient(), re: id.clone() };
+                let ask = self.engine.rooms.send(join);
+                ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| match answer {
+                    Ok(Ok(())) => {
+                        act.rooms.insert(room);
+                    }
+                    Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
+                    Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                }));
+                Ok(())
+            }
+            ClientMsg::Leave { room } => {
+                let room = RoomId::parse(&room)?;
+                if !self.rooms.remove(&room) {
+                    return Err(ClientError::UnknownRoom("not joined"));
+                }
+                self.engine.rooms.do_send(Leave { room: room.clone(), conn: self.id() });
+                self.reply(ctx, &ServerMsg::Left { room: &room.to_string() }, id.as_ref());
+                Ok(())
+            }
+            ClientMsg::Snapshot { room } => {
+                let room = RoomId::parse(&room)?;
+                if !self.rooms.contains(&room) {
+                    return Err(ClientError::UnknownRoom("join the room first"));
+                }
+                self.engine.rooms.do_send(Resync { room, conn: self.id(), re: id });
+                Ok(())
+            }
+            ClientMsg::StartGame { campaign } => {
+                let rules = self.engine.campaigns.get(&campaign).ok_or(ClientError::UnknownCampaign)?;
+                let now = now_ms();
+                if rules.starts_at_ms.is_some_and(|t| now < t) || rules.ends_at_ms.is_some_and(|t| now > t) {
+                    return Err(ClientError::CampaignClosed);
+                }
+                let session = GameSession { id: session_id(), user, campaign: CampaignId::new(&campaign), started_ms: now };
+                let token = self.engine.signer.sign(&session);
+                telemetry::game_started();
+                let started = ServerMsg::GameStarted {
+                    session: &token,
+                    campaign: &campaign,
+                    server_time: now,
+                    min_duration_ms: rules.min_duration_ms,
+                    max_duration_ms: rules.max_duration_ms,
+                };
+                self.reply(ctx, &started, id.as_ref());
+                Ok(())
+            }
+            ClientMsg::Submit { session, score } => {
+                let asked = Instant::now();
+                let ask = self.engine.results.send(Submit { user, session, score });
+                ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
+                    let outcome = match answer {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(err)) => Outcome { user: UserId::parse("-").expect("valid"), score, refused: Some(err.code()), best: None, rank: None },
+                        Err(_) => return act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                    };
+                    let result = ServerMsg::Result {
+                        status: if outcome.refused.is_some() { ResultStatus::Rejected } else { ResultStatus::Accepted },
+                        reason: outcome.refused,
+                        score: outcome.score,
+                        best: outcome.best,
+                        rank: outcome.rank,
+                    };
+                    act.reply(ctx, &result, id.as_ref());
+                    act.engine.stats.response(asked.elapsed());
+                }));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// 128 random bits, hex: unguessable, so one player cannot collide with another's session.
+fn session_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Actor for Connection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Room pushes must never be refused by a full mailbox; the outbound byte cap is the
+        // bound that matters and it is checked on every write.
+        ctx.set_mailbox_capacity(usize::MAX);
+        self.engine.connections.do_send(Attach { id: self.id(), conn: ctx.address().recipient() });
+        let ws = &self.engine.config.ws;
+        ctx.run_later(Duration::from_millis(ws.auth_timeout_ms), |act, ctx| {
+            if act.user.is_none() {
+                telemetry::auth("timeout");
+                act.reply_error(ctx, &ClientError::Unauthorized("no auth before the deadline"), None);
+                act.close(ctx, CloseReason::AuthTimeout);
+            }
+        });
+        let heartbeat = Duration::from_millis(ws.heartbeat_interval_ms);
+        let inactive = Duration::from_millis(ws.inactive_timeout_ms);
+        ctx.run_interval(heartbeat, move |act, ctx| {
+            if act.last_heard.elapsed() > heartbeat * 2 {
+                act.close(ctx, CloseReason::HeartbeatTimeout);
+            } else if act.last_active.elapsed() > inactive {
+                act.close(ctx, CloseReason::Inactive);
+            } else {
+                act.queued.set(act.queued.get() + wire_len(0));
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        for room in self.rooms.drain() {
+            self.engine.rooms.do_send(Leave { room, conn: self.slot.id });
+        }
+        let reason = self.closing.unwrap_or(CloseReason::ClientClosed);
+        telemetry::connection_closed(reason, self.user.as_ref().map(UserId::as_str));
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
+    fn handle(&mut self, frame: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match frame {
+            Ok(ws::Message::Text(text)) => self.on_text(ctx, &text),
+            Ok(ws::Message::Ping(payload)) => {
+                self.queued.set(self.queued.get() + wire_len(payload.len()));
+                ctx.pong(&payload);
+            }
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
+                telemetry::message_in("invalid");
+                let err = ClientError::BadMessage("send JSON in single text frames".into());
+                self.reply_error(ctx, &err, None);
+                self.engine.stats.message(true, Duration::ZERO);
+            }
+            Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
+            Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),
+            Err(_) => self.close(ctx, CloseReason::ProtocolError),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Push> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        self.send(ctx, msg.frame, msg.kind);
+    }
+}
+
+impl Handler<Kick> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
+        self.close(ctx, msg.0);
+    }
+}
+
+impl actix_web::ResponseError for ClientError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(self.http_status()).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self.http_body())
+    }
+}

@@ -1,0 +1,209 @@
+//! ConnectionRegistry: the one actor that knows every socket of this instance.
+//!
+//! Owns: the global, per-IP and per-user connection counts, and an address for each socket so
+//! it can close them all at shutdown. Receives [`Reserve`] (from the `/ws` route, before the
+//! upgrade), [`Attach`] (from a Connection's `started`), [`Authenticate`] (per-user cap),
+//! [`Release`] (sent by a [`ConnSlot`] when it drops), and [`CloseAll`] (shutdown). Sends
+//! [`Kick`] to Connections. Started by [`crate::engine::Engine`]; it never panics on input, and
+//! when it stops the engine is shutting down.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::config::WsConfig;
+use crate::connection::Kick;
+use crate::error::{ClientError, CloseReason};
+use crate::ids::{ConnId, UserId};
+use crate::limits::WindowLimiter;
+use crate::telemetry::{self, Stats};
+
+struct Entry {
+    ip: IpAddr,
+    user: Option<UserId>,
+    /// Set once the Connection actor has started; `None` between reserve and start.
+    conn: Option<Recipient<Kick>>,
+}
+
+pub struct ConnectionRegistry {
+    limits: WsConfig,
+    /// Every reserved socket. An entry lives exactly as long as its [`ConnSlot`].
+    conns: HashMap<ConnId, Entry>,
+    /// Derived from `conns`, kept in step by `reserve`/`authenticate`/`release` only.
+    per_ip: HashMap<IpAddr, usize>,
+    per_user: HashMap<UserId, usize>,
+    next_id: u64,
+    /// False once shutdown began: new sockets are refused.
+    accepting: bool,
+    stats: Arc<Stats>,
+    /// Per-user message windows, checked by Connections directly; swept here.
+    limiter: Arc<WindowLimiter<UserId>>,
+}
+
+impl ConnectionRegistry {
+    pub fn new(limits: WsConfig, stats: Arc<Stats>, limiter: Arc<WindowLimiter<UserId>>) -> Self {
+        Self { limits, conns: HashMap::new(), per_ip: HashMap::new(), per_user: HashMap::new(), next_id: 0, accepting: true, stats, limiter }
+    }
+
+    fn publish_counts(&self) {
+        self.stats.connections.store(self.conns.len() as i64, Ordering::Relaxed);
+        self.stats.users.store(self.per_user.len() as i64, Ordering::Relaxed);
+        telemetry::connection_counts(self.conns.len(), self.per_user.len());
+    }
+}
+
+impl Actor for ConnectionRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Reserves arrive in bursts when players flood in; never let the mailbox refuse them.
+        ctx.set_mailbox_capacity(usize::MAX);
+        let every = Duration::from_millis(self.limits.cleanup_interval_ms);
+        ctx.run_interval(every, |act, _| {
+            act.limiter.sweep();
+        });
+    }
+}
+
+/// A reserved place for one socket. Dropping it (the Connection actor ends, or the upgrade
+/// never happens) releases the place, so counts cannot leak.
+pub struct ConnSlot {
+    pub id: ConnId,
+    registry: Addr<ConnectionRegistry>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.registry.do_send(Release { id: self.id });
+    }
+}
+
+/// Checks the global and per-IP caps and reserves a place.
+#[derive(Message)]
+#[rtype(result = "Result<ConnSlot, ClientError>")]
+pub struct Reserve {
+    pub ip: IpAddr,
+}
+
+impl Handler<Reserve> for ConnectionRegistry {
+    type Result = Result<ConnSlot, ClientError>;
+
+    fn handle(&mut self, msg: Reserve, ctx: &mut Self::Context) -> Self::Result {
+        if !self.accepting {
+            return Err(ClientError::ShuttingDown);
+        }
+        if self.conns.len() >= self.limits.max_connections {
+            return Err(ClientError::ServerAtCapacity);
+        }
+        let per_ip = self.per_ip.entry(msg.ip).or_default();
+        if self.limits.max_connections_per_ip > 0 && *per_ip >= self.limits.max_connections_per_ip {
+            return Err(ClientError::TooManyConnectionsForIp);
+        }
+        *per_ip += 1;
+        self.next_id += 1;
+        let id = ConnId(self.next_id);
+        self.conns.insert(id, Entry { ip: msg.ip, user: None, conn: None });
+        self.publish_counts();
+        Ok(ConnSlot { id, registry: ctx.address() })
+    }
+}
+
+/// A Connection actor has started and can be kicked.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub id: ConnId,
+    pub conn: Recipient<Kick>,
+}
+
+impl Handler<Attach> for ConnectionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        match self.conns.get_mut(&msg.id) {
+            Some(entry) if self.accepting => entry.conn = Some(msg.conn),
+            // Shutdown began between the upgrade and the actor's start.
+            _ => msg.conn.do_send(Kick(CloseReason::Shutdown)),
+        }
+    }
+}
+
+/// The socket proved it is `user`; checks the per-user cap.
+#[derive(Message)]
+#[rtype(result = "Result<(), ClientError>")]
+pub struct Authenticate {
+    pub id: ConnId,
+    pub user: UserId,
+}
+
+impl Handler<Authenticate> for ConnectionRegistry {
+    type Result = Result<(), ClientError>;
+
+    fn handle(&mut self, msg: Authenticate, _: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.conns.get_mut(&msg.id) else {
+            return Err(ClientError::Internal);
+        };
+        let count = self.per_user.get(&msg.user).copied().unwrap_or(0);
+        if count >= self.limits.max_connections_per_user {
+            return Err(ClientError::TooManyConnectionsForUser);
+        }
+        self.per_user.insert(msg.user.clone(), count + 1);
+        entry.user = Some(msg.user);
+        self.publish_counts();
+        Ok(())
+    }
+}
+
+/// Sent by a dropping [`ConnSlot`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    pub id: ConnId,
+}
+
+impl Handler<Release> for ConnectionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, _: &mut Self::Context) {
+        let Some(entry) = self.conns.remove(&msg.id) else { return };
+        if let Some(n) = self.per_ip.get_mut(&entry.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&entry.ip);
+            }
+        }
+        if let Some(user) = entry.user {
+            if let Some(n) = self.per_user.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_user.remove(&user);
+                }
+            }
+        }
+        self.publish_counts();
+    }
+}
+
+/// Shutdown: refuse new sockets and close every open one with 1001. Answers with how many
+/// sockets were told to close.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for ConnectionRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        self.accepting = false;
+        let mut told = 0;
+        for conn in self.conns.values().filter_map(|e| e.conn.as_ref()) {
+            conn.do_send(Kick(CloseReason::Shutdown));
+            told += 1;
+        }
+        told
+    }
+}

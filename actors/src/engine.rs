@@ -1,0 +1,102 @@
+//! The Engine is podium's supervisor: it builds the actor tree from a [`Config`], hands the
+//! HTTP layer what it needs, and owns the shutdown order (stop accepting, close sockets with
+//! 1001). Rooms are restarted by their own actix `Supervisor` (see `room.rs`); the registries
+//! and the pipeline hold no code path that panics on client input.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::auth::{random_secret, SessionSigner, TokenVerifier};
+use crate::config::{CampaignRules, Config, ConfigError};
+use crate::connection_registry::{CloseAll, ConnectionRegistry};
+use crate::ids::UserId;
+use crate::limits::WindowLimiter;
+use crate::results::ResultsPipeline;
+use crate::room_registry::RoomRegistry;
+use crate::store::MemoryStore;
+use crate::telemetry::Stats;
+
+/// Dev tokens one address may mint per minute.
+const DEV_TOKENS_PER_MINUTE: u32 = 30;
+
+pub struct Engine {
+    pub config: Config,
+    /// Whether `POST /dev/token` is served (config, else on with the memory engine).
+    pub dev_mode: bool,
+    pub stats: Arc<Stats>,
+    pub verifier: TokenVerifier,
+    pub signer: Arc<SessionSigner>,
+    pub campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    /// Per-user message windows across this instance's sockets.
+    pub messages: Arc<WindowLimiter<UserId>>,
+    pub dev_tokens: WindowLimiter<IpAddr>,
+    pub connections: Addr<ConnectionRegistry>,
+    pub rooms: Addr<RoomRegistry>,
+    pub results: Addr<ResultsPipeline>,
+    /// Cleared when shutdown begins; `/ready` answers 503 from then on.
+    accepting: AtomicBool,
+}
+
+impl Engine {
+    /// Starts the actor tree on the current actix system. Fails with the key at fault when the
+    /// configuration cannot work (for example HS256 without a secret outside dev mode).
+    pub fn start(config: Config) -> Result<Arc<Self>, ConfigError> {
+        let dev_mode = config.dev_mode.unwrap_or(true);
+        let generated = (config.jwt.algorithm == "HS256" && config.jwt.secret.is_none() && dev_mode).then(|| {
+            tracing::warn!("JWT_SECRET is not set: dev mode signs player tokens with a random secret that dies with this process");
+            random_secret()
+        });
+        let verifier = TokenVerifier::new(&config.jwt, generated.as_deref())?;
+        let session_secret = config.game.session_secret.clone().unwrap_or_else(|| {
+            tracing::warn!("SESSION_SECRET is not set: sessions are signed with a random secret, so only this instance can check them");
+            random_secret()
+        });
+        let signer = Arc::new(SessionSigner::new(session_secret.as_bytes()));
+        let stats = Arc::new(Stats::default());
+        let store = Arc::new(MemoryStore::default());
+        let campaigns = Arc::new(config.campaigns.clone());
+        let ws = &config.ws;
+        let messages = Arc::new(WindowLimiter::new(Duration::from_millis(ws.rate_limit_window_ms), ws.rate_limit_max_messages));
+        let connections = ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone()).start();
+        let rooms = RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
+        let results = ResultsPipeline::new(
+            store,
+            signer.clone(),
+            campaigns.clone(),
+            rooms.clone(),
+            config.game.max_submits_per_minute,
+            Duration::from_millis(ws.cleanup_interval_ms),
+        )
+        .start();
+        Ok(Arc::new(Self {
+            dev_mode,
+            stats,
+            verifier,
+            signer,
+            campaigns,
+            messages,
+            dev_tokens: WindowLimiter::new(Duration::from_secs(60), DEV_TOKENS_PER_MINUTE),
+            connections,
+            rooms,
+            results,
+            accepting: AtomicBool::new(true),
+            config,
+        }))
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+
+    /// First step of shutdown: refuse new sockets and close the open ones with 1001.
+    /// Returns how many sockets were told to close.
+    pub async fn close_sockets(&self) -> usize {
+        self.accepting.store(false, Ordering::Relaxed);
+        self.connections.send(CloseAll).await.unwrap_or(0)
+    }
+}

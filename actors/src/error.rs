@@ -1,0 +1,166 @@
+//! The one enum of client-facing errors. Each variant has a stable snake_case code (the
+//! contract with game clients, listed in docs/PROTOCOL.md), a human message, an HTTP status
+//! for the HTTP routes and a WebSocket close code where the error ends the connection.
+
+use serde::Serialize;
+
+/// A client-facing error. The `&'static str` payloads say what exactly was wrong; they are
+/// part of the message, never of the code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("malformed message: {0}")]
+    BadMessage(String),
+    #[error("authentication failed: {0}")]
+    Unauthorized(&'static str),
+    #[error("too many connections for this user")]
+    TooManyConnectionsForUser,
+    #[error("too many connections from this address")]
+    TooManyConnectionsForIp,
+    #[error("the server is at capacity, try again shortly")]
+    ServerAtCapacity,
+    #[error("too many messages, slow down")]
+    RateLimited,
+    #[error("unknown room: {0}")]
+    UnknownRoom(&'static str),
+    #[error("too many rooms joined on this connection")]
+    TooManyRooms,
+    #[error("unknown campaign")]
+    UnknownCampaign,
+    #[error("the campaign is not open")]
+    CampaignClosed,
+    #[error("invalid game session: {0}")]
+    BadSession(&'static str),
+    #[error("this game session was already submitted with another score")]
+    AlreadySubmitted,
+    #[error("the game ended sooner than the campaign allows")]
+    TooFast,
+    #[error("the game session expired")]
+    TooSlow,
+    #[error("score above the campaign's maximum")]
+    ScoreTooHigh,
+    #[error("score too high for the time played")]
+    ScoreRateTooHigh,
+    #[error("not found")]
+    NotFound,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error, try again")]
+    Internal,
+}
+
+impl ClientError {
+    /// The stable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::BadMessage(_) => "bad_message",
+            ClientError::Unauthorized(_) => "unauthorized",
+            ClientError::TooManyConnectionsForUser => "too_many_connections_for_user",
+            ClientError::TooManyConnectionsForIp => "too_many_connections_for_ip",
+            ClientError::ServerAtCapacity => "server_at_capacity",
+            ClientError::RateLimited => "rate_limited",
+            ClientError::UnknownRoom(_) => "unknown_room",
+            ClientError::TooManyRooms => "too_many_rooms",
+            ClientError::UnknownCampaign => "unknown_campaign",
+            ClientError::CampaignClosed => "campaign_closed",
+            ClientError::BadSession(_) => "bad_session",
+            ClientError::AlreadySubmitted => "already_submitted",
+            ClientError::TooFast => "too_fast",
+            ClientError::TooSlow => "too_slow",
+            ClientError::ScoreTooHigh => "score_too_high",
+            ClientError::ScoreRateTooHigh => "score_rate_too_high",
+            ClientError::NotFound => "not_found",
+            ClientError::ShuttingDown => "shutting_down",
+            ClientError::Internal => "internal",
+        }
+    }
+
+    /// The status an HTTP route answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ClientError::BadMessage(_) => 400,
+            ClientError::Unauthorized(_) => 401,
+            ClientError::NotFound | ClientError::UnknownRoom(_) | ClientError::UnknownCampaign => {
+                404
+            }
+            ClientError::TooManyConnectionsForUser
+            | ClientError::TooManyConnectionsForIp
+            | ClientError::RateLimited => 429,
+            ClientError::ServerAtCapacity | ClientError::ShuttingDown => 503,
+            ClientError::Internal => 500,
+            _ => 422,
+        }
+    }
+
+    /// The JSON body of an HTTP error, `{"error":{"code":..,"message":..}}`.
+    pub fn http_body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } })
+    }
+}
+
+/// WebSocket close codes podium uses, one place so docs and tests agree.
+pub mod close {
+    /// Normal close.
+    pub const NORMAL: u16 = 1000;
+    /// Server shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Frame larger than `WS_MAX_PAYLOAD`.
+    pub const TOO_BIG: u16 = 1009;
+    /// Client too slow to read its frames: the outbound queue overflowed.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// Bad or missing token, or the auth deadline passed.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// Silent past the heartbeat timeout, or only pinging past the inactivity timeout.
+    pub const TIMEOUT: u16 = 4408;
+    /// Too many connections for this user, or rate-limit abuse.
+    pub const TOO_MANY: u16 = 4429;
+}
+
+/// A reason carried by a close frame and counted in `podium_ws_closes_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    ClientClosed,
+    Shutdown,
+    TooBig,
+    SlowConsumer,
+    Unauthorized,
+    AuthTimeout,
+    HeartbeatTimeout,
+    Inactive,
+    TooManyConnectionsForUser,
+    RateLimitAbuse,
+    ProtocolError,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TooBig => "too_big",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Unauthorized => "unauthorized",
+            CloseReason::AuthTimeout => "auth_timeout",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Inactive => "inactive",
+            CloseReason::TooManyConnectionsForUser => "too_many_connections_for_user",
+            CloseReason::RateLimitAbuse => "rate_limit_abuse",
+            CloseReason::ProtocolError => "protocol_error",
+        }
+    }
+
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::ClientClosed => close::NORMAL,
+            CloseReason::Shutdown => close::GOING_AWAY,
+            CloseReason::TooBig => close::TOO_BIG,
+            CloseReason::SlowConsumer => close::SLOW_CONSUMER,
+            CloseReason::Unauthorized | CloseReason::AuthTimeout => close::UNAUTHORIZED,
+            CloseReason::HeartbeatTimeout | CloseReason::Inactive => close::TIMEOUT,
+            CloseReason::TooManyConnectionsForUser | CloseReason::RateLimitAbuse => {
+                close::TOO_MANY
+            }
+            CloseReason::ProtocolError => 1002,
+        }
+    }
+}

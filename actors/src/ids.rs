@@ -1,0 +1,178 @@
+//! Newtypes for the identities that flow through the engine, so a user id, a campaign and a
+//! connection id cannot be swapped by accident.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+
+/// A player, as named by the `sub` claim of their JWT. Cheap to clone: it is shared by every
+/// room membership and board entry of that player.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(Arc<str>);
+
+/// Longest user id accepted from a token's `sub`; keeps board entries and frames small.
+pub const MAX_USER_ID_LEN: usize = 64;
+
+impl UserId {
+    /// Validates a `sub` claim: 1..=64 characters, no control characters.
+    pub fn parse(raw: &str) -> Result<Self, ClientError> {
+        if raw.is_empty() || raw.len() > MAX_USER_ID_LEN || raw.chars().any(char::is_control) {
+            return Err(ClientError::Unauthorized("sub must be 1 to 64 printable characters"));
+        }
+        Ok(Self(raw.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", &self.0)
+    }
+}
+
+/// A campaign (one promo game run), as configured under `[campaigns.<name>]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CampaignId(Arc<str>);
+
+impl CampaignId {
+    pub fn new(raw: &str) -> Self {
+        Self(raw.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CampaignId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One WebSocket connection, unique for the life of the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Which board of a campaign a room shows.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum BoardKind {
+    /// Best score of the whole campaign.
+    Global,
+    /// Best score of the current UTC day; the board key rolls over at midnight.
+    Daily,
+}
+
+impl BoardKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BoardKind::Global => "global",
+            BoardKind::Daily => "daily",
+        }
+    }
+}
+
+/// A room is one board of one campaign, written `campaign/board` on the wire (`demo/global`).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct RoomId {
+    pub campaign: CampaignId,
+    pub board: BoardKind,
+}
+
+impl RoomId {
+    /// Parses `campaign/board`; whether the campaign exists is the room registry's question.
+    pub fn parse(raw: &str) -> Result<Self, ClientError> {
+        let (campaign, board) = raw
+            .split_once('/')
+            .ok_or(ClientError::UnknownRoom("a room is written campaign/board, e.g. demo/global"))?;
+        let board = match board {
+            "global" => BoardKind::Global,
+            "daily" => BoardKind::Daily,
+            _ => return Err(ClientError::UnknownRoom("boards are global and daily")),
+        };
+        Ok(Self { campaign: CampaignId::new(campaign), board })
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.campaign, self.board.as_str())
+    }
+}
+
+/// The key of one stored board: a campaign and a board key such as `global` or
+/// `daily:2026-11-22`. Rooms map to a board key at read time, so a daily room rolls over.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct BoardKey {
+    pub campaign: CampaignId,
+    pub board: String,
+}
+
+impl BoardKey {
+    /// The board a room shows right now (`now_ms` is the server's clock, UTC).
+    pub fn for_room(room: &RoomId, now_ms: u64) -> Self {
+        let board = match room.board {
+            BoardKind::Global => "global".to_owned(),
+            BoardKind::Daily => format!("daily:{}", utc_date(now_ms)),
+        };
+        Self { campaign: room.campaign.clone(), board }
+    }
+
+    /// Every board a result counts on.
+    pub fn all_for(campaign: &CampaignId, now_ms: u64) -> [Self; 2] {
+        [BoardKind::Global, BoardKind::Daily].map(|board| {
+            Self::for_room(&RoomId { campaign: campaign.clone(), board }, now_ms)
+        })
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time in milliseconds, UTC.
+pub fn utc_date(now_ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp((now_ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_ids_round_trip_and_reject_unknown_boards() {
+        let room = RoomId::parse("demo/global").unwrap();
+        assert_eq!(room.to_string(), "demo/global");
+        assert!(RoomId::parse("demo").is_err());
+        assert!(RoomId::parse("demo/weekly").is_err());
+    }
+
+    #[test]
+    fn daily_board_key_uses_the_utc_date() {
+        let room = RoomId::parse("demo/daily").unwrap();
+        // 2026-11-22T23:59:59Z and one second later.
+        assert_eq!(BoardKey::for_room(&room, 1_795_391_999_000).board, "daily:2026-11-22");
+        assert_eq!(BoardKey::for_room(&room, 1_795_392_000_000).board, "daily:2026-11-23");
+    }
+
+    #[test]
+    fn user_ids_are_bounded() {
+        assert!(UserId::parse("alice").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse(&"x".repeat(65)).is_err());
+        assert!(UserId::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! The wire protocol: one serde enum per direction, internally tagged by `type`, snake_case.
+//! Every message and field is documented for game developers in docs/PROTOCOL.md.
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+
+use crate::board::{Diff, Entry};
+use crate::error::ClientError;
+
+/// The optional `id` a client puts on a message; the direct reply echoes it as `re`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MsgId {
+    Num(i64),
+    Str(String),
+}
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    Auth { token: String },
+    Join { room: String },
+    Leave { room: String },
+    Snapshot { room: String },
+    StartGame { campaign: String },
+    Submit { session: String, score: u64 },
+    Ping,
+}
+
+impl ClientMsg {
+    /// The label this message is counted under in `podium_ws_messages_in_total{type}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Auth { .. } => "auth",
+            ClientMsg::Join { .. } => "join",
+            ClientMsg::Leave { .. } => "leave",
+            ClientMsg::Snapshot { .. } => "snapshot",
+            ClientMsg::StartGame { .. } => "start_game",
+            ClientMsg::Submit { .. } => "submit",
+            ClientMsg::Ping => "ping",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Inbound {
+    #[serde(default)]
+    id: Option<MsgId>,
+    #[serde(flatten)]
+    msg: ClientMsg,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<MsgId>,
+}
+
+/// Parses one text frame. On failure the error still carries the message's `id` when one
+/// could be read, so the client can match the `bad_message` reply to what it sent.
+/// `max_string_len` bounds `id`, room and campaign names (`WS_MAX_MESSAGE_LENGTH`).
+pub fn parse(
+    text: &str,
+    max_string_len: usize,
+) -> Result<(Option<MsgId>, ClientMsg), (Option<MsgId>, ClientError)> {
+    match serde_json::from_str::<Inbound>(text) {
+        Ok(Inbound { id, msg }) => {
+            let too_long = match &msg {
+                ClientMsg::Join { room } | ClientMsg::Leave { room } | ClientMsg::Snapshot { room } => {
+                    room.len() > max_string_len
+                }
+                ClientMsg::StartGame { campaign } => campaign.len() > max_string_len,
+                _ => false,
+            } || matches!(&id, Some(MsgId::Str(s)) if s.len() > max_string_len);
+            if too_long {
+                return Err((id, ClientError::BadMessage(format!("a name or id is longer than {max_string_len} characters"))));
+            }
+            Ok((id, msg))
+        }
+        Err(err) => {
+            let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|m| m.id);
+            Err((id, ClientError::BadMessage(err.to_string())))
+        }
+    }
+}
+
+/// Where a player stands on a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    pub rank: u64,
+    pub score: u64,
+}
+
+/// `result.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Accepted,
+    Rejected,
+}
+
+/// A message to a client. Borrowed fields keep serialization free of copies.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    Welcome {
+        user: &'a str,
+        server_time: u64,
+        heartbeat_ms: u64,
+    },
+    Snapshot {
+        room: &'a str,
+        seq: u64,
+        top: &'a [Entry],
+        me: Option<Standing>,
+    },
+    Diff {
+        room: &'a str,
+        seq: u64,
+        #[serde(flatten)]
+        diff: &'a Diff,
+    },
+    Left {
+        room: &'a str,
+    },
+    GameStarted {
+        session: &'a str,
+        campaign: &'a str,
+        server_time: u64,
+        min_duration_ms: u64,
+        max_duration_ms: u64,
+    },
+    Result {
+        status: ResultStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        score: u64,
+        best: Option<u64>,
+        rank: Option<u64>,
+    },
+    Pong {
+        server_time: u64,
+    },
+    Error {
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl<'a> ServerMsg<'a> {
+    pub fn error(err: &ClientError) -> Self {
+        ServerMsg::Error { code: err.code(), message: err.to_string() }
+    }
+
+    /// The label for `podium_ws_messages_out_total{type}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMsg::Welcome { .. } => "welcome",
+            ServerMsg::Snapshot { .. } => "snapshot",
+            ServerMsg::Diff { .. } => "diff",
+            ServerMsg::Left { .. } => "left",
+            ServerMsg::GameStarted { .. } => "game_started",
+            ServerMsg::Result { .. } => "result",
+            ServerMsg::Pong { .. } => "pong",
+            ServerMsg::Error { .. } => "error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Outbound<'a, 'b> {
+    #[serde(flatten)]
+    msg: &'b ServerMsg<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    re: Option<&'b MsgId>,
+}
+
+/// Serializes a server message once, ready to be shared by every recipient.
+pub fn encode(msg: &ServerMsg<'_>, re: Option<&MsgId>) -> ByteString {
+    // Serializing these types cannot fail: every map key is a string and no Serialize impl
+    // of ours returns an error.
+    let json = serde_json::to_string(&Outbound { msg, re }).expect("server messages serialize");
+    ByteString::from(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_client_message_and_keeps_the_id() {
+        let (id, msg) = parse(r#"{"type":"join","room":"demo/global","id":7}"#, 128).unwrap();
+        assert_eq!(id, Some(MsgId::Num(7)));
+        assert_eq!(msg, ClientMsg::Join { room: "demo/global".into() });
+        let (_, msg) = parse(r#"{"type":"submit","session":"s","score":12}"#, 128).unwrap();
+        assert_eq!(msg, ClientMsg::Submit { session: "s".into(), score: 12 });
+        assert_eq!(parse(r#"{"type":"ping"}"#, 128).unwrap().1, ClientMsg::Ping);
+    }
+
+    #[test]
+    fn bad_frames_become_bad_message_with_the_id_when_readable() {
+        for text in ["nope", "{}", r#"{"type":"fly"}"#, r#"{"type":"submit","session":"s","score":-1}"#] {
+            let (_, err) = parse(text, 128).unwrap_err();
+            assert_eq!(err.code(), "bad_message", "{text}");
+        }
+        let (id, _) = parse(r#"{"type":"fly","id":"a1"}"#, 128).unwrap_err();
+        assert_eq!(id, Some(MsgId::Str("a1".into())));
+        let (_, err) = parse(r#"{"type":"join","room":"xxxxxxxxxx"}"#, 4).unwrap_err();
+        assert_eq!(err.code(), "bad_message");
+    }
+
+    #[test]
+    fn replies_echo_the_id_as_re() {
+        let text = encode(&ServerMsg::Pong { server_time: 5 }, Some(&MsgId::Num(3)));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"pong","server_time":5,"re":3}));
+    }
+}

@@ -1,0 +1,100 @@
+//! RoomRegistry: finds or creates the Room for a `campaign/board`.
+//!
+//! Owns: the address of every Room, each started under actix's `Supervisor` on first join.
+//! Receives [`Join`], [`Leave`] and [`Resync`] from Connections (forwarded to the room) and
+//! [`BoardsChanged`] from the ResultsPipeline (fanned out as [`Dirty`] to that campaign's
+//! rooms). Started by the Engine; it holds no state a restart could lose except the room
+//! addresses, and rooms outlive nothing but the engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::config::{CampaignRules, RoomConfig};
+use crate::error::ClientError;
+use crate::ids::{CampaignId, RoomId};
+use crate::room::{Dirty, Join, Leave, Resync, Room};
+use crate::store::MemoryStore;
+
+pub struct RoomRegistry {
+    rooms: HashMap<RoomId, Addr<Room>>,
+    campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    store: Arc<MemoryStore>,
+    config: RoomConfig,
+}
+
+impl RoomRegistry {
+    pub fn new(config: RoomConfig, campaigns: Arc<BTreeMap<String, CampaignRules>>, store: Arc<MemoryStore>) -> Self {
+        Self { rooms: HashMap::new(), campaigns, store, config }
+    }
+
+    fn room(&mut self, id: &RoomId) -> Result<&Addr<Room>, ClientError> {
+        if !self.campaigns.contains_key(id.campaign.as_str()) {
+            return Err(ClientError::UnknownRoom("no such campaign"));
+        }
+        let (store, top_n, tick) = (self.store.clone(), self.config.top_n, Duration::from_millis(self.config.tick_ms));
+        Ok(self.rooms.entry(id.clone()).or_insert_with(|| {
+            let id = id.clone();
+            Supervisor::start(move |_| Room::new(id, store, top_n, tick))
+        }))
+    }
+}
+
+impl Actor for RoomRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Join> for RoomRegistry {
+    type Result = Result<(), ClientError>;
+
+    /// Answers once the room exists; the room itself sends the snapshot.
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
+        self.room(&msg.room)?.do_send(msg);
+        Ok(())
+    }
+}
+
+impl Handler<Leave> for RoomRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+        if let Some(room) = self.rooms.get(&msg.room) {
+            room.do_send(msg);
+        }
+    }
+}
+
+impl Handler<Resync> for RoomRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resync, _: &mut Self::Context) {
+        if let Some(room) = self.rooms.get(&msg.room) {
+            room.do_send(msg);
+        }
+    }
+}
+
+/// An accepted result changed at least one board of `campaign`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BoardsChanged {
+    pub campaign: CampaignId,
+}
+
+impl Handler<BoardsChanged> for RoomRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: BoardsChanged, _: &mut Self::Context) {
+        for (id, room) in &self.rooms {
+            if id.campaign == msg.campaign {
+                room.do_send(Dirty);
+            }
+        }
+    }
+}

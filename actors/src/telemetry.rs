@@ -1,0 +1,185 @@
+//! Metrics and logs from one place: each notable event is one function that writes its log
+//! line and bumps its metric together, so they never drift. Metric names carry their unit.
+//! [`Stats`] keeps the rolling one-minute figures behind `/health`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+
+use crate::error::CloseReason;
+
+/// Published by the connection registry, which holds the true counts.
+pub fn connection_counts(connections: usize, users: usize) {
+    gauge!("podium_ws_connections").set(connections as f64);
+    gauge!("podium_ws_users").set(users as f64);
+}
+
+pub fn connection_closed(reason: CloseReason, user: Option<&str>) {
+    counter!("podium_ws_closes_total", "reason" => reason.as_str()).increment(1);
+    match reason {
+        CloseReason::ClientClosed | CloseReason::Shutdown => {
+            tracing::debug!(reason = reason.as_str(), user, "connection closed")
+        }
+        _ => tracing::info!(reason = reason.as_str(), code = reason.code(), user, "connection closed"),
+    }
+}
+
+pub fn connection_refused(code: &'static str) {
+    counter!("podium_ws_refused_total", "code" => code).increment(1);
+    tracing::info!(code, "connection refused before upgrade");
+}
+
+pub fn auth(outcome: &'static str) {
+    counter!("podium_auth_total", "outcome" => outcome).increment(1);
+    if outcome != "ok" {
+        tracing::info!(outcome, "authentication refused");
+    }
+}
+
+pub fn message_in(kind: &'static str) {
+    counter!("podium_ws_messages_in_total", "type" => kind).increment(1);
+}
+
+pub fn message_out(kind: &'static str) {
+    counter!("podium_ws_messages_out_total", "type" => kind).increment(1);
+}
+
+pub fn outbound_queue(bytes: usize) {
+    histogram!("podium_ws_outbound_queue_bytes").record(bytes as f64);
+}
+
+pub fn room_members(room: &str, members: usize) {
+    gauge!("podium_room_members", "room" => room.to_owned()).set(members as f64);
+}
+
+/// One diff broadcast: recorded once per tick, not per member.
+pub fn diff_broadcast(room: &str, bytes: usize, members: usize, took: Duration) {
+    counter!("podium_room_diffs_total").increment(1);
+    counter!("podium_room_diff_bytes_total").increment((bytes * members) as u64);
+    histogram!("podium_room_diff_bytes").record(bytes as f64);
+    histogram!("podium_room_tick_seconds").record(took.as_secs_f64());
+    tracing::trace!(room, bytes, members, "diff broadcast");
+}
+
+pub fn room_restarted(room: &str) {
+    counter!("podium_room_restarts_total").increment(1);
+    tracing::error!(room, "room panicked; restarted by its supervisor and resynced its members");
+}
+
+pub fn submit(outcome: &'static str, reason: Option<&'static str>, user: &str, score: u64) {
+    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or("")).increment(1);
+    match reason {
+        // A refusal is recorded for review: the log line carries the numbers.
+        Some(reason) => tracing::info!(outcome, reason, user, score, "submit refused"),
+        None => tracing::debug!(outcome, user, score, "submit"),
+    }
+}
+
+pub fn game_started() {
+    counter!("podium_games_started_total").increment(1);
+}
+
+pub fn dev_token(outcome: &'static str) {
+    counter!("podium_dev_tokens_total", "outcome" => outcome).increment(1);
+}
+
+const BUCKETS: usize = 60;
+
+#[derive(Default, Clone, Copy)]
+struct Bucket {
+    second: u64,
+    messages: u64,
+    errors: u64,
+    response_us: u64,
+    responses: u64,
+}
+
+/// Counters behind `/health`. Lock-free for the gauges; the one-minute ring takes a short
+/// std mutex (never held across an await), which is cheap next to parsing a frame.
+pub struct Stats {
+    started: Instant,
+    pub connections: AtomicI64,
+    pub users: AtomicI64,
+    pub total_messages: AtomicU64,
+    ring: Mutex<[Bucket; BUCKETS]>,
+}
+
+/// The one-minute figures `/health` shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Minute {
+    pub messages: u64,
+    pub errors: u64,
+    pub average_response_ms: f64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            connections: AtomicI64::new(0),
+            users: AtomicI64::new(0),
+            total_messages: AtomicU64::new(0),
+            ring: Mutex::new([Bucket::default(); BUCKETS]),
+        }
+    }
+}
+
+impl Stats {
+    fn with_bucket(&self, f: impl FnOnce(&mut Bucket)) {
+        let second = self.started.elapsed().as_secs();
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut ring[(second % BUCKETS as u64) as usize];
+        if slot.second != second {
+            *slot = Bucket { second, ..Bucket::default() };
+        }
+        f(slot);
+    }
+
+    /// One client message handled; `error` when it was answered with an error frame.
+    pub fn message(&self, error: bool, took: Duration) {
+        self.total_messages.fetch_add(1, Ordering::Relaxed);
+        self.with_bucket(|b| {
+            b.messages += 1;
+            b.errors += error as u64;
+            b.response_us += took.as_micros() as u64;
+            b.responses += 1;
+        });
+    }
+
+    /// A reply that came back later than the frame's handling (submits wait on the pipeline).
+    pub fn response(&self, took: Duration) {
+        self.with_bucket(|b| {
+            b.response_us += took.as_micros() as u64;
+            b.responses += 1;
+        });
+    }
+
+    pub fn last_minute(&self) -> Minute {
+        let now = self.started.elapsed().as_secs();
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let live = ring.iter().filter(|b| b.second + (BUCKETS as u64) > now && b.second <= now && (b.messages > 0 || b.responses > 0));
+        let (messages, errors, us, n) = live.fold((0, 0, 0, 0), |(m, e, us, n), b| (m + b.messages, e + b.errors, us + b.response_us, n + b.responses));
+        Minute { messages, errors, average_response_ms: if n == 0 { 0.0 } else { us as f64 / n as f64 / 1000.0 } }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minute_counts_messages_errors_and_latency() {
+        let s = Stats::default();
+        s.message(false, Duration::from_millis(2));
+        s.message(true, Duration::from_millis(4));
+        let m = s.last_minute();
+        assert_eq!((m.messages, m.errors), (2, 1));
+        assert!((m.average_response_ms - 3.0).abs() < 0.01, "{m:?}");
+    }
+}

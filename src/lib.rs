@@ -1,0 +1,70 @@
+//! The `podium` server: configuration in, a running HTTP + WebSocket server out. `main.rs`
+//! and the integration tests both start it through [`start`] / [`run`].
+
+pub mod observe;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+pub use podium_actors::config::Config;
+use podium_actors::engine::Engine;
+
+/// Time sockets get to receive their 1001 close frame before the server stops.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
+/// A started server.
+pub struct Running {
+    /// Where it listens (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub server: actix_web::dev::Server,
+}
+
+/// Builds the engine and binds the server. Must be called inside an actix system; the
+/// server runs once `server` is awaited.
+pub fn start(config: Config) -> anyhow::Result<Running> {
+    let prometheus = observe::prometheus();
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        n => n,
+    };
+    let listen = config.listen.clone();
+    let engine = Engine::start(config)?;
+    let data = web::Data::new(engine.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::Data::new(prometheus.clone()))
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(10)
+    .backlog(4096)
+    .bind(&listen)
+    .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
+    let addr = *server.addrs().first().context("bound to no address")?;
+    Ok(Running { addr, engine, server: server.run() })
+}
+
+/// Runs until `shutdown` resolves, then closes sockets with 1001 and stops the server.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + 'static) -> anyhow::Result<()> {
+    let Running { addr, engine, server } = start(config)?;
+    tracing::info!(%addr, "podium listening");
+    println!("podium listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets");
+        let closed = engine.close_sockets().await;
+        tracing::info!(closed, "sockets told to close");
+        actix_rt::time::sleep(CLOSE_GRACE).await;
+        handle.stop(true).await;
+    });
+    server.await.context("server failed")
+}

@@ -1,0 +1,52 @@
+//! The `podium` binary: parse the command line, load the configuration, run.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use podium::Config;
+
+#[derive(Parser)]
+#[command(name = "podium", version, about = "Realtime engine for browser promo games")]
+struct Cli {
+    /// TOML configuration file; environment variables override it.
+    #[arg(long, env = "PODIUM_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (the default).
+    Serve,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("podium: {err}");
+            std::process::exit(2);
+        }
+    };
+    podium::observe::init_logs(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let result = actix_rt::System::new().block_on(podium::run(config, shutdown_signal()));
+            if let Err(err) = result {
+                eprintln!("podium: {err:#}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
