@@ -30,10 +30,13 @@ pub struct Running {
 pub fn start(config: Config) -> anyhow::Result<Running> {
     let prometheus = observe::prometheus();
     let workers = match config.workers {
-        0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        0 => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1),
         n => n,
     };
     let listen = config.listen.clone();
+    let send_buffer = config.ws.socket_send_buffer_bytes;
     let engine = Engine::start(config)?;
     let data = web::Data::new(engine.clone());
     let server = HttpServer::new(move || {
@@ -42,6 +45,15 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
     })
+    .on_connect(move |conn, _| {
+        if send_buffer > 0 {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer) {
+                    tracing::warn!(%err, "WS_SOCKET_SEND_BUFFER: could not set SO_SNDBUF");
+                }
+            }
+        }
+    })
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(10)
@@ -49,12 +61,23 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     .bind(&listen)
     .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
     let addr = *server.addrs().first().context("bound to no address")?;
-    Ok(Running { addr, engine, server: server.run() })
+    Ok(Running {
+        addr,
+        engine,
+        server: server.run(),
+    })
 }
 
 /// Runs until `shutdown` resolves, then closes sockets with 1001 and stops the server.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + 'static) -> anyhow::Result<()> {
-    let Running { addr, engine, server } = start(config)?;
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> anyhow::Result<()> {
+    let Running {
+        addr,
+        engine,
+        server,
+    } = start(config)?;
     tracing::info!(%addr, "podium listening");
     println!("podium listening on http://{addr} (WebSocket: ws://{addr}/ws)");
     let handle = server.handle();

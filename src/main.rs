@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use podium::Config;
 
 #[derive(Parser)]
-#[command(name = "podium", version, about = "Realtime engine for browser promo games")]
+#[command(
+    name = "podium",
+    version,
+    about = "Realtime engine for browser promo games"
+)]
 struct Cli {
     /// TOML configuration file; environment variables override it.
     #[arg(long, env = "PODIUM_CONFIG", global = true)]
@@ -44,7 +48,8 @@ fn main() {
 
 /// SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -44,12 +44,22 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
     let limits = &engine.config.health;
     let connections = stats.connections.load(Ordering::Relaxed).max(0) as f64;
     let minute = stats.last_minute();
-    let error_rate = if minute.messages == 0 { 0.0 } else { minute.errors as f64 / minute.messages as f64 };
+    let error_rate = if minute.messages == 0 {
+        0.0
+    } else {
+        minute.errors as f64 / minute.messages as f64
+    };
     let load = connections / engine.config.ws.max_connections as f64;
     let mut status = 0; // 0 healthy, 1 warning, 2 critical
     let mut issues = Vec::new();
     let mut check = |value: f64, warn: f64, crit: f64, what: &str| {
-        let level = if value >= crit { 2 } else if value >= warn { 1 } else { 0 };
+        let level = if value >= crit {
+            2
+        } else if value >= warn {
+            1
+        } else {
+            0
+        };
         if level > 0 {
             issues.push(json!({
                 "severity": if level == 2 { "critical" } else { "warning" },
@@ -60,15 +70,32 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         }
         status = status.max(level);
     };
-    check(load, limits.connections_warning_ratio, limits.connections_critical_ratio, "connections");
-    check(error_rate, limits.error_rate_warning, limits.error_rate_critical, "error_rate");
-    check(minute.average_response_ms, limits.response_time_warning_ms, limits.response_time_critical_ms, "response_time");
+    check(
+        load,
+        limits.connections_warning_ratio,
+        limits.connections_critical_ratio,
+        "connections",
+    );
+    check(
+        error_rate,
+        limits.error_rate_warning,
+        limits.error_rate_critical,
+        "error_rate",
+    );
+    check(
+        minute.average_response_ms,
+        limits.response_time_warning_ms,
+        limits.response_time_critical_ms,
+        "response_time",
+    );
     if !engine.is_accepting() {
         issues.push(json!({"severity": "critical", "check": "shutting_down"}));
         status = 2;
     }
     let label = ["healthy", "warning", "critical"][status];
-    let timestamp = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     let body = json!({
         "status": label,
         "timestamp": timestamp,
@@ -82,7 +109,11 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         },
         "issues": issues,
     });
-    if status == 2 { HttpResponse::ServiceUnavailable().json(body) } else { HttpResponse::Ok().json(body) }
+    if status == 2 {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
 }
 
 /// `/ready`: 200 while this instance takes new players, 503 once shutdown began.
@@ -96,7 +127,9 @@ async fn ready(engine: web::Data<Arc<Engine>>) -> HttpResponse {
 
 async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
     handle.run_upkeep();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
 }
 
 #[derive(Deserialize)]
@@ -105,19 +138,33 @@ struct DevTokenRequest {
 }
 
 /// `POST /dev/token {"user":"alice"}`: a short-lived player token, in dev mode only.
-async fn dev_token(req: HttpRequest, body: web::Bytes, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
+async fn dev_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
     if !engine.dev_mode {
         return Err(ClientError::NotFound);
     }
-    let ip = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Verdict::Refused { .. } = engine.dev_tokens.check(&ip) {
         telemetry::dev_token("rate_limited");
         return Err(ClientError::RateLimited);
     }
-    let request: DevTokenRequest = serde_json::from_slice(&body).map_err(|e| ClientError::BadMessage(e.to_string()))?;
-    let user = UserId::parse(&request.user).map_err(|_| ClientError::BadMessage("user must be 1 to 64 printable characters".into()))?;
+    let request: DevTokenRequest =
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadMessage(e.to_string()))?;
+    let user = UserId::parse(&request.user)
+        .map_err(|_| ClientError::BadMessage("user must be 1 to 64 printable characters".into()))?;
     // Only HS256 servers hold a key that can sign; with a public key there is nothing to mint.
-    let token = engine.verifier.mint_dev_token(&user, now_ms() / 1000).ok_or(ClientError::NotFound)?;
+    let token = engine
+        .verifier
+        .mint_dev_token(&user, now_ms() / 1000)
+        .ok_or(ClientError::NotFound)?;
     telemetry::dev_token("ok");
-    Ok(HttpResponse::Ok().json(json!({ "token": token, "user": user, "expires_in": engine.config.jwt.dev_token_ttl_secs })))
+    Ok(HttpResponse::Ok().json(
+        json!({ "token": token, "user": user, "expires_in": engine.config.jwt.dev_token_ttl_secs }),
+    ))
 }

@@ -32,31 +32,70 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// `generated_secret` is used when HS256 has no configured secret (dev mode only).
     pub fn new(config: &JwtConfig, generated_secret: Option<&str>) -> Result<Self, ConfigError> {
-        let bad = |key: &str, expected: &str, got: String| ConfigError { key: key.into(), expected: expected.into(), got };
-        let (alg, key, dev_signer) = match config.algorithm.as_str() {
-            "HS256" => {
-                let secret = config.secret.as_deref().or(generated_secret).ok_or_else(|| {
-                    bad("JWT_SECRET", "a secret of at least 16 characters (required outside dev mode)", String::new())
-                })?;
-                (Algorithm::HS256, DecodingKey::from_secret(secret.as_bytes()), Some(EncodingKey::from_secret(secret.as_bytes())))
-            }
-            alg @ ("RS256" | "ES256") => {
-                let raw = config.public_key.as_deref().ok_or_else(|| bad("JWT_PUBLIC_KEY", "a PEM public key or a path to one", String::new()))?;
-                let pem = if raw.trim_start().starts_with("-----BEGIN") {
-                    raw.to_owned()
-                } else {
-                    std::fs::read_to_string(raw).map_err(|e| bad("JWT_PUBLIC_KEY", "a PEM public key or a readable path to one", format!("{raw}: {e}")))?
-                };
-                let parsed = if alg == "RS256" {
-                    DecodingKey::from_rsa_pem(pem.as_bytes()).map(|k| (Algorithm::RS256, k))
-                } else {
-                    DecodingKey::from_ec_pem(pem.as_bytes()).map(|k| (Algorithm::ES256, k))
-                };
-                let (alg, key) = parsed.map_err(|e| bad("JWT_PUBLIC_KEY", &format!("a valid {alg} public key in PEM"), e.to_string()))?;
-                (alg, key, None)
-            }
-            other => return Err(bad("JWT_ALGORITHM", "HS256, RS256 or ES256", other.to_owned())),
+        let bad = |key: &str, expected: &str, got: String| ConfigError {
+            key: key.into(),
+            expected: expected.into(),
+            got,
         };
+        let (alg, key, dev_signer) =
+            match config.algorithm.as_str() {
+                "HS256" => {
+                    let secret = config.secret.as_deref().or(generated_secret).ok_or_else(
+                        || {
+                            bad(
+                                "JWT_SECRET",
+                                "a secret of at least 16 characters (required outside dev mode)",
+                                String::new(),
+                            )
+                        },
+                    )?;
+                    (
+                        Algorithm::HS256,
+                        DecodingKey::from_secret(secret.as_bytes()),
+                        Some(EncodingKey::from_secret(secret.as_bytes())),
+                    )
+                }
+                alg @ ("RS256" | "ES256") => {
+                    let raw = config.public_key.as_deref().ok_or_else(|| {
+                        bad(
+                            "JWT_PUBLIC_KEY",
+                            "a PEM public key or a path to one",
+                            String::new(),
+                        )
+                    })?;
+                    let pem = if raw.trim_start().starts_with("-----BEGIN") {
+                        raw.to_owned()
+                    } else {
+                        std::fs::read_to_string(raw).map_err(|e| {
+                            bad(
+                                "JWT_PUBLIC_KEY",
+                                "a PEM public key or a readable path to one",
+                                format!("{raw}: {e}"),
+                            )
+                        })?
+                    };
+                    let parsed = if alg == "RS256" {
+                        DecodingKey::from_rsa_pem(pem.as_bytes()).map(|k| (Algorithm::RS256, k))
+                    } else {
+                        DecodingKey::from_ec_pem(pem.as_bytes()).map(|k| (Algorithm::ES256, k))
+                    };
+                    let (alg, key) = parsed.map_err(|e| {
+                        bad(
+                            "JWT_PUBLIC_KEY",
+                            &format!("a valid {alg} public key in PEM"),
+                            e.to_string(),
+                        )
+                    })?;
+                    (alg, key, None)
+                }
+                other => {
+                    return Err(bad(
+                        "JWT_ALGORITHM",
+                        "HS256, RS256 or ES256",
+                        other.to_owned(),
+                    ))
+                }
+            };
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
         validation.leeway = config.leeway_secs;
@@ -69,23 +108,29 @@ impl TokenVerifier {
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
         }
-        Ok(Self { key, validation, dev_signer, dev_ttl_secs: config.dev_token_ttl_secs })
+        Ok(Self {
+            key,
+            validation,
+            dev_signer,
+            dev_ttl_secs: config.dev_token_ttl_secs,
+        })
     }
 
     /// The player a token names, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<UserId, ClientError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            ClientError::Unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
-                ErrorKind::InvalidSignature => "bad token signature",
-                ErrorKind::MissingRequiredClaim(_) => "token lacks exp or sub",
-                ErrorKind::InvalidAudience => "token audience not accepted",
-                ErrorKind::InvalidIssuer => "token issuer not accepted",
-                _ => "malformed token",
-            })
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                ClientError::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
+                    ErrorKind::InvalidSignature => "bad token signature",
+                    ErrorKind::MissingRequiredClaim(_) => "token lacks exp or sub",
+                    ErrorKind::InvalidAudience => "token audience not accepted",
+                    ErrorKind::InvalidIssuer => "token issuer not accepted",
+                    _ => "malformed token",
+                })
+            })?;
         UserId::parse(&data.claims.sub)
     }
 
@@ -93,7 +138,10 @@ impl TokenVerifier {
     /// only a public key.
     pub fn mint_dev_token(&self, user: &UserId, now_secs: u64) -> Option<String> {
         let signer = self.dev_signer.as_ref()?;
-        let claims = Claims { sub: user.to_string(), exp: now_secs + self.dev_ttl_secs };
+        let claims = Claims {
+            sub: user.to_string(),
+            exp: now_secs + self.dev_ttl_secs,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signer).ok()
     }
 }
@@ -120,7 +168,9 @@ pub struct SessionSigner {
 impl SessionSigner {
     pub fn new(secret: &[u8]) -> Self {
         // HMAC takes keys of any length, so this cannot fail.
-        Self { mac: Hmac::new_from_slice(secret).expect("hmac accepts any key length") }
+        Self {
+            mac: Hmac::new_from_slice(secret).expect("hmac accepts any key length"),
+        }
     }
 
     pub fn sign(&self, session: &GameSession) -> String {
@@ -131,13 +181,21 @@ impl SessionSigner {
     }
 
     pub fn verify(&self, token: &str) -> Result<GameSession, ClientError> {
-        let (body, sig) = token.split_once('.').ok_or(ClientError::BadSession("malformed session token"))?;
-        let sig = B64.decode(sig).map_err(|_| ClientError::BadSession("malformed session token"))?;
+        let (body, sig) = token
+            .split_once('.')
+            .ok_or(ClientError::BadSession("malformed session token"))?;
+        let sig = B64
+            .decode(sig)
+            .map_err(|_| ClientError::BadSession("malformed session token"))?;
         let mut mac = self.mac.clone();
         mac.update(body.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| ClientError::BadSession("bad session signature"))?;
-        let json = B64.decode(body).map_err(|_| ClientError::BadSession("malformed session token"))?;
-        serde_json::from_slice(&json).map_err(|_| ClientError::BadSession("malformed session token"))
+        mac.verify_slice(&sig)
+            .map_err(|_| ClientError::BadSession("bad session signature"))?;
+        let json = B64
+            .decode(body)
+            .map_err(|_| ClientError::BadSession("malformed session token"))?;
+        serde_json::from_slice(&json)
+            .map_err(|_| ClientError::BadSession("malformed session token"))
     }
 }
 
@@ -154,14 +212,22 @@ mod tests {
     use super::*;
 
     fn hs_config() -> JwtConfig {
-        JwtConfig { secret: Some("0123456789abcdef0123".into()), ..JwtConfig::default() }
+        JwtConfig {
+            secret: Some("0123456789abcdef0123".into()),
+            ..JwtConfig::default()
+        }
     }
 
     #[test]
     fn dev_tokens_verify_and_tampering_is_caught() {
         let v = TokenVerifier::new(&hs_config(), None).unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let token = v.mint_dev_token(&UserId::parse("alice").unwrap(), now).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = v
+            .mint_dev_token(&UserId::parse("alice").unwrap(), now)
+            .unwrap();
         assert_eq!(v.verify(&token).unwrap().as_str(), "alice");
         let mut bad = token.clone();
         bad.push('x');
@@ -180,13 +246,18 @@ mod tests {
         let token = s.sign(&session);
         assert_eq!(s.verify(&token).unwrap(), session);
         let forged = SessionSigner::new(b"other").sign(&session);
-        assert_eq!(s.verify(&forged).unwrap_err(), ClientError::BadSession("bad session signature"));
+        assert_eq!(
+            s.verify(&forged).unwrap_err(),
+            ClientError::BadSession("bad session signature")
+        );
         assert!(s.verify("garbage").is_err());
     }
 
     #[test]
     fn a_missing_secret_outside_dev_mode_names_the_key() {
-        let err = TokenVerifier::new(&JwtConfig::default(), None).err().unwrap();
+        let err = TokenVerifier::new(&JwtConfig::default(), None)
+            .err()
+            .unwrap();
         assert_eq!(err.key, "JWT_SECRET");
     }
 }

@@ -51,7 +51,11 @@ impl Diff {
 pub fn diff(old: &[Entry], new: &[Entry]) -> Diff {
     let before: HashMap<&UserId, &Entry> = old.iter().map(|e| (&e.user, e)).collect();
     let after: HashSet<&UserId> = new.iter().map(|e| &e.user).collect();
-    let removed = old.iter().filter(|e| !after.contains(&e.user)).map(|e| e.user.clone()).collect();
+    let removed = old
+        .iter()
+        .filter(|e| !after.contains(&e.user))
+        .map(|e| e.user.clone())
+        .collect();
     let changed = new
         .iter()
         .filter_map(|e| match before.get(&e.user) {
@@ -69,8 +73,11 @@ pub fn diff(old: &[Entry], new: &[Entry]) -> Diff {
 
 /// Applies a diff the way docs/PROTOCOL.md tells clients to.
 pub fn apply(old: &[Entry], diff: &Diff) -> Vec<Entry> {
-    let out: HashSet<&UserId> =
-        diff.removed.iter().chain(diff.changed.iter().map(|c| &c.user)).collect();
+    let out: HashSet<&UserId> = diff
+        .removed
+        .iter()
+        .chain(diff.changed.iter().map(|c| &c.user))
+        .collect();
     let mut kept = old.iter().filter(|e| !out.contains(&e.user));
     let mut changed: Vec<&Change> = diff.changed.iter().collect();
     changed.sort_by_key(|c| c.rank);
@@ -80,7 +87,10 @@ pub fn apply(old: &[Entry], diff: &Diff) -> Vec<Entry> {
         let rank = list.len() as u64 + 1;
         let row = match changed.peek() {
             Some(c) if c.rank == rank => changed.next().map(|c| (c.user.clone(), c.score)),
-            _ => kept.next().map(|e| (e.user.clone(), e.score)).or_else(|| changed.next().map(|c| (c.user.clone(), c.score))),
+            _ => kept
+                .next()
+                .map(|e| (e.user.clone(), e.score))
+                .or_else(|| changed.next().map(|c| (c.user.clone(), c.score))),
         };
         match row {
             Some((user, score)) => list.push(Entry { rank, user, score }),
@@ -117,7 +127,11 @@ impl Board {
             .iter()
             .take(n)
             .enumerate()
-            .map(|(i, (Reverse(score), _, user))| Entry { rank: i as u64 + 1, user: user.clone(), score: *score })
+            .map(|(i, (Reverse(score), _, user))| Entry {
+                rank: i as u64 + 1,
+                user: user.clone(),
+                score: *score,
+            })
             .collect()
     }
 
@@ -153,10 +167,24 @@ mod tests {
         let mut b = Board::default();
         assert!(b.offer(&user(1), 50, 1));
         assert!(b.offer(&user(2), 50, 2));
-        assert!(!b.offer(&user(1), 40, 3), "a lower score never replaces the best");
+        assert!(
+            !b.offer(&user(1), 40, 3),
+            "a lower score never replaces the best"
+        );
         assert!(b.offer(&user(3), 60, 4));
-        let top: Vec<_> = b.top(10).into_iter().map(|e| (e.rank, e.user.to_string(), e.score)).collect();
-        assert_eq!(top, vec![(1, "u3".into(), 60), (2, "u1".into(), 50), (3, "u2".into(), 50)]);
+        let top: Vec<_> = b
+            .top(10)
+            .into_iter()
+            .map(|e| (e.rank, e.user.to_string(), e.score))
+            .collect();
+        assert_eq!(
+            top,
+            vec![
+                (1, "u3".into(), 60),
+                (2, "u1".into(), 50),
+                (3, "u2".into(), 50)
+            ]
+        );
         assert_eq!(b.standing(&user(2)), Some(Standing { rank: 3, score: 50 }));
         assert_eq!(b.standing(&user(9)), None);
     }
@@ -172,7 +200,15 @@ mod tests {
         let new = b.top(2);
         let d = diff(&old, &new);
         assert_eq!(d.removed, vec![user(2)]);
-        assert_eq!(d.changed, vec![Change { rank: 1, user: user(3), score: 40, from: None }]);
+        assert_eq!(
+            d.changed,
+            vec![Change {
+                rank: 1,
+                user: user(3),
+                score: 40,
+                from: None
+            }]
+        );
         assert_eq!(apply(&old, &d), new);
         assert!(diff(&new, &new).is_empty());
     }

@@ -71,6 +71,10 @@ pub struct WsConfig {
     /// Bytes queued for a client that is not reading before it is closed with 4008
     /// (`WS_OUTBOUND_QUEUE_MAX`).
     pub outbound_queue_max_bytes: usize,
+    /// SO_SNDBUF of accepted sockets; 0 keeps the kernel's autotuning. A cap bounds the kernel
+    /// memory a stalled client can hold before `outbound_queue_max_bytes` applies
+    /// (`WS_SOCKET_SEND_BUFFER`).
+    pub socket_send_buffer_bytes: usize,
 }
 
 /// How player tokens are checked.
@@ -192,6 +196,7 @@ impl Default for WsConfig {
             auth_timeout_ms: 10_000,
             heartbeat_interval_ms: 20_000,
             outbound_queue_max_bytes: 262_144,
+            socket_send_buffer_bytes: 0,
         }
     }
 }
@@ -212,13 +217,20 @@ impl Default for JwtConfig {
 
 impl Default for GameConfig {
     fn default() -> Self {
-        Self { session_secret: None, max_submits_per_minute: 30 }
+        Self {
+            session_secret: None,
+            max_submits_per_minute: 30,
+        }
     }
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        Self { tick_ms: 1_000, top_n: 100, max_rooms_per_connection: 8 }
+        Self {
+            tick_ms: 1_000,
+            top_n: 100,
+            max_rooms_per_connection: 8,
+        }
     }
 }
 
@@ -245,14 +257,22 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad configuration: {} expects {}, got {:?}", self.key, self.expected, self.got)
+        write!(
+            f,
+            "bad configuration: {} expects {}, got {:?}",
+            self.key, self.expected, self.got
+        )
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 fn bad(key: &str, expected: &str, got: impl fmt::Display) -> ConfigError {
-    ConfigError { key: key.into(), expected: expected.into(), got: got.to_string() }
+    ConfigError {
+        key: key.into(),
+        expected: expected.into(),
+        got: got.to_string(),
+    }
 }
 
 type Setter = fn(&mut Config, &str, &str) -> Result<(), ConfigError>;
@@ -276,39 +296,135 @@ fn text(raw: &str) -> Option<String> {
 /// Every environment variable podium reads, with the field it sets. README's table lists
 /// the same names; `env_table_matches_readme` keeps them in step.
 pub const ENV_VARS: &[(&str, Setter)] = &[
-    ("PODIUM_LISTEN", |c, k, v| { let _ = k; c.listen = v.to_owned(); Ok(()) }),
-    ("PODIUM_WORKERS", |c, k, v| { c.workers = num(k, v, "a whole number of threads (0 = one per core)")?; Ok(()) }),
-    ("PODIUM_DEV_MODE", |c, k, v| { c.dev_mode = Some(flag(k, v)?); Ok(()) }),
-    ("PODIUM_TRUST_PROXY", |c, k, v| { c.trust_proxy = flag(k, v)?; Ok(()) }),
-    ("LOG_FORMAT", |c, k, v| {
-        c.log_format = match v { "text" => LogFormat::Text, "json" => LogFormat::Json, _ => return Err(bad(k, "text or json", v)) };
+    ("PODIUM_LISTEN", |c, k, v| {
+        let _ = k;
+        c.listen = v.to_owned();
         Ok(())
     }),
-    ("WS_MAX_CONNECTIONS", |c, k, v| { c.ws.max_connections = num(k, v, "a whole number of sockets")?; Ok(()) }),
-    ("WS_MAX_CONNECTIONS_PER_USER", |c, k, v| { c.ws.max_connections_per_user = num(k, v, "a whole number of sockets")?; Ok(()) }),
-    ("WS_MAX_CONNECTIONS_PER_IP", |c, k, v| { c.ws.max_connections_per_ip = num(k, v, "a whole number of sockets (0 = no limit)")?; Ok(()) }),
-    ("WS_RATE_LIMIT_WINDOW", |c, k, v| { c.ws.rate_limit_window_ms = num(k, v, "a window length in milliseconds")?; Ok(()) }),
-    ("WS_RATE_LIMIT_MAX_MESSAGES", |c, k, v| { c.ws.rate_limit_max_messages = num(k, v, "a whole number of messages per window")?; Ok(()) }),
-    ("WS_RATE_LIMIT_MAX_STRIKES", |c, k, v| { c.ws.rate_limit_max_strikes = num(k, v, "a whole number of refused messages per window")?; Ok(()) }),
-    ("WS_CLEANUP_INTERVAL", |c, k, v| { c.ws.cleanup_interval_ms = num(k, v, "an interval in milliseconds")?; Ok(()) }),
-    ("WS_INACTIVE_TIMEOUT", |c, k, v| { c.ws.inactive_timeout_ms = num(k, v, "a timeout in milliseconds")?; Ok(()) }),
-    ("WS_MAX_PAYLOAD", |c, k, v| { c.ws.max_payload_bytes = num(k, v, "a frame size in bytes")?; Ok(()) }),
-    ("WS_MAX_MESSAGE_LENGTH", |c, k, v| { c.ws.max_message_length = num(k, v, "a length in characters")?; Ok(()) }),
-    ("WS_AUTH_TIMEOUT", |c, k, v| { c.ws.auth_timeout_ms = num(k, v, "a timeout in milliseconds")?; Ok(()) }),
-    ("WS_HEARTBEAT_INTERVAL", |c, k, v| { c.ws.heartbeat_interval_ms = num(k, v, "an interval in milliseconds")?; Ok(()) }),
-    ("WS_OUTBOUND_QUEUE_MAX", |c, k, v| { c.ws.outbound_queue_max_bytes = num(k, v, "a size in bytes")?; Ok(()) }),
-    ("JWT_ALGORITHM", |c, _, v| { c.jwt.algorithm = v.to_owned(); Ok(()) }),
-    ("JWT_SECRET", |c, _, v| { c.jwt.secret = text(v); Ok(()) }),
-    ("JWT_PUBLIC_KEY", |c, _, v| { c.jwt.public_key = text(v); Ok(()) }),
-    ("JWT_ISSUER", |c, _, v| { c.jwt.issuer = text(v); Ok(()) }),
-    ("JWT_AUDIENCE", |c, _, v| { c.jwt.audience = text(v); Ok(()) }),
-    ("JWT_LEEWAY", |c, k, v| { c.jwt.leeway_secs = num(k, v, "a number of seconds")?; Ok(()) }),
-    ("DEV_TOKEN_TTL", |c, k, v| { c.jwt.dev_token_ttl_secs = num(k, v, "a number of seconds")?; Ok(()) }),
-    ("SESSION_SECRET", |c, _, v| { c.game.session_secret = text(v); Ok(()) }),
-    ("GAME_MAX_SUBMITS_PER_MINUTE", |c, k, v| { c.game.max_submits_per_minute = num(k, v, "a whole number of submits")?; Ok(()) }),
-    ("ROOM_TICK", |c, k, v| { c.rooms.tick_ms = num(k, v, "an interval in milliseconds")?; Ok(()) }),
-    ("ROOM_TOP_N", |c, k, v| { c.rooms.top_n = num(k, v, "a whole number of rows")?; Ok(()) }),
-    ("ROOM_MAX_PER_CONNECTION", |c, k, v| { c.rooms.max_rooms_per_connection = num(k, v, "a whole number of rooms")?; Ok(()) }),
+    ("PODIUM_WORKERS", |c, k, v| {
+        c.workers = num(k, v, "a whole number of threads (0 = one per core)")?;
+        Ok(())
+    }),
+    ("PODIUM_DEV_MODE", |c, k, v| {
+        c.dev_mode = Some(flag(k, v)?);
+        Ok(())
+    }),
+    ("PODIUM_TRUST_PROXY", |c, k, v| {
+        c.trust_proxy = flag(k, v)?;
+        Ok(())
+    }),
+    ("LOG_FORMAT", |c, k, v| {
+        c.log_format = match v {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(bad(k, "text or json", v)),
+        };
+        Ok(())
+    }),
+    ("WS_MAX_CONNECTIONS", |c, k, v| {
+        c.ws.max_connections = num(k, v, "a whole number of sockets")?;
+        Ok(())
+    }),
+    ("WS_MAX_CONNECTIONS_PER_USER", |c, k, v| {
+        c.ws.max_connections_per_user = num(k, v, "a whole number of sockets")?;
+        Ok(())
+    }),
+    ("WS_MAX_CONNECTIONS_PER_IP", |c, k, v| {
+        c.ws.max_connections_per_ip = num(k, v, "a whole number of sockets (0 = no limit)")?;
+        Ok(())
+    }),
+    ("WS_RATE_LIMIT_WINDOW", |c, k, v| {
+        c.ws.rate_limit_window_ms = num(k, v, "a window length in milliseconds")?;
+        Ok(())
+    }),
+    ("WS_RATE_LIMIT_MAX_MESSAGES", |c, k, v| {
+        c.ws.rate_limit_max_messages = num(k, v, "a whole number of messages per window")?;
+        Ok(())
+    }),
+    ("WS_RATE_LIMIT_MAX_STRIKES", |c, k, v| {
+        c.ws.rate_limit_max_strikes = num(k, v, "a whole number of refused messages per window")?;
+        Ok(())
+    }),
+    ("WS_CLEANUP_INTERVAL", |c, k, v| {
+        c.ws.cleanup_interval_ms = num(k, v, "an interval in milliseconds")?;
+        Ok(())
+    }),
+    ("WS_INACTIVE_TIMEOUT", |c, k, v| {
+        c.ws.inactive_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("WS_MAX_PAYLOAD", |c, k, v| {
+        c.ws.max_payload_bytes = num(k, v, "a frame size in bytes")?;
+        Ok(())
+    }),
+    ("WS_MAX_MESSAGE_LENGTH", |c, k, v| {
+        c.ws.max_message_length = num(k, v, "a length in characters")?;
+        Ok(())
+    }),
+    ("WS_AUTH_TIMEOUT", |c, k, v| {
+        c.ws.auth_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("WS_HEARTBEAT_INTERVAL", |c, k, v| {
+        c.ws.heartbeat_interval_ms = num(k, v, "an interval in milliseconds")?;
+        Ok(())
+    }),
+    ("WS_OUTBOUND_QUEUE_MAX", |c, k, v| {
+        c.ws.outbound_queue_max_bytes = num(k, v, "a size in bytes")?;
+        Ok(())
+    }),
+    ("WS_SOCKET_SEND_BUFFER", |c, k, v| {
+        c.ws.socket_send_buffer_bytes = num(k, v, "a size in bytes (0 = kernel default)")?;
+        Ok(())
+    }),
+    ("JWT_ALGORITHM", |c, _, v| {
+        c.jwt.algorithm = v.to_owned();
+        Ok(())
+    }),
+    ("JWT_SECRET", |c, _, v| {
+        c.jwt.secret = text(v);
+        Ok(())
+    }),
+    ("JWT_PUBLIC_KEY", |c, _, v| {
+        c.jwt.public_key = text(v);
+        Ok(())
+    }),
+    ("JWT_ISSUER", |c, _, v| {
+        c.jwt.issuer = text(v);
+        Ok(())
+    }),
+    ("JWT_AUDIENCE", |c, _, v| {
+        c.jwt.audience = text(v);
+        Ok(())
+    }),
+    ("JWT_LEEWAY", |c, k, v| {
+        c.jwt.leeway_secs = num(k, v, "a number of seconds")?;
+        Ok(())
+    }),
+    ("DEV_TOKEN_TTL", |c, k, v| {
+        c.jwt.dev_token_ttl_secs = num(k, v, "a number of seconds")?;
+        Ok(())
+    }),
+    ("SESSION_SECRET", |c, _, v| {
+        c.game.session_secret = text(v);
+        Ok(())
+    }),
+    ("GAME_MAX_SUBMITS_PER_MINUTE", |c, k, v| {
+        c.game.max_submits_per_minute = num(k, v, "a whole number of submits")?;
+        Ok(())
+    }),
+    ("ROOM_TICK", |c, k, v| {
+        c.rooms.tick_ms = num(k, v, "an interval in milliseconds")?;
+        Ok(())
+    }),
+    ("ROOM_TOP_N", |c, k, v| {
+        c.rooms.top_n = num(k, v, "a whole number of rows")?;
+        Ok(())
+    }),
+    ("ROOM_MAX_PER_CONNECTION", |c, k, v| {
+        c.rooms.max_rooms_per_connection = num(k, v, "a whole number of rooms")?;
+        Ok(())
+    }),
 ];
 
 impl Config {
@@ -324,21 +440,33 @@ impl Config {
     }
 
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad("--config", "a readable TOML file", format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            bad(
+                "--config",
+                "a readable TOML file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         Self::from_toml(&text)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let msg = e.message().to_owned();
-            bad("config file", "keys and types as in config/default.toml", msg)
+            bad(
+                "config file",
+                "keys and types as in config/default.toml",
+                msg,
+            )
         })
     }
 
     /// Applies environment overrides; `lookup` is `std::env::var` in production and a map in
     /// tests.
-    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         for (key, set) in ENV_VARS {
             if let Some(value) = lookup(key) {
                 set(self, key, &value)?;
@@ -351,24 +479,114 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ws = &self.ws;
         let checks: &[(&str, bool, &str, String)] = &[
-            ("PODIUM_LISTEN", self.listen.parse::<std::net::SocketAddr>().is_ok(), "host:port such as 127.0.0.1:8080", self.listen.clone()),
-            ("WS_MAX_CONNECTIONS", ws.max_connections >= 1, "at least 1", ws.max_connections.to_string()),
-            ("WS_MAX_CONNECTIONS_PER_USER", ws.max_connections_per_user >= 1, "at least 1", ws.max_connections_per_user.to_string()),
-            ("WS_RATE_LIMIT_WINDOW", (10..=3_600_000).contains(&ws.rate_limit_window_ms), "10 to 3600000 ms", ws.rate_limit_window_ms.to_string()),
-            ("WS_RATE_LIMIT_MAX_MESSAGES", ws.rate_limit_max_messages >= 1, "at least 1", ws.rate_limit_max_messages.to_string()),
-            ("WS_RATE_LIMIT_MAX_STRIKES", ws.rate_limit_max_strikes >= 1, "at least 1", ws.rate_limit_max_strikes.to_string()),
-            ("WS_CLEANUP_INTERVAL", ws.cleanup_interval_ms >= 100, "at least 100 ms", ws.cleanup_interval_ms.to_string()),
-            ("WS_INACTIVE_TIMEOUT", ws.inactive_timeout_ms >= 100, "at least 100 ms", ws.inactive_timeout_ms.to_string()),
-            ("WS_MAX_PAYLOAD", (256..=16 << 20).contains(&ws.max_payload_bytes), "256 to 16777216 bytes", ws.max_payload_bytes.to_string()),
-            ("WS_MAX_MESSAGE_LENGTH", (8..=4096).contains(&ws.max_message_length), "8 to 4096 characters", ws.max_message_length.to_string()),
-            ("WS_AUTH_TIMEOUT", ws.auth_timeout_ms >= 10, "at least 10 ms", ws.auth_timeout_ms.to_string()),
-            ("WS_HEARTBEAT_INTERVAL", ws.heartbeat_interval_ms >= 10, "at least 10 ms", ws.heartbeat_interval_ms.to_string()),
-            ("WS_OUTBOUND_QUEUE_MAX", ws.outbound_queue_max_bytes >= 1024, "at least 1024 bytes", ws.outbound_queue_max_bytes.to_string()),
-            ("JWT_ALGORITHM", ["HS256", "RS256", "ES256"].contains(&self.jwt.algorithm.as_str()), "HS256, RS256 or ES256", self.jwt.algorithm.clone()),
-            ("GAME_MAX_SUBMITS_PER_MINUTE", self.game.max_submits_per_minute >= 1, "at least 1", self.game.max_submits_per_minute.to_string()),
-            ("ROOM_TICK", (10..=60_000).contains(&self.rooms.tick_ms), "10 to 60000 ms", self.rooms.tick_ms.to_string()),
-            ("ROOM_TOP_N", (1..=1000).contains(&self.rooms.top_n), "1 to 1000 rows", self.rooms.top_n.to_string()),
-            ("ROOM_MAX_PER_CONNECTION", self.rooms.max_rooms_per_connection >= 1, "at least 1", self.rooms.max_rooms_per_connection.to_string()),
+            (
+                "PODIUM_LISTEN",
+                self.listen.parse::<std::net::SocketAddr>().is_ok(),
+                "host:port such as 127.0.0.1:8080",
+                self.listen.clone(),
+            ),
+            (
+                "WS_MAX_CONNECTIONS",
+                ws.max_connections >= 1,
+                "at least 1",
+                ws.max_connections.to_string(),
+            ),
+            (
+                "WS_MAX_CONNECTIONS_PER_USER",
+                ws.max_connections_per_user >= 1,
+                "at least 1",
+                ws.max_connections_per_user.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_WINDOW",
+                (10..=3_600_000).contains(&ws.rate_limit_window_ms),
+                "10 to 3600000 ms",
+                ws.rate_limit_window_ms.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_MAX_MESSAGES",
+                ws.rate_limit_max_messages >= 1,
+                "at least 1",
+                ws.rate_limit_max_messages.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_MAX_STRIKES",
+                ws.rate_limit_max_strikes >= 1,
+                "at least 1",
+                ws.rate_limit_max_strikes.to_string(),
+            ),
+            (
+                "WS_CLEANUP_INTERVAL",
+                ws.cleanup_interval_ms >= 100,
+                "at least 100 ms",
+                ws.cleanup_interval_ms.to_string(),
+            ),
+            (
+                "WS_INACTIVE_TIMEOUT",
+                ws.inactive_timeout_ms >= 100,
+                "at least 100 ms",
+                ws.inactive_timeout_ms.to_string(),
+            ),
+            (
+                "WS_MAX_PAYLOAD",
+                (256..=16 << 20).contains(&ws.max_payload_bytes),
+                "256 to 16777216 bytes",
+                ws.max_payload_bytes.to_string(),
+            ),
+            (
+                "WS_MAX_MESSAGE_LENGTH",
+                (8..=4096).contains(&ws.max_message_length),
+                "8 to 4096 characters",
+                ws.max_message_length.to_string(),
+            ),
+            (
+                "WS_AUTH_TIMEOUT",
+                ws.auth_timeout_ms >= 10,
+                "at least 10 ms",
+                ws.auth_timeout_ms.to_string(),
+            ),
+            (
+                "WS_HEARTBEAT_INTERVAL",
+                ws.heartbeat_interval_ms >= 10,
+                "at least 10 ms",
+                ws.heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "WS_OUTBOUND_QUEUE_MAX",
+                ws.outbound_queue_max_bytes >= 1024,
+                "at least 1024 bytes",
+                ws.outbound_queue_max_bytes.to_string(),
+            ),
+            (
+                "JWT_ALGORITHM",
+                ["HS256", "RS256", "ES256"].contains(&self.jwt.algorithm.as_str()),
+                "HS256, RS256 or ES256",
+                self.jwt.algorithm.clone(),
+            ),
+            (
+                "GAME_MAX_SUBMITS_PER_MINUTE",
+                self.game.max_submits_per_minute >= 1,
+                "at least 1",
+                self.game.max_submits_per_minute.to_string(),
+            ),
+            (
+                "ROOM_TICK",
+                (10..=60_000).contains(&self.rooms.tick_ms),
+                "10 to 60000 ms",
+                self.rooms.tick_ms.to_string(),
+            ),
+            (
+                "ROOM_TOP_N",
+                (1..=1000).contains(&self.rooms.top_n),
+                "1 to 1000 rows",
+                self.rooms.top_n.to_string(),
+            ),
+            (
+                "ROOM_MAX_PER_CONNECTION",
+                self.rooms.max_rooms_per_connection >= 1,
+                "at least 1",
+                self.rooms.max_rooms_per_connection.to_string(),
+            ),
         ];
         for (key, ok, expected, got) in checks {
             if !ok {
@@ -382,15 +600,27 @@ impl Config {
         }
         for (name, rules) in &self.campaigns {
             let key = format!("campaigns.{name}");
-            let valid_name = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid_name {
                 return Err(bad(&key, "a name of letters, digits, - and _", name));
             }
             if rules.min_duration_ms >= rules.max_duration_ms {
-                return Err(bad(&format!("{key}.min_duration_ms"), "less than max_duration_ms", rules.min_duration_ms));
+                return Err(bad(
+                    &format!("{key}.min_duration_ms"),
+                    "less than max_duration_ms",
+                    rules.min_duration_ms,
+                ));
             }
             if rules.max_score == 0 || rules.max_score_per_second == 0 {
-                return Err(bad(&format!("{key}.max_score"), "max_score and max_score_per_second above 0", rules.max_score));
+                return Err(bad(
+                    &format!("{key}.max_score"),
+                    "max_score and max_score_per_second above 0",
+                    rules.max_score,
+                ));
             }
         }
         Ok(())
@@ -403,7 +633,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut c = Config::default();
         c.apply_env(|k| env.get(k).cloned())?;
         c.validate()?;
@@ -418,8 +651,20 @@ mod tests {
 
     #[test]
     fn env_overrides_the_operator_names() {
-        let c = with_env(&[("WS_MAX_CONNECTIONS", "42"), ("WS_MAX_PAYLOAD", "4096"), ("WS_RATE_LIMIT_WINDOW", "500")]).unwrap();
-        assert_eq!((c.ws.max_connections, c.ws.max_payload_bytes, c.ws.rate_limit_window_ms), (42, 4096, 500));
+        let c = with_env(&[
+            ("WS_MAX_CONNECTIONS", "42"),
+            ("WS_MAX_PAYLOAD", "4096"),
+            ("WS_RATE_LIMIT_WINDOW", "500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.ws.max_connections,
+                c.ws.max_payload_bytes,
+                c.ws.rate_limit_window_ms
+            ),
+            (42, 4096, 500)
+        );
     }
 
     #[test]
@@ -427,10 +672,22 @@ mod tests {
         let err = with_env(&[("WS_MAX_PAYLOAD", "lots")]).unwrap_err();
         assert_eq!(err.key, "WS_MAX_PAYLOAD");
         assert!(err.to_string().contains("bytes"), "{err}");
-        assert_eq!(with_env(&[("WS_MAX_PAYLOAD", "10")]).unwrap_err().key, "WS_MAX_PAYLOAD");
-        assert_eq!(with_env(&[("JWT_ALGORITHM", "none")]).unwrap_err().key, "JWT_ALGORITHM");
-        assert_eq!(with_env(&[("PODIUM_LISTEN", "nowhere")]).unwrap_err().key, "PODIUM_LISTEN");
-        assert_eq!(with_env(&[("LOG_FORMAT", "xml")]).unwrap_err().key, "LOG_FORMAT");
+        assert_eq!(
+            with_env(&[("WS_MAX_PAYLOAD", "10")]).unwrap_err().key,
+            "WS_MAX_PAYLOAD"
+        );
+        assert_eq!(
+            with_env(&[("JWT_ALGORITHM", "none")]).unwrap_err().key,
+            "JWT_ALGORITHM"
+        );
+        assert_eq!(
+            with_env(&[("PODIUM_LISTEN", "nowhere")]).unwrap_err().key,
+            "PODIUM_LISTEN"
+        );
+        assert_eq!(
+            with_env(&[("LOG_FORMAT", "xml")]).unwrap_err().key,
+            "LOG_FORMAT"
+        );
     }
 
     #[test]
@@ -441,9 +698,14 @@ mod tests {
 
     #[test]
     fn env_table_matches_readme() {
-        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .unwrap();
         for (key, _) in ENV_VARS {
-            assert!(readme.contains(&format!("`{key}`")), "README's configuration table lacks {key}");
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README's configuration table lacks {key}"
+            );
         }
     }
 }

@@ -25,7 +25,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actix_web_actors::ws;
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use crate::auth::GameSession;
 use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
@@ -55,10 +55,17 @@ pub struct Push {
 pub struct Kick(pub CloseReason);
 
 /// `GET /ws`: checks the caps before upgrading, then starts a Connection.
-pub async fn upgrade(req: HttpRequest, payload: web::Payload, engine: web::Data<Arc<Engine>>) -> HttpResponse {
+pub async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> HttpResponse {
     let mut response = match ws::handshake(&req) {
         Ok(response) => response,
-        Err(err) => return ClientError::BadMessage(format!("not a WebSocket upgrade: {err}")).error_response(),
+        Err(err) => {
+            return ClientError::BadMessage(format!("not a WebSocket upgrade: {err}"))
+                .error_response()
+        }
     };
     let ip = client_ip(&req, engine.config.trust_proxy);
     let slot = match engine.connections.send(Reserve { ip }).await {
@@ -72,13 +79,29 @@ pub async fn upgrade(req: HttpRequest, payload: web::Payload, engine: web::Data<
     let queued = Rc::new(Cell::new(0));
     let codec = actix_http::ws::Codec::new().max_size(engine.config.ws.max_payload_bytes);
     let actor = Connection::new(slot, engine.get_ref().clone(), queued.clone());
-    let stream = ws::WebsocketContext::with_codec(actor, payload, codec);
-    response.streaming(Metered { inner: Box::pin(stream), queued })
+    let context = ws::WebsocketContext::with_codec(actor, payload, codec);
+    // The actor runs inside its context's stream. Left as the response body, it would run
+    // only while the socket takes bytes: a client that stops reading would freeze its actor,
+    // with room pushes piling up unseen in the mailbox. So a local task drives the context
+    // and hands frames to the body through a channel; the actor always runs, sees `queued`
+    // grow, and closes the socket at the limit. The pump drains to the end even when the body
+    // is gone, so `stopping` always runs and every room is left.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    actix_rt::spawn(async move {
+        let mut context = std::pin::pin!(context);
+        while let Some(chunk) = context.next().await {
+            let _ = tx.send(chunk);
+        }
+    });
+    response.streaming(Metered { frames: rx, queued })
 }
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
 fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if !trust_proxy {
         return peer;
     }
@@ -92,27 +115,32 @@ fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
 
 /// The size a server frame takes on the wire: payload plus an unmasked header.
 fn wire_len(payload: usize) -> usize {
-    payload + if payload < 126 { 2 } else if payload <= 0xFFFF { 4 } else { 10 }
+    payload
+        + if payload < 126 {
+            2
+        } else if payload <= 0xFFFF {
+            4
+        } else {
+            10
+        }
 }
 
 /// The response body: the context's encoded frames. Every byte handed to the socket writer
 /// comes off `queued`, which the Connection raised when it wrote the frame, so `queued` is
 /// what the client has not taken yet (the writer stops polling while the socket is full).
-struct Metered<S> {
-    inner: Pin<Box<S>>,
+struct Metered<E> {
+    frames: tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, E>>,
     queued: Rc<Cell<usize>>,
 }
 
-impl<S, E> Stream for Metered<S>
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
+impl<E> Stream for Metered<E> {
     type Item = Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.as_mut().poll_next(cx);
+        let polled = self.frames.poll_recv(cx);
         if let Poll::Ready(Some(Ok(bytes))) = &polled {
-            self.queued.set(self.queued.get().saturating_sub(bytes.len()));
+            self.queued
+                .set(self.queued.get().saturating_sub(bytes.len()));
         }
         polled
     }
@@ -139,7 +167,16 @@ pub struct Connection {
 impl Connection {
     fn new(slot: ConnSlot, engine: Arc<Engine>, queued: Rc<Cell<usize>>) -> Self {
         let now = Instant::now();
-        Self { slot, engine, user: None, rooms: HashSet::new(), last_heard: now, last_active: now, queued, closing: None }
+        Self {
+            slot,
+            engine,
+            user: None,
+            rooms: HashSet::new(),
+            last_heard: now,
+            last_active: now,
+            queued,
+            closing: None,
+        }
     }
 
     fn id(&self) -> ConnId {
@@ -147,7 +184,12 @@ impl Connection {
     }
 
     /// Writes one frame, or closes the socket when the client has stopped reading.
-    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString, kind: &'static str) {
+    fn send(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        frame: ByteString,
+        kind: &'static str,
+    ) {
         if self.closing.is_some() {
             return;
         }
@@ -161,12 +203,22 @@ impl Connection {
         ctx.text(frame);
     }
 
-    fn reply(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMsg<'_>, re: Option<&MsgId>) {
+    fn reply(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        msg: &ServerMsg<'_>,
+        re: Option<&MsgId>,
+    ) {
         let kind = msg.kind();
         self.send(ctx, encode(msg, re), kind);
     }
 
-    fn reply_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, err: &ClientError, re: Option<&MsgId>) {
+    fn reply_error(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        err: &ClientError,
+        re: Option<&MsgId>,
+    ) {
         self.reply(ctx, &ServerMsg::error(err), re);
     }
 
@@ -175,7 +227,10 @@ impl Connection {
             return;
         }
         self.closing = Some(reason);
-        ctx.close(Some(ws::CloseReason { code: reason.code().into(), description: Some(reason.as_str().to_owned()) }));
+        ctx.close(Some(ws::CloseReason {
+            code: reason.code().into(),
+            description: Some(reason.as_str().to_owned()),
+        }));
         ctx.stop();
     }
 
@@ -197,7 +252,11 @@ impl Connection {
                 ClientMsg::Auth { token } => self.authenticate(ctx, &token, id),
                 _ => {
                     telemetry::auth("not_first");
-                    self.reply_error(ctx, &ClientError::Unauthorized("the first message must be auth"), id.as_ref());
+                    self.reply_error(
+                        ctx,
+                        &ClientError::Unauthorized("the first message must be auth"),
+                        id.as_ref(),
+                    );
                     self.close(ctx, CloseReason::Unauthorized);
                 }
             }
@@ -219,10 +278,17 @@ impl Connection {
         if let Err(err) = &result {
             self.reply_error(ctx, err, id.as_ref());
         }
-        self.engine.stats.message(result.is_err(), started.elapsed());
+        self.engine
+            .stats
+            .message(result.is_err(), started.elapsed());
     }
 
-    fn authenticate(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: &str, id: Option<MsgId>) {
+    fn authenticate(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        token: &str,
+        id: Option<MsgId>,
+    ) {
         let user = match self.engine.verifier.verify(token) {
             Ok(user) => user,
             Err(err) => {
@@ -231,53 +297,82 @@ impl Connection {
                 return self.close(ctx, CloseReason::Unauthorized);
             }
         };
-        let ask = self.engine.connections.send(Authenticate { id: self.id(), user: user.clone() });
+        let ask = self.engine.connections.send(Authenticate {
+            id: self.id(),
+            user: user.clone(),
+        });
         // `wait` holds every later frame until the registry answers, so a `join` sent right
         // after `auth` is never seen as unauthenticated.
-        ctx.wait(ask.into_actor(self).map(move |answer, act, ctx| match answer {
-            Ok(Ok(())) => {
-                telemetry::auth("ok");
-                let welcome = ServerMsg::Welcome {
-                    user: user.as_str(),
-                    server_time: now_ms(),
-                    heartbeat_ms: act.engine.config.ws.heartbeat_interval_ms,
-                };
-                act.reply(ctx, &welcome, id.as_ref());
-                act.user = Some(user);
-            }
-            Ok(Err(err)) => {
-                telemetry::auth("too_many_connections");
-                act.reply_error(ctx, &err, id.as_ref());
-                act.close(ctx, CloseReason::TooManyConnectionsForUser);
-            }
-            Err(_) => {
-                act.reply_error(ctx, &ClientError::Internal, id.as_ref());
-                act.close(ctx, CloseReason::ProtocolError);
-            }
-        }));
+        ctx.wait(
+            ask.into_actor(self)
+                .map(move |answer, act, ctx| match answer {
+                    Ok(Ok(())) => {
+                        telemetry::auth("ok");
+                        let welcome = ServerMsg::Welcome {
+                            user: user.as_str(),
+                            server_time: now_ms(),
+                            heartbeat_ms: act.engine.config.ws.heartbeat_interval_ms,
+                        };
+                        act.reply(ctx, &welcome, id.as_ref());
+                        act.user = Some(user);
+                    }
+                    Ok(Err(err)) => {
+                        telemetry::auth("too_many_connections");
+                        act.reply_error(ctx, &err, id.as_ref());
+                        act.close(ctx, CloseReason::TooManyConnectionsForUser);
+                    }
+                    Err(_) => {
+                        act.reply_error(ctx, &ClientError::Internal, id.as_ref());
+                        act.close(ctx, CloseReason::ProtocolError);
+                    }
+                }),
+        );
     }
 
-    fn dispatch(&mut self, ctx: &mut ws::WebsocketContext<Self>, user: UserId, msg: ClientMsg, id: Option<MsgId>) -> Result<(), ClientError> {
+    fn dispatch(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        msg: ClientMsg,
+        id: Option<MsgId>,
+    ) -> Result<(), ClientError> {
         match msg {
             ClientMsg::Auth { .. } => Err(ClientError::BadMessage("already authenticated".into())),
             ClientMsg::Ping => {
-                self.reply(ctx, &ServerMsg::Pong { server_time: now_ms() }, id.as_ref());
+                self.reply(
+                    ctx,
+                    &ServerMsg::Pong {
+                        server_time: now_ms(),
+                    },
+                    id.as_ref(),
+                );
                 Ok(())
             }
             ClientMsg::Join { room } => {
                 let room = RoomId::parse(&room)?;
-                if !self.rooms.contains(&room) && self.rooms.len() >= self.engine.config.rooms.max_rooms_per_connection {
+                if !self.rooms.contains(&room)
+                    && self.rooms.len() >= self.engine.config.rooms.max_rooms_per_connection
+                {
                     return Err(ClientError::TooManyRooms);
                 }
-                let join = Join { room: room.clone(), conn: self.id(), user, out: ctx.address().recipient(), re: id.clone() };
+                let join = Join {
+                    room: room.clone(),
+                    conn: self.id(),
+                    user,
+                    out: ctx.address().recipient(),
+                    re: id.clone(),
+                };
                 let ask = self.engine.rooms.send(join);
-                ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| match answer {
-                    Ok(Ok(())) => {
-                        act.rooms.insert(room);
-                    }
-                    Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
-                    Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
-                }));
+                ctx.spawn(
+                    ask.into_actor(self)
+                        .map(move |answer, act, ctx| match answer {
+                            Ok(Ok(())) => {
+                                act.rooms.insert(room);
+                            }
+                            Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
+                            Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                        }),
+                );
                 Ok(())
             }
             ClientMsg::Leave { room } => {
@@ -285,8 +380,17 @@ impl Connection {
                 if !self.rooms.remove(&room) {
                     return Err(ClientError::UnknownRoom("not joined"));
                 }
-                self.engine.rooms.do_send(Leave { room: room.clone(), conn: self.id() });
-                self.reply(ctx, &ServerMsg::Left { room: &room.to_string() }, id.as_ref());
+                self.engine.rooms.do_send(Leave {
+                    room: room.clone(),
+                    conn: self.id(),
+                });
+                self.reply(
+                    ctx,
+                    &ServerMsg::Left {
+                        room: &room.to_string(),
+                    },
+                    id.as_ref(),
+                );
                 Ok(())
             }
             ClientMsg::Snapshot { room } => {
@@ -294,16 +398,31 @@ impl Connection {
                 if !self.rooms.contains(&room) {
                     return Err(ClientError::UnknownRoom("join the room first"));
                 }
-                self.engine.rooms.do_send(Resync { room, conn: self.id(), re: id });
+                self.engine.rooms.do_send(Resync {
+                    room,
+                    conn: self.id(),
+                    re: id,
+                });
                 Ok(())
             }
             ClientMsg::StartGame { campaign } => {
-                let rules = self.engine.campaigns.get(&campaign).ok_or(ClientError::UnknownCampaign)?;
+                let rules = self
+                    .engine
+                    .campaigns
+                    .get(&campaign)
+                    .ok_or(ClientError::UnknownCampaign)?;
                 let now = now_ms();
-                if rules.starts_at_ms.is_some_and(|t| now < t) || rules.ends_at_ms.is_some_and(|t| now > t) {
+                if rules.starts_at_ms.is_some_and(|t| now < t)
+                    || rules.ends_at_ms.is_some_and(|t| now > t)
+                {
                     return Err(ClientError::CampaignClosed);
                 }
-                let session = GameSession { id: session_id(), user, campaign: CampaignId::new(&campaign), started_ms: now };
+                let session = GameSession {
+                    id: session_id(),
+                    user,
+                    campaign: CampaignId::new(&campaign),
+                    started_ms: now,
+                };
                 let token = self.engine.signer.sign(&session);
                 telemetry::game_started();
                 let started = ServerMsg::GameStarted {
@@ -318,15 +437,29 @@ impl Connection {
             }
             ClientMsg::Submit { session, score } => {
                 let asked = Instant::now();
-                let ask = self.engine.results.send(Submit { user, session, score });
+                let ask = self.engine.results.send(Submit {
+                    user,
+                    session,
+                    score,
+                });
                 ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
                     let outcome = match answer {
                         Ok(Ok(outcome)) => outcome,
-                        Ok(Err(err)) => Outcome { user: UserId::parse("-").expect("valid"), score, refused: Some(err.code()), best: None, rank: None },
+                        Ok(Err(err)) => Outcome {
+                            user: UserId::parse("-").expect("valid"),
+                            score,
+                            refused: Some(err.code()),
+                            best: None,
+                            rank: None,
+                        },
                         Err(_) => return act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
                     };
                     let result = ServerMsg::Result {
-                        status: if outcome.refused.is_some() { ResultStatus::Rejected } else { ResultStatus::Accepted },
+                        status: if outcome.refused.is_some() {
+                            ResultStatus::Rejected
+                        } else {
+                            ResultStatus::Accepted
+                        },
                         reason: outcome.refused,
                         score: outcome.score,
                         best: outcome.best,
@@ -353,15 +486,19 @@ impl Actor for Connection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Room pushes must never be refused by a full mailbox; the outbound byte cap is the
-        // bound that matters and it is checked on every write.
-        ctx.set_mailbox_capacity(usize::MAX);
-        self.engine.connections.do_send(Attach { id: self.id(), conn: ctx.address().recipient() });
+        self.engine.connections.do_send(Attach {
+            id: self.id(),
+            conn: ctx.address().recipient(),
+        });
         let ws = &self.engine.config.ws;
         ctx.run_later(Duration::from_millis(ws.auth_timeout_ms), |act, ctx| {
             if act.user.is_none() {
                 telemetry::auth("timeout");
-                act.reply_error(ctx, &ClientError::Unauthorized("no auth before the deadline"), None);
+                act.reply_error(
+                    ctx,
+                    &ClientError::Unauthorized("no auth before the deadline"),
+                    None,
+                );
                 act.close(ctx, CloseReason::AuthTimeout);
             }
         });
@@ -381,7 +518,10 @@ impl Actor for Connection {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         for room in self.rooms.drain() {
-            self.engine.rooms.do_send(Leave { room, conn: self.slot.id });
+            self.engine.rooms.do_send(Leave {
+                room,
+                conn: self.slot.id,
+            });
         }
         let reason = self.closing.unwrap_or(CloseReason::ClientClosed);
         telemetry::connection_closed(reason, self.user.as_ref().map(UserId::as_str));
@@ -407,6 +547,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
             }
             Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),
+            // The peer vanished without a close frame (tab closed, network gone).
+            Err(ws::ProtocolError::Io(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(_) => self.close(ctx, CloseReason::ProtocolError),
         }
     }
@@ -434,7 +576,8 @@ impl Handler<Kick> for Connection {
 
 impl actix_web::ResponseError for ClientError {
     fn status_code(&self) -> actix_web::http::StatusCode {
-        actix_web::http::StatusCode::from_u16(self.http_status()).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+        actix_web::http::StatusCode::from_u16(self.http_status())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {

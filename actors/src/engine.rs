@@ -61,9 +61,14 @@ impl Engine {
         let store = Arc::new(MemoryStore::default());
         let campaigns = Arc::new(config.campaigns.clone());
         let ws = &config.ws;
-        let messages = Arc::new(WindowLimiter::new(Duration::from_millis(ws.rate_limit_window_ms), ws.rate_limit_max_messages));
-        let connections = ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone()).start();
-        let rooms = RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
+        let messages = Arc::new(WindowLimiter::new(
+            Duration::from_millis(ws.rate_limit_window_ms),
+            ws.rate_limit_max_messages,
+        ));
+        let connections =
+            ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone()).start();
+        let rooms =
+            RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
         let results = ResultsPipeline::new(
             store,
             signer.clone(),

@@ -157,9 +157,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => close::SLOW_CONSUMER,
             CloseReason::Unauthorized | CloseReason::AuthTimeout => close::UNAUTHORIZED,
             CloseReason::HeartbeatTimeout | CloseReason::Inactive => close::TIMEOUT,
-            CloseReason::TooManyConnectionsForUser | CloseReason::RateLimitAbuse => {
-                close::TOO_MANY
-            }
+            CloseReason::TooManyConnectionsForUser | CloseReason::RateLimitAbuse => close::TOO_MANY,
             CloseReason::ProtocolError => 1002,
         }
     }

@@ -21,7 +21,9 @@ impl UserId {
     /// Validates a `sub` claim: 1..=64 characters, no control characters.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
         if raw.is_empty() || raw.len() > MAX_USER_ID_LEN || raw.chars().any(char::is_control) {
-            return Err(ClientError::Unauthorized("sub must be 1 to 64 printable characters"));
+            return Err(ClientError::Unauthorized(
+                "sub must be 1 to 64 printable characters",
+            ));
         }
         Ok(Self(raw.into()))
     }
@@ -96,15 +98,18 @@ pub struct RoomId {
 impl RoomId {
     /// Parses `campaign/board`; whether the campaign exists is the room registry's question.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
-        let (campaign, board) = raw
-            .split_once('/')
-            .ok_or(ClientError::UnknownRoom("a room is written campaign/board, e.g. demo/global"))?;
+        let (campaign, board) = raw.split_once('/').ok_or(ClientError::UnknownRoom(
+            "a room is written campaign/board, e.g. demo/global",
+        ))?;
         let board = match board {
             "global" => BoardKind::Global,
             "daily" => BoardKind::Daily,
             _ => return Err(ClientError::UnknownRoom("boards are global and daily")),
         };
-        Ok(Self { campaign: CampaignId::new(campaign), board })
+        Ok(Self {
+            campaign: CampaignId::new(campaign),
+            board,
+        })
     }
 }
 
@@ -129,13 +134,22 @@ impl BoardKey {
             BoardKind::Global => "global".to_owned(),
             BoardKind::Daily => format!("daily:{}", utc_date(now_ms)),
         };
-        Self { campaign: room.campaign.clone(), board }
+        Self {
+            campaign: room.campaign.clone(),
+            board,
+        }
     }
 
     /// Every board a result counts on.
     pub fn all_for(campaign: &CampaignId, now_ms: u64) -> [Self; 2] {
         [BoardKind::Global, BoardKind::Daily].map(|board| {
-            Self::for_room(&RoomId { campaign: campaign.clone(), board }, now_ms)
+            Self::for_room(
+                &RoomId {
+                    campaign: campaign.clone(),
+                    board,
+                },
+                now_ms,
+            )
         })
     }
 }
@@ -164,8 +178,14 @@ mod tests {
     fn daily_board_key_uses_the_utc_date() {
         let room = RoomId::parse("demo/daily").unwrap();
         // 2026-11-22T23:59:59Z and one second later.
-        assert_eq!(BoardKey::for_room(&room, 1_795_391_999_000).board, "daily:2026-11-22");
-        assert_eq!(BoardKey::for_room(&room, 1_795_392_000_000).board, "daily:2026-11-23");
+        assert_eq!(
+            BoardKey::for_room(&room, 1_795_391_999_000).board,
+            "daily:2026-11-22"
+        );
+        assert_eq!(
+            BoardKey::for_room(&room, 1_795_392_000_000).board,
+            "daily:2026-11-23"
+        );
     }
 
     #[test]

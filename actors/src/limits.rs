@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub enum Verdict {
     Allowed,
     /// Over the limit; `strikes` counts the refusals in this window so far (1 for the first).
-    Refused { strikes: u32 },
+    Refused {
+        strikes: u32,
+    },
 }
 
 pub struct WindowLimiter<K> {
@@ -26,7 +28,11 @@ pub struct WindowLimiter<K> {
 
 impl<K: Hash + Eq + Clone> WindowLimiter<K> {
     pub fn new(window: Duration, max: u32) -> Self {
-        Self { window, max, windows: Mutex::new(HashMap::new()) }
+        Self {
+            window,
+            max,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn check(&self, key: &K) -> Verdict {
@@ -44,7 +50,9 @@ impl<K: Hash + Eq + Clone> WindowLimiter<K> {
         if *count <= self.max {
             Verdict::Allowed
         } else {
-            Verdict::Refused { strikes: *count - self.max }
+            Verdict::Refused {
+                strikes: *count - self.max,
+            }
         }
     }
 
@@ -68,7 +76,14 @@ mod tests {
         assert_eq!(l.check_at(&"a", t0), Verdict::Allowed);
         assert_eq!(l.check_at(&"a", t0), Verdict::Allowed);
         assert_eq!(l.check_at(&"a", t0), Verdict::Refused { strikes: 1 });
-        assert_eq!(l.check_at(&"b", t0), Verdict::Allowed, "keys are independent");
-        assert_eq!(l.check_at(&"a", t0 + Duration::from_secs(1)), Verdict::Allowed);
+        assert_eq!(
+            l.check_at(&"b", t0),
+            Verdict::Allowed,
+            "keys are independent"
+        );
+        assert_eq!(
+            l.check_at(&"a", t0 + Duration::from_secs(1)),
+            Verdict::Allowed
+        );
     }
 }

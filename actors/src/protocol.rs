@@ -67,14 +67,19 @@ pub fn parse(
     match serde_json::from_str::<Inbound>(text) {
         Ok(Inbound { id, msg }) => {
             let too_long = match &msg {
-                ClientMsg::Join { room } | ClientMsg::Leave { room } | ClientMsg::Snapshot { room } => {
-                    room.len() > max_string_len
-                }
+                ClientMsg::Join { room }
+                | ClientMsg::Leave { room }
+                | ClientMsg::Snapshot { room } => room.len() > max_string_len,
                 ClientMsg::StartGame { campaign } => campaign.len() > max_string_len,
                 _ => false,
             } || matches!(&id, Some(MsgId::Str(s)) if s.len() > max_string_len);
             if too_long {
-                return Err((id, ClientError::BadMessage(format!("a name or id is longer than {max_string_len} characters"))));
+                return Err((
+                    id,
+                    ClientError::BadMessage(format!(
+                        "a name or id is longer than {max_string_len} characters"
+                    )),
+                ));
             }
             Ok((id, msg))
         }
@@ -150,7 +155,10 @@ pub enum ServerMsg<'a> {
 
 impl<'a> ServerMsg<'a> {
     pub fn error(err: &ClientError) -> Self {
-        ServerMsg::Error { code: err.code(), message: err.to_string() }
+        ServerMsg::Error {
+            code: err.code(),
+            message: err.to_string(),
+        }
     }
 
     /// The label for `podium_ws_messages_out_total{type}`.
@@ -192,15 +200,31 @@ mod tests {
     fn parses_each_client_message_and_keeps_the_id() {
         let (id, msg) = parse(r#"{"type":"join","room":"demo/global","id":7}"#, 128).unwrap();
         assert_eq!(id, Some(MsgId::Num(7)));
-        assert_eq!(msg, ClientMsg::Join { room: "demo/global".into() });
+        assert_eq!(
+            msg,
+            ClientMsg::Join {
+                room: "demo/global".into()
+            }
+        );
         let (_, msg) = parse(r#"{"type":"submit","session":"s","score":12}"#, 128).unwrap();
-        assert_eq!(msg, ClientMsg::Submit { session: "s".into(), score: 12 });
+        assert_eq!(
+            msg,
+            ClientMsg::Submit {
+                session: "s".into(),
+                score: 12
+            }
+        );
         assert_eq!(parse(r#"{"type":"ping"}"#, 128).unwrap().1, ClientMsg::Ping);
     }
 
     #[test]
     fn bad_frames_become_bad_message_with_the_id_when_readable() {
-        for text in ["nope", "{}", r#"{"type":"fly"}"#, r#"{"type":"submit","session":"s","score":-1}"#] {
+        for text in [
+            "nope",
+            "{}",
+            r#"{"type":"fly"}"#,
+            r#"{"type":"submit","session":"s","score":-1}"#,
+        ] {
             let (_, err) = parse(text, 128).unwrap_err();
             assert_eq!(err.code(), "bad_message", "{text}");
         }

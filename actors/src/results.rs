@@ -46,43 +46,76 @@ impl ResultsPipeline {
         cleanup: Duration,
     ) -> Self {
         let submits = WindowLimiter::new(Duration::from_secs(60), max_submits_per_minute);
-        Self { store, signer, campaigns, rooms, submits, cleanup }
+        Self {
+            store,
+            signer,
+            campaigns,
+            rooms,
+            submits,
+            cleanup,
+        }
     }
 
     fn decide(&mut self, msg: &Submit, now: u64) -> Result<Outcome, ClientError> {
         let session = self.signer.verify(&msg.session)?;
         if session.user != msg.user {
-            return Err(ClientError::BadSession("this session belongs to another player"));
+            return Err(ClientError::BadSession(
+                "this session belongs to another player",
+            ));
         }
         if let Some(done) = self.store.outcome(&session.id) {
-            return if done.score == msg.score { Ok(done) } else { Err(ClientError::AlreadySubmitted) };
+            return if done.score == msg.score {
+                Ok(done)
+            } else {
+                Err(ClientError::AlreadySubmitted)
+            };
         }
         if let Verdict::Refused { .. } = self.submits.check(&msg.user) {
             // Not recorded: a rate-limited player may submit this session again later.
             return Err(ClientError::RateLimited);
         }
-        let rules = self.campaigns.get(session.campaign.as_str()).ok_or(ClientError::UnknownCampaign)?;
+        let rules = self
+            .campaigns
+            .get(session.campaign.as_str())
+            .ok_or(ClientError::UnknownCampaign)?;
         // Marks outlive the session's validity, after which a resubmit is `too_slow` anyway.
         let keep_until = session.started_ms + rules.max_duration_ms * 2;
         let refuse = |store: &MemoryStore, err: ClientError| {
-            let refused = Outcome { user: msg.user.clone(), score: msg.score, refused: Some(err.code()), best: None, rank: None };
+            let refused = Outcome {
+                user: msg.user.clone(),
+                score: msg.score,
+                refused: Some(err.code()),
+                best: None,
+                rank: None,
+            };
             store.refuse(&session.id, refused, keep_until)
         };
         if let Err(err) = check_rules(rules, session.started_ms, now, msg.score) {
             return Ok(refuse(&self.store, err));
         }
         let boards = BoardKey::all_for(&session.campaign, now);
-        let (outcome, changed) = self.store.accept(&session.id, &msg.user, msg.score, &boards, keep_until);
+        let (outcome, changed) =
+            self.store
+                .accept(&session.id, &msg.user, msg.score, &boards, keep_until);
         if changed {
-            self.rooms.do_send(BoardsChanged { campaign: session.campaign });
+            self.rooms.do_send(BoardsChanged {
+                campaign: session.campaign,
+            });
         }
         Ok(outcome)
     }
 }
 
 /// The anti-cheat rules that depend only on the campaign, the server's clock and the score.
-pub fn check_rules(rules: &CampaignRules, started_ms: u64, now_ms: u64, score: u64) -> Result<(), ClientError> {
-    if rules.starts_at_ms.is_some_and(|t| started_ms < t) || rules.ends_at_ms.is_some_and(|t| now_ms > t) {
+pub fn check_rules(
+    rules: &CampaignRules,
+    started_ms: u64,
+    now_ms: u64,
+    score: u64,
+) -> Result<(), ClientError> {
+    if rules.starts_at_ms.is_some_and(|t| started_ms < t)
+        || rules.ends_at_ms.is_some_and(|t| now_ms > t)
+    {
         return Err(ClientError::CampaignClosed);
     }
     let played_ms = now_ms.saturating_sub(started_ms);
@@ -106,7 +139,6 @@ impl Actor for ResultsPipeline {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
         ctx.run_interval(self.cleanup, |act, _| {
             act.store.sweep(now_ms());
             act.submits.sweep();
@@ -131,7 +163,14 @@ impl Handler<Submit> for ResultsPipeline {
     fn handle(&mut self, msg: Submit, _: &mut Self::Context) -> Self::Result {
         let result = self.decide(&msg, now_ms());
         let (outcome, reason) = match &result {
-            Ok(o) => (if o.refused.is_some() { "rejected" } else { "accepted" }, o.refused),
+            Ok(o) => (
+                if o.refused.is_some() {
+                    "rejected"
+                } else {
+                    "accepted"
+                },
+                o.refused,
+            ),
             Err(e) => ("rejected", Some(e.code())),
         };
         telemetry::submit(outcome, reason, msg.user.as_str(), msg.score);
@@ -150,13 +189,25 @@ mod tests {
     #[test]
     fn each_rule_refuses_with_its_reason() {
         let r = demo();
-        let code = |started: u64, now: u64, score: u64| check_rules(&r, started, now, score).err().map(|e| e.code());
+        let code = |started: u64, now: u64, score: u64| {
+            check_rules(&r, started, now, score).err().map(|e| e.code())
+        };
         assert_eq!(code(0, 1_999, 10), Some("too_fast"));
         assert_eq!(code(0, 120_001, 10), Some("too_slow"));
         assert_eq!(code(0, 10_000, 100_001), Some("score_too_high"));
         assert_eq!(code(0, 10_000, 501), Some("score_rate_too_high"));
-        assert_eq!(code(0, 10_000, 500), None, "exactly the allowed rate is fine");
-        let closed = CampaignRules { ends_at_ms: Some(5_000), ..demo() };
-        assert_eq!(check_rules(&closed, 0, 10_000, 1).unwrap_err().code(), "campaign_closed");
+        assert_eq!(
+            code(0, 10_000, 500),
+            None,
+            "exactly the allowed rate is fine"
+        );
+        let closed = CampaignRules {
+            ends_at_ms: Some(5_000),
+            ..demo()
+        };
+        assert_eq!(
+            check_rules(&closed, 0, 10_000, 1).unwrap_err().code(),
+            "campaign_closed"
+        );
     }
 }

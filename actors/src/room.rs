@@ -56,11 +56,27 @@ impl Room {
     pub fn new(id: RoomId, store: Arc<MemoryStore>, top_n: usize, tick: Duration) -> Self {
         let board = BoardKey::for_room(&id, now_ms());
         let top = store.top(&board, top_n);
-        Self { label: id.to_string(), id, store, top_n, tick, members: HashMap::new(), top, seq: 0, dirty: false, board, panicked: false }
+        Self {
+            label: id.to_string(),
+            id,
+            store,
+            top_n,
+            tick,
+            members: HashMap::new(),
+            top,
+            seq: 0,
+            dirty: false,
+            board,
+            panicked: false,
+        }
     }
 
     /// Runs a handler body; a panic stops the room so its supervisor restarts it.
-    fn guarded<R: Default>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> R {
+    fn guarded<R: Default>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
+    ) -> R {
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
             Ok(r) => r,
             Err(_) => {
@@ -76,10 +92,24 @@ impl Room {
             .top
             .iter()
             .find(|e| &e.user == user)
-            .map(|e| Standing { rank: e.rank, score: e.score })
+            .map(|e| Standing {
+                rank: e.rank,
+                score: e.score,
+            })
             .or_else(|| self.store.standing(&self.board, user));
-        let frame = encode(&ServerMsg::Snapshot { room: &self.label, seq: self.seq, top: &self.top, me }, re);
-        Push { frame, kind: "snapshot" }
+        let frame = encode(
+            &ServerMsg::Snapshot {
+                room: &self.label,
+                seq: self.seq,
+                top: &self.top,
+                me,
+            },
+            re,
+        );
+        Push {
+            frame,
+            kind: "snapshot",
+        }
     }
 
     fn tick(&mut self) {
@@ -103,11 +133,26 @@ impl Room {
         }
         self.seq += 1;
         self.top = top;
-        let push = Push { frame: encode(&ServerMsg::Diff { room: &self.label, seq: self.seq, diff: &d }, None), kind: "diff" };
+        let push = Push {
+            frame: encode(
+                &ServerMsg::Diff {
+                    room: &self.label,
+                    seq: self.seq,
+                    diff: &d,
+                },
+                None,
+            ),
+            kind: "diff",
+        };
         for member in self.members.values() {
             member.out.do_send(push.clone());
         }
-        telemetry::diff_broadcast(&self.label, push.frame.len(), self.members.len(), started.elapsed());
+        telemetry::diff_broadcast(
+            &self.label,
+            push.frame.len(),
+            self.members.len(),
+            started.elapsed(),
+        );
     }
 }
 
@@ -115,8 +160,9 @@ impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
-        ctx.run_interval(self.tick, |room, ctx| room.guarded(ctx, |room, _| room.tick()));
+        ctx.run_interval(self.tick, |room, ctx| {
+            room.guarded(ctx, |room, _| room.tick())
+        });
     }
 }
 
@@ -154,8 +200,15 @@ impl Handler<Join> for Room {
     /// Joining twice is a resync: the member gets a fresh snapshot.
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
         self.guarded(ctx, |room, _| {
-            msg.out.do_send(room.snapshot_for(&msg.user, msg.re.as_ref()));
-            room.members.insert(msg.conn, Member { user: msg.user, out: msg.out });
+            msg.out
+                .do_send(room.snapshot_for(&msg.user, msg.re.as_ref()));
+            room.members.insert(
+                msg.conn,
+                Member {
+                    user: msg.user,
+                    out: msg.out,
+                },
+            );
             telemetry::room_members(&room.label, room.members.len());
         });
         Ok(())
@@ -196,7 +249,9 @@ impl Handler<Resync> for Room {
     fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) {
         self.guarded(ctx, |room, _| {
             if let Some(member) = room.members.get(&msg.conn) {
-                member.out.do_send(room.snapshot_for(&member.user, msg.re.as_ref()));
+                member
+                    .out
+                    .do_send(room.snapshot_for(&member.user, msg.re.as_ref()));
             }
         })
     }
@@ -236,7 +291,7 @@ mod tests {
     use crate::ids::CampaignId;
 
     /// Collects the frames a member receives.
-    struct Sink(std::sync::mpsc::Sender<String>);
+    struct Sink(tokio::sync::mpsc::UnboundedSender<String>);
     impl Actor for Sink {
         type Context = Context<Self>;
     }
@@ -247,38 +302,72 @@ mod tests {
         }
     }
 
-    fn recv(rx: &std::sync::mpsc::Receiver<String>) -> serde_json::Value {
-        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(5)).expect("a frame")).unwrap()
+    async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> serde_json::Value {
+        let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a frame in time");
+        serde_json::from_str(&frame.expect("sink open")).unwrap()
     }
 
     #[actix_rt::test]
     async fn a_panicking_room_is_restarted_and_resyncs_its_members() {
         let store = Arc::new(MemoryStore::default());
-        let id = RoomId { campaign: CampaignId::new("demo"), board: crate::ids::BoardKind::Global };
+        let id = RoomId {
+            campaign: CampaignId::new("demo"),
+            board: crate::ids::BoardKind::Global,
+        };
         let alice = UserId::parse("alice").unwrap();
         let room = Supervisor::start({
             let (store, id) = (store.clone(), id.clone());
             move |_| Room::new(id, store, 10, Duration::from_millis(20))
         });
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Sink(tx).start();
-        room.send(Join { room: id.clone(), conn: ConnId(1), user: alice.clone(), out: sink.recipient(), re: None }).await.unwrap().unwrap();
-        let first = recv(&rx);
-        assert_eq!((first["type"].as_str(), first["seq"].as_u64()), (Some("snapshot"), Some(0)));
+        room.send(Join {
+            room: id.clone(),
+            conn: ConnId(1),
+            user: alice.clone(),
+            out: sink.recipient(),
+            re: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let first = recv(&mut rx).await;
+        assert_eq!(
+            (first["type"].as_str(), first["seq"].as_u64()),
+            (Some("snapshot"), Some(0))
+        );
 
-        store.accept("s1", &alice, 10, &[BoardKey::for_room(&id, now_ms())], u64::MAX);
+        store.accept(
+            "s1",
+            &alice,
+            10,
+            &[BoardKey::for_room(&id, now_ms())],
+            u64::MAX,
+        );
         // The panicking message is lost (its sender sees an error); the room is not.
         let _ = room.send(Crash).await;
-        let resync = recv(&rx);
-        assert_eq!(resync["type"], "snapshot", "members get a fresh snapshot after a restart");
+        let resync = recv(&mut rx).await;
+        assert_eq!(
+            resync["type"], "snapshot",
+            "members get a fresh snapshot after a restart"
+        );
         assert_eq!(resync["seq"], 1);
         assert_eq!(resync["top"][0]["user"], "alice");
 
         // Still serving: a tick after a new best sends a diff with the next seq.
-        store.accept("s2", &alice, 20, &[BoardKey::for_room(&id, now_ms())], u64::MAX);
+        store.accept(
+            "s2",
+            &alice,
+            20,
+            &[BoardKey::for_room(&id, now_ms())],
+            u64::MAX,
+        );
         room.send(Dirty).await.unwrap();
-        let d = recv(&rx);
-        assert_eq!((d["type"].as_str(), d["seq"].as_u64()), (Some("diff"), Some(2)));
+        let d = recv(&mut rx).await;
+        assert_eq!(
+            (d["type"].as_str(), d["seq"].as_u64()),
+            (Some("diff"), Some(2))
+        );
         assert_eq!(d["changed"][0]["score"], 20);
     }
 }

@@ -26,15 +26,28 @@ pub struct RoomRegistry {
 }
 
 impl RoomRegistry {
-    pub fn new(config: RoomConfig, campaigns: Arc<BTreeMap<String, CampaignRules>>, store: Arc<MemoryStore>) -> Self {
-        Self { rooms: HashMap::new(), campaigns, store, config }
+    pub fn new(
+        config: RoomConfig,
+        campaigns: Arc<BTreeMap<String, CampaignRules>>,
+        store: Arc<MemoryStore>,
+    ) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            campaigns,
+            store,
+            config,
+        }
     }
 
     fn room(&mut self, id: &RoomId) -> Result<&Addr<Room>, ClientError> {
         if !self.campaigns.contains_key(id.campaign.as_str()) {
             return Err(ClientError::UnknownRoom("no such campaign"));
         }
-        let (store, top_n, tick) = (self.store.clone(), self.config.top_n, Duration::from_millis(self.config.tick_ms));
+        let (store, top_n, tick) = (
+            self.store.clone(),
+            self.config.top_n,
+            Duration::from_millis(self.config.tick_ms),
+        );
         Ok(self.rooms.entry(id.clone()).or_insert_with(|| {
             let id = id.clone();
             Supervisor::start(move |_| Room::new(id, store, top_n, tick))
@@ -44,10 +57,6 @@ impl RoomRegistry {
 
 impl Actor for RoomRegistry {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Join> for RoomRegistry {

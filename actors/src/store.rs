@@ -49,7 +49,14 @@ impl MemoryStore {
     /// Accepts a result: marks the session and offers the score to each board. Returns the
     /// outcome (best and rank on the first board) and whether any board changed. If the
     /// session was already marked, returns that outcome untouched.
-    pub fn accept(&self, session: &str, user: &UserId, score: u64, boards: &[BoardKey], keep_until_ms: u64) -> (Outcome, bool) {
+    pub fn accept(
+        &self,
+        session: &str,
+        user: &UserId,
+        score: u64,
+        boards: &[BoardKey],
+        keep_until_ms: u64,
+    ) -> (Outcome, bool) {
         let mut inner = self.lock();
         if let Some((done, _)) = inner.outcomes.get(session) {
             return (done.clone(), false);
@@ -58,22 +65,46 @@ impl MemoryStore {
         let stamp = inner.stamp;
         let mut changed = false;
         for key in boards {
-            changed |= inner.boards.entry(key.clone()).or_default().offer(user, score, stamp);
+            changed |= inner
+                .boards
+                .entry(key.clone())
+                .or_default()
+                .offer(user, score, stamp);
         }
-        let standing = boards.first().and_then(|k| inner.boards.get(k)).and_then(|b| b.standing(user));
-        let outcome = Outcome { user: user.clone(), score, refused: None, best: standing.map(|s| s.score), rank: standing.map(|s| s.rank) };
-        inner.outcomes.insert(session.to_owned(), (outcome.clone(), keep_until_ms));
+        let standing = boards
+            .first()
+            .and_then(|k| inner.boards.get(k))
+            .and_then(|b| b.standing(user));
+        let outcome = Outcome {
+            user: user.clone(),
+            score,
+            refused: None,
+            best: standing.map(|s| s.score),
+            rank: standing.map(|s| s.rank),
+        };
+        inner
+            .outcomes
+            .insert(session.to_owned(), (outcome.clone(), keep_until_ms));
         (outcome, changed)
     }
 
     /// Records a refusal so a retry of the same session gets the same answer.
     pub fn refuse(&self, session: &str, outcome: Outcome, keep_until_ms: u64) -> Outcome {
         let mut inner = self.lock();
-        inner.outcomes.entry(session.to_owned()).or_insert((outcome, keep_until_ms)).0.clone()
+        inner
+            .outcomes
+            .entry(session.to_owned())
+            .or_insert((outcome, keep_until_ms))
+            .0
+            .clone()
     }
 
     pub fn top(&self, board: &BoardKey, n: usize) -> Vec<Entry> {
-        self.lock().boards.get(board).map(|b| b.top(n)).unwrap_or_default()
+        self.lock()
+            .boards
+            .get(board)
+            .map(|b| b.top(n))
+            .unwrap_or_default()
     }
 
     pub fn standing(&self, board: &BoardKey, user: &UserId) -> Option<Standing> {

@@ -22,7 +22,12 @@ pub fn connection_closed(reason: CloseReason, user: Option<&str>) {
         CloseReason::ClientClosed | CloseReason::Shutdown => {
             tracing::debug!(reason = reason.as_str(), user, "connection closed")
         }
-        _ => tracing::info!(reason = reason.as_str(), code = reason.code(), user, "connection closed"),
+        _ => tracing::info!(
+            reason = reason.as_str(),
+            code = reason.code(),
+            user,
+            "connection closed"
+        ),
     }
 }
 
@@ -65,11 +70,15 @@ pub fn diff_broadcast(room: &str, bytes: usize, members: usize, took: Duration) 
 
 pub fn room_restarted(room: &str) {
     counter!("podium_room_restarts_total").increment(1);
-    tracing::error!(room, "room panicked; restarted by its supervisor and resynced its members");
+    tracing::error!(
+        room,
+        "room panicked; restarted by its supervisor and resynced its members"
+    );
 }
 
 pub fn submit(outcome: &'static str, reason: Option<&'static str>, user: &str, score: u64) {
-    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or("")).increment(1);
+    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or(""))
+        .increment(1);
     match reason {
         // A refusal is recorded for review: the log line carries the numbers.
         Some(reason) => tracing::info!(outcome, reason, user, score, "submit refused"),
@@ -132,7 +141,10 @@ impl Stats {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let slot = &mut ring[(second % BUCKETS as u64) as usize];
         if slot.second != second {
-            *slot = Bucket { second, ..Bucket::default() };
+            *slot = Bucket {
+                second,
+                ..Bucket::default()
+            };
         }
         f(slot);
     }
@@ -159,9 +171,28 @@ impl Stats {
     pub fn last_minute(&self) -> Minute {
         let now = self.started.elapsed().as_secs();
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let live = ring.iter().filter(|b| b.second + (BUCKETS as u64) > now && b.second <= now && (b.messages > 0 || b.responses > 0));
-        let (messages, errors, us, n) = live.fold((0, 0, 0, 0), |(m, e, us, n), b| (m + b.messages, e + b.errors, us + b.response_us, n + b.responses));
-        Minute { messages, errors, average_response_ms: if n == 0 { 0.0 } else { us as f64 / n as f64 / 1000.0 } }
+        let live = ring.iter().filter(|b| {
+            b.second + (BUCKETS as u64) > now
+                && b.second <= now
+                && (b.messages > 0 || b.responses > 0)
+        });
+        let (messages, errors, us, n) = live.fold((0, 0, 0, 0), |(m, e, us, n), b| {
+            (
+                m + b.messages,
+                e + b.errors,
+                us + b.response_us,
+                n + b.responses,
+            )
+        });
+        Minute {
+            messages,
+            errors,
+            average_response_ms: if n == 0 {
+                0.0
+            } else {
+                us as f64 / n as f64 / 1000.0
+            },
+        }
     }
 
     pub fn uptime(&self) -> Duration {

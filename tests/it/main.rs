@@ -1,1 +1,10 @@
+//! podium's integration tests: each starts a real server on an ephemeral port and drives it
+//! with real WebSocket and HTTP clients. One test binary, one module per area.
 
+mod common;
+
+mod auth;
+mod connection;
+mod games;
+mod http;
+mod rooms;

@@ -1,0 +1,238 @@
+//! `TestServer` starts podium on port 0 in its own actix system; `Client` speaks the protocol.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use podium::Config;
+use podium_actors::config::CampaignRules;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-0123456789";
+/// How long a test waits for a frame before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A server with the test defaults, adjusted by `adjust`. The test defaults add a campaign
+    /// `quick` whose games may end after 1 ms, so tests need not sleep through `demo`'s 2 s.
+    pub fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config { listen: "127.0.0.1:0".into(), workers: 1, ..Config::default() };
+        config.jwt.secret = Some(SECRET.into());
+        config.campaigns.insert(
+            "quick".into(),
+            CampaignRules {
+                min_duration_ms: 1,
+                max_duration_ms: 60_000,
+                max_score: 1_000_000,
+                max_score_per_second: 1_000_000_000,
+                starts_at_ms: None,
+                ends_at_ms: None,
+            },
+        );
+        adjust(&mut config);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let running = podium::start(config).expect("server starts");
+                tx.send((running.addr, running.server.handle())).unwrap();
+                let _ = running.server.await;
+            })
+        });
+        let (addr, handle) = rx.recv_timeout(WAIT).expect("server reports its address");
+        Self { addr, handle }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// A player token signed with the test secret, valid for ten minutes.
+    pub fn token(&self, user: &str) -> String {
+        token_with(
+            user,
+            now_secs() + 600,
+            jsonwebtoken::Algorithm::HS256,
+            SECRET.as_bytes(),
+        )
+    }
+
+    /// A socket that has not authenticated.
+    pub async fn connect(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(self.url())
+            .await
+            .expect("upgrade");
+        Client { ws }
+    }
+
+    /// A socket authenticated as `user`, welcome consumed.
+    pub async fn player(&self, user: &str) -> Client {
+        let mut c = self.connect().await;
+        c.send(json!({"type":"auth","token": self.token(user)}))
+            .await;
+        let welcome = c.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c
+    }
+
+    /// One HTTP/1.1 request; answers the status and the JSON body (Null when not JSON).
+    pub async fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (status, text) = self.http_text(method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn http_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        let body = body.unwrap_or("");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        let status = raw
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Sends the stop command now; the server's thread ends when it completes.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn token_with(user: &str, exp: u64, alg: jsonwebtoken::Algorithm, key: &[u8]) -> String {
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(key).unwrap(),
+        _ => jsonwebtoken::EncodingKey::from_secret(key),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &json!({"sub": user, "exp": exp}),
+        &key,
+    )
+    .unwrap()
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("send");
+    }
+
+    /// The next text frame as JSON; fails on close or after [`WAIT`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait")
+                .expect("socket open")
+                .expect("frame");
+            match frame {
+                Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+                Message::Close(c) => panic!("closed unexpectedly: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `ty`, skipping others (diffs, pongs).
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server closes; answers the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(WAIT * 2, self.ws.next())
+                .await
+                .expect("close within the wait");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (u16::from(CloseCode::Status), String::new())
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error before a close frame: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type":"join","room": room})).await;
+        self.recv_type("snapshot").await
+    }
+
+    /// Starts a game in `campaign` and answers its session token.
+    pub async fn start_game(&mut self, campaign: &str) -> String {
+        self.send(json!({"type":"start_game","campaign": campaign}))
+            .await;
+        let started = self.recv_type("game_started").await;
+        started["session"]
+            .as_str()
+            .expect("session token")
+            .to_owned()
+    }
+
+    pub async fn submit(&mut self, session: &str, score: u64) -> Value {
+        self.send(json!({"type":"submit","session": session,"score": score}))
+            .await;
+        self.recv_type("result").await
+    }
+
+    /// A whole game in the `quick` campaign: start, wait past its 1 ms minimum, submit.
+    pub async fn play(&mut self, score: u64) -> Value {
+        let session = self.start_game("quick").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.submit(&session, score).await
+    }
+}

@@ -1,0 +1,223 @@
+//! Socket limits: caps before and after auth, rate limit, frame size, bad frames, heartbeat,
+//! inactivity, slow readers.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::common::*;
+
+/// The HTTP status and JSON code of a refused upgrade.
+async fn refused_upgrade(server: &TestServer) -> (u16, String) {
+    match tokio_tungstenite::connect_async(server.url()).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+            (
+                resp.status().as_u16(),
+                body["error"]["code"].as_str().unwrap().to_owned(),
+            )
+        }
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn the_global_cap_refuses_with_503_before_the_upgrade() {
+    let server = TestServer::with(|c| c.ws.max_connections = 2);
+    let _a = server.connect().await;
+    let _b = server.connect().await;
+    assert_eq!(
+        refused_upgrade(&server).await,
+        (503, "server_at_capacity".into())
+    );
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_refuses_with_429_and_frees_the_place_on_close() {
+    let server = TestServer::with(|c| c.ws.max_connections_per_ip = 1);
+    let mut a = server.connect().await;
+    assert_eq!(
+        refused_upgrade(&server).await,
+        (429, "too_many_connections_for_ip".into())
+    );
+    a.ws.close(None).await.unwrap();
+    // The place comes back once the server has seen the close.
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(server.url()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the per-IP place was never released");
+}
+
+#[tokio::test]
+async fn the_per_user_cap_closes_the_extra_socket_with_4429() {
+    let server = TestServer::with(|c| c.ws.max_connections_per_user = 2);
+    let _a = server.player("bob").await;
+    let _b = server.player("bob").await;
+    let mut c = server.connect().await;
+    c.send(json!({"type":"auth","token": server.token("bob")}))
+        .await;
+    assert_eq!(c.recv().await["code"], "too_many_connections_for_user");
+    assert_eq!(c.closed().await.0, 4429);
+    // Another player is unaffected.
+    let _d = server.player("carol").await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_refuses_then_closes_an_abuser() {
+    let server = TestServer::with(|c| {
+        c.ws.rate_limit_max_messages = 5;
+        c.ws.rate_limit_max_strikes = 3;
+        c.ws.rate_limit_window_ms = 60_000;
+    });
+    let mut c = server.player("dave").await;
+    for i in 0..5 {
+        c.send(json!({"type":"ping","id": i})).await;
+        assert_eq!(c.recv().await["type"], "pong");
+    }
+    c.send(json!({"type":"ping","id": 5})).await;
+    let refused = c.recv().await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["re"].as_i64()),
+        (Some("rate_limited"), Some(5))
+    );
+    c.send(json!({"type":"ping"})).await;
+    c.send(json!({"type":"ping"})).await;
+    assert_eq!(c.closed().await, (4429, "rate_limit_abuse".into()));
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let server = TestServer::with(|c| c.ws.max_payload_bytes = 1024);
+    let mut c = server.player("erin").await;
+    c.send(json!({"type":"ping","pad": "x".repeat(900)})).await;
+    assert_eq!(c.recv().await["type"], "pong", "under the limit is fine");
+    c.send(json!({"type":"ping","pad": "x".repeat(2000)})).await;
+    assert_eq!(c.closed().await.0, 1009);
+}
+
+#[tokio::test]
+async fn bad_json_unknown_types_and_binary_frames_get_bad_message_and_the_socket_stays() {
+    let server = TestServer::start();
+    let mut c = server.player("frank").await;
+    c.send_raw(Message::Text("{not json".into())).await;
+    assert_eq!(c.recv().await["code"], "bad_message");
+    c.send(json!({"type":"teleport","id":9})).await;
+    let err = c.recv().await;
+    assert_eq!(
+        (err["code"].as_str(), err["re"].as_i64()),
+        (Some("bad_message"), Some(9))
+    );
+    c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    assert_eq!(c.recv().await["code"], "bad_message");
+    c.send(json!({"type":"submit","session":"x","score":-5}))
+        .await;
+    assert_eq!(c.recv().await["code"], "bad_message");
+    c.send(json!({"type":"ping","id":"still-here"})).await;
+    assert_eq!(c.recv().await["re"], "still-here");
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_two_heartbeats() {
+    let server = TestServer::with(|c| c.ws.heartbeat_interval_ms = 100);
+    let mut c = server.player("gina").await;
+    // Not reading means not answering the server's pings.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(c.closed().await, (4408, "heartbeat_timeout".into()));
+}
+
+#[tokio::test]
+async fn a_client_that_only_pings_is_closed_as_inactive() {
+    let server = TestServer::with(|c| {
+        c.ws.heartbeat_interval_ms = 50;
+        c.ws.inactive_timeout_ms = 300;
+        c.ws.rate_limit_max_messages = 1000;
+    });
+    let mut c = server.player("hank").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        // Reading answers the server's pings, so only inactivity can close this socket.
+        c.send(json!({"type":"ping"})).await;
+        let tick = tokio::time::Instant::now() + Duration::from_millis(40);
+        while let Ok(next) =
+            tokio::time::timeout_at(tick, futures_util::StreamExt::next(&mut c.ws)).await
+        {
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    assert_eq!(
+                        (u16::from(frame.code), frame.reason.as_str()),
+                        (4408, "inactive")
+                    );
+                    return;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never closed for inactivity"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_closed_with_4008_while_the_room_keeps_sending_to_others() {
+    let server = TestServer::with(|c| {
+        c.ws.outbound_queue_max_bytes = 32 * 1024;
+        c.ws.socket_send_buffer_bytes = 4096;
+        c.ws.rate_limit_max_messages = 1_000_000;
+        c.game.max_submits_per_minute = 1_000_000;
+        c.rooms.tick_ms = 10;
+        c.rooms.top_n = 200;
+    });
+    let mut fast = server.player("fast").await;
+    let mut seq = fast.join("quick/global").await["seq"].as_u64().unwrap();
+    // The slow member's socket takes 4 KiB at most and it never reads: the room's diffs pile
+    // up in its outbound queue.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(server.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut slow = Client { ws };
+    slow.send(json!({"type":"auth","token": server.token("slow")}))
+        .await;
+    slow.recv().await;
+    slow.join("quick/global").await;
+
+    // Forty players improving their scores as fast as they can make every diff large.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut p = server.player(&format!("player-{i}")).await;
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut score = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && score < 5_000 {
+                p.play(score).await;
+                score += 1;
+            }
+        }));
+    }
+    // The fast member keeps receiving every diff, in order, the whole time.
+    for _ in 0..150 {
+        let diff = fast.recv_type("diff").await;
+        assert_eq!(diff["seq"].as_u64().unwrap(), seq + 1);
+        seq += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Reading now, the slow member finds what had been queued, then the close.
+    assert_eq!(slow.closed().await, (4008, "slow_consumer".into()));
+}
