@@ -68,18 +68,27 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Runs until `shutdown` resolves, then closes sockets with 1001 and stops the server.
+/// Starts the server and runs it until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> anyhow::Result<()> {
-    let Running {
-        addr,
-        engine,
-        server,
-    } = start(config)?;
-    tracing::info!(%addr, "podium listening");
-    println!("podium listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+    let running = start(config)?;
+    tracing::info!(addr = %running.addr, "podium listening");
+    println!(
+        "podium listening on http://{0} (WebSocket: ws://{0}/ws)",
+        running.addr
+    );
+    serve(running, shutdown).await
+}
+
+/// Runs a started server until `shutdown` resolves, then stops accepting, closes every socket
+/// with 1001 and stops the server.
+pub async fn serve(
+    running: Running,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> anyhow::Result<()> {
+    let Running { engine, server, .. } = running;
     let handle = server.handle();
     actix_rt::spawn(async move {
         shutdown.await;

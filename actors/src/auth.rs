@@ -37,65 +37,66 @@ impl TokenVerifier {
             expected: expected.into(),
             got,
         };
-        let (alg, key, dev_signer) =
-            match config.algorithm.as_str() {
-                "HS256" => {
-                    let secret = config.secret.as_deref().or(generated_secret).ok_or_else(
-                        || {
-                            bad(
-                                "JWT_SECRET",
-                                "a secret of at least 16 characters (required outside dev mode)",
-                                String::new(),
-                            )
-                        },
-                    )?;
-                    (
-                        Algorithm::HS256,
-                        DecodingKey::from_secret(secret.as_bytes()),
-                        Some(EncodingKey::from_secret(secret.as_bytes())),
-                    )
-                }
-                alg @ ("RS256" | "ES256") => {
-                    let raw = config.public_key.as_deref().ok_or_else(|| {
+        let (alg, key, dev_signer) = match config.algorithm.as_str() {
+            "HS256" => {
+                let secret = config
+                    .secret
+                    .as_deref()
+                    .or(generated_secret)
+                    .ok_or_else(|| {
                         bad(
-                            "JWT_PUBLIC_KEY",
-                            "a PEM public key or a path to one",
+                            "JWT_SECRET",
+                            "a secret of at least 16 characters (required outside dev mode)",
                             String::new(),
                         )
                     })?;
-                    let pem = if raw.trim_start().starts_with("-----BEGIN") {
-                        raw.to_owned()
-                    } else {
-                        std::fs::read_to_string(raw).map_err(|e| {
-                            bad(
-                                "JWT_PUBLIC_KEY",
-                                "a PEM public key or a readable path to one",
-                                format!("{raw}: {e}"),
-                            )
-                        })?
-                    };
-                    let parsed = if alg == "RS256" {
-                        DecodingKey::from_rsa_pem(pem.as_bytes()).map(|k| (Algorithm::RS256, k))
-                    } else {
-                        DecodingKey::from_ec_pem(pem.as_bytes()).map(|k| (Algorithm::ES256, k))
-                    };
-                    let (alg, key) = parsed.map_err(|e| {
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.as_bytes()),
+                    Some(EncodingKey::from_secret(secret.as_bytes())),
+                )
+            }
+            alg @ ("RS256" | "ES256") => {
+                let raw = config.public_key.as_deref().ok_or_else(|| {
+                    bad(
+                        "JWT_PUBLIC_KEY",
+                        "a PEM public key or a path to one",
+                        String::new(),
+                    )
+                })?;
+                let pem = if raw.trim_start().starts_with("-----BEGIN") {
+                    raw.to_owned()
+                } else {
+                    std::fs::read_to_string(raw).map_err(|e| {
                         bad(
                             "JWT_PUBLIC_KEY",
-                            &format!("a valid {alg} public key in PEM"),
-                            e.to_string(),
+                            "a PEM public key or a readable path to one",
+                            format!("{raw}: {e}"),
                         )
-                    })?;
-                    (alg, key, None)
-                }
-                other => {
-                    return Err(bad(
-                        "JWT_ALGORITHM",
-                        "HS256, RS256 or ES256",
-                        other.to_owned(),
-                    ))
-                }
-            };
+                    })?
+                };
+                let parsed = if alg == "RS256" {
+                    DecodingKey::from_rsa_pem(pem.as_bytes()).map(|k| (Algorithm::RS256, k))
+                } else {
+                    DecodingKey::from_ec_pem(pem.as_bytes()).map(|k| (Algorithm::ES256, k))
+                };
+                let (alg, key) = parsed.map_err(|e| {
+                    bad(
+                        "JWT_PUBLIC_KEY",
+                        &format!("a valid {alg} public key in PEM"),
+                        e.to_string(),
+                    )
+                })?;
+                (alg, key, None)
+            }
+            other => {
+                return Err(bad(
+                    "JWT_ALGORITHM",
+                    "HS256, RS256 or ES256",
+                    other.to_owned(),
+                ))
+            }
+        };
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
         validation.leeway = config.leeway_secs;

@@ -303,7 +303,9 @@ mod tests {
     }
 
     async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> serde_json::Value {
-        let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a frame in time");
+        let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a frame in time");
         serde_json::from_str(&frame.expect("sink open")).unwrap()
     }
 

@@ -30,7 +30,11 @@ impl TestServer {
     /// A server with the test defaults, adjusted by `adjust`. The test defaults add a campaign
     /// `quick` whose games may end after 1 ms, so tests need not sleep through `demo`'s 2 s.
     pub fn with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config { listen: "127.0.0.1:0".into(), workers: 1, ..Config::default() };
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            workers: 1,
+            ..Config::default()
+        };
         config.jwt.secret = Some(SECRET.into());
         config.campaigns.insert(
             "quick".into(),

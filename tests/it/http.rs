@@ -142,3 +142,47 @@ async fn unknown_routes_and_plain_requests_to_ws_get_json_errors() {
         (400, Some("bad_message"))
     );
 }
+
+#[tokio::test]
+async fn shutdown_refuses_new_players_and_closes_sockets_with_1001() {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let config = podium::Config {
+        listen: "127.0.0.1:0".into(),
+        workers: 1,
+        jwt: podium_actors::config::JwtConfig {
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let thread = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let running = podium::start(config).unwrap();
+            addr_tx.send(running.addr).unwrap();
+            podium::serve(running, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    });
+    let addr = addr_rx.recv_timeout(WAIT).unwrap();
+    let url = format!("ws://{addr}/ws");
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut c = Client { ws };
+    let token = token_with(
+        "sid",
+        now_secs() + 60,
+        jsonwebtoken::Algorithm::HS256,
+        SECRET.as_bytes(),
+    );
+    c.send(json!({"type":"auth","token": token})).await;
+    c.recv().await;
+    stop_tx.send(()).unwrap();
+    assert_eq!(c.closed().await, (1001, "shutdown".into()));
+    thread.join().unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is gone"
+    );
+}
