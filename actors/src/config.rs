@@ -152,6 +152,13 @@ pub struct CampaignRules {
     pub ends_at_ms: Option<u64>,
 }
 
+impl CampaignRules {
+    /// Whether the campaign takes games at `ms` (server clock, Unix ms).
+    pub fn is_open_at(&self, ms: u64) -> bool {
+        self.starts_at_ms.is_none_or(|t| ms >= t) && self.ends_at_ms.is_none_or(|t| ms <= t)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

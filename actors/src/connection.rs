@@ -36,17 +36,15 @@ use crate::limits::Verdict;
 use crate::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
 use crate::results::Submit;
 use crate::room::{Join, Leave, Resync};
-use crate::store::Outcome;
 use crate::telemetry;
 use crate::time::now_ms;
 
-/// A frame for the client, already serialized (shared bytes when broadcast).
+/// A frame for the client, already serialized (shared bytes when broadcast). Whoever builds
+/// a frame counts it in `podium_ws_messages_out_total`, so a broadcast is counted once.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Push {
     pub frame: ByteString,
-    /// Label for `podium_ws_messages_out_total{type}`.
-    pub kind: &'static str,
 }
 
 /// Close this socket for `reason`.
@@ -184,12 +182,7 @@ impl Connection {
     }
 
     /// Writes one frame, or closes the socket when the client has stopped reading.
-    fn send(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        frame: ByteString,
-        kind: &'static str,
-    ) {
+    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
         if self.closing.is_some() {
             return;
         }
@@ -199,7 +192,6 @@ impl Connection {
             return self.close(ctx, CloseReason::SlowConsumer);
         }
         self.queued.set(queued);
-        telemetry::message_out(kind);
         ctx.text(frame);
     }
 
@@ -209,8 +201,8 @@ impl Connection {
         msg: &ServerMsg<'_>,
         re: Option<&MsgId>,
     ) {
-        let kind = msg.kind();
-        self.send(ctx, encode(msg, re), kind);
+        telemetry::message_out(msg.kind(), 1);
+        self.send(ctx, encode(msg, re));
     }
 
     fn reply_error(
@@ -241,7 +233,7 @@ impl Connection {
             Err((id, err)) => {
                 telemetry::message_in("invalid");
                 self.reply_error(ctx, &err, id.as_ref());
-                self.engine.stats.message(true, started.elapsed());
+                self.engine.stats.message(true, Some(started.elapsed()));
                 return;
             }
         };
@@ -260,12 +252,12 @@ impl Connection {
                     self.close(ctx, CloseReason::Unauthorized);
                 }
             }
-            self.engine.stats.message(!ok, started.elapsed());
+            self.engine.stats.message(!ok, Some(started.elapsed()));
             return;
         };
         if let Verdict::Refused { strikes } = self.engine.messages.check(&user) {
             self.reply_error(ctx, &ClientError::RateLimited, id.as_ref());
-            self.engine.stats.message(true, started.elapsed());
+            self.engine.stats.message(true, Some(started.elapsed()));
             if strikes >= self.engine.config.ws.rate_limit_max_strikes {
                 self.close(ctx, CloseReason::RateLimitAbuse);
             }
@@ -274,13 +266,13 @@ impl Connection {
         if msg != ClientMsg::Ping {
             self.last_active = Instant::now();
         }
+        let deferred = matches!(msg, ClientMsg::Submit { .. });
         let result = self.dispatch(ctx, user, msg, id.clone());
         if let Err(err) = &result {
             self.reply_error(ctx, err, id.as_ref());
         }
-        self.engine
-            .stats
-            .message(result.is_err(), started.elapsed());
+        let answered_in = (!deferred || result.is_err()).then(|| started.elapsed());
+        self.engine.stats.message(result.is_err(), answered_in);
     }
 
     fn authenticate(
@@ -412,9 +404,7 @@ impl Connection {
                     .get(&campaign)
                     .ok_or(ClientError::UnknownCampaign)?;
                 let now = now_ms();
-                if rules.starts_at_ms.is_some_and(|t| now < t)
-                    || rules.ends_at_ms.is_some_and(|t| now > t)
-                {
+                if !rules.is_open_at(now) {
                     return Err(ClientError::CampaignClosed);
                 }
                 let session = GameSession {
@@ -443,27 +433,24 @@ impl Connection {
                     score,
                 });
                 ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
-                    let outcome = match answer {
-                        Ok(Ok(outcome)) => outcome,
-                        Ok(Err(err)) => Outcome {
-                            user: UserId::parse("-").expect("valid"),
-                            score,
-                            refused: Some(err.code()),
-                            best: None,
-                            rank: None,
-                        },
+                    // A refusal that is not about this session's numbers comes back as `Err`
+                    // and is answered the same way: a rejected `result` naming the reason.
+                    let (refused, best, rank) = match answer {
+                        Ok(Ok(outcome)) => (outcome.refused, outcome.best, outcome.rank),
+                        Ok(Err(err)) => (Some(err.code()), None, None),
                         Err(_) => return act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
                     };
+                    let status = if refused.is_some() {
+                        ResultStatus::Rejected
+                    } else {
+                        ResultStatus::Accepted
+                    };
                     let result = ServerMsg::Result {
-                        status: if outcome.refused.is_some() {
-                            ResultStatus::Rejected
-                        } else {
-                            ResultStatus::Accepted
-                        },
-                        reason: outcome.refused,
-                        score: outcome.score,
-                        best: outcome.best,
-                        rank: outcome.rank,
+                        status,
+                        reason: refused,
+                        score,
+                        best,
+                        rank,
                     };
                     act.reply(ctx, &result, id.as_ref());
                     act.engine.stats.response(asked.elapsed());
@@ -510,6 +497,8 @@ impl Actor for Connection {
             } else if act.last_active.elapsed() > inactive {
                 act.close(ctx, CloseReason::Inactive);
             } else {
+                // A sample per socket per heartbeat shows backlog building before any 4008.
+                telemetry::outbound_queue(act.queued.get());
                 act.queued.set(act.queued.get() + wire_len(0));
                 ctx.ping(b"");
             }
@@ -543,7 +532,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
                 telemetry::message_in("invalid");
                 let err = ClientError::BadMessage("send JSON in single text frames".into());
                 self.reply_error(ctx, &err, None);
-                self.engine.stats.message(true, Duration::ZERO);
+                self.engine.stats.message(true, Some(Duration::ZERO));
             }
             Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),
@@ -562,7 +551,7 @@ impl Handler<Push> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        self.send(ctx, msg.frame, msg.kind);
+        self.send(ctx, msg.frame);
     }
 }
 

@@ -179,6 +179,17 @@ impl Handler<Authenticate> for ConnectionRegistry {
     }
 }
 
+/// Counts one socket fewer for `key`, forgetting keys that reach zero so the maps hold only
+/// live addresses and users.
+fn release_one<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
 /// Sent by a dropping [`ConnSlot`].
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -193,19 +204,9 @@ impl Handler<Release> for ConnectionRegistry {
         let Some(entry) = self.conns.remove(&msg.id) else {
             return;
         };
-        if let Some(n) = self.per_ip.get_mut(&entry.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&entry.ip);
-            }
-        }
+        release_one(&mut self.per_ip, &entry.ip);
         if let Some(user) = entry.user {
-            if let Some(n) = self.per_user.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_user.remove(&user);
-                }
-            }
+            release_one(&mut self.per_user, &user);
         }
         self.publish_counts();
     }

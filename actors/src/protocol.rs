@@ -123,6 +123,8 @@ pub enum ServerMsg<'a> {
     Diff {
         room: &'a str,
         seq: u64,
+        /// When the room sent it (server clock, Unix ms): lets a client measure delivery.
+        server_time: u64,
         #[serde(flatten)]
         diff: &'a Diff,
     },

@@ -113,9 +113,7 @@ pub fn check_rules(
     now_ms: u64,
     score: u64,
 ) -> Result<(), ClientError> {
-    if rules.starts_at_ms.is_some_and(|t| started_ms < t)
-        || rules.ends_at_ms.is_some_and(|t| now_ms > t)
-    {
+    if !rules.is_open_at(started_ms) || !rules.is_open_at(now_ms) {
         return Err(ClientError::CampaignClosed);
     }
     let played_ms = now_ms.saturating_sub(started_ms);

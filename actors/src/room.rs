@@ -106,10 +106,8 @@ impl Room {
             },
             re,
         );
-        Push {
-            frame,
-            kind: "snapshot",
-        }
+        telemetry::message_out("snapshot", 1);
+        Push { frame }
     }
 
     fn tick(&mut self) {
@@ -138,11 +136,11 @@ impl Room {
                 &ServerMsg::Diff {
                     room: &self.label,
                     seq: self.seq,
+                    server_time: now_ms(),
                     diff: &d,
                 },
                 None,
             ),
-            kind: "diff",
         };
         for member in self.members.values() {
             member.out.do_send(push.clone());

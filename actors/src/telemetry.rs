@@ -33,13 +33,14 @@ pub fn connection_closed(reason: CloseReason, user: Option<&str>) {
 
 pub fn connection_refused(code: &'static str) {
     counter!("podium_ws_refused_total", "code" => code).increment(1);
-    tracing::info!(code, "connection refused before upgrade");
+    // Debug, not info: a flood of refused upgrades must not become a flood of log lines.
+    tracing::debug!(code, "connection refused before upgrade");
 }
 
 pub fn auth(outcome: &'static str) {
     counter!("podium_auth_total", "outcome" => outcome).increment(1);
     if outcome != "ok" {
-        tracing::info!(outcome, "authentication refused");
+        tracing::debug!(outcome, "authentication refused");
     }
 }
 
@@ -47,8 +48,9 @@ pub fn message_in(kind: &'static str) {
     counter!("podium_ws_messages_in_total", "type" => kind).increment(1);
 }
 
-pub fn message_out(kind: &'static str) {
-    counter!("podium_ws_messages_out_total", "type" => kind).increment(1);
+/// `count` frames of `kind` built for clients (a broadcast counts all its members at once).
+pub fn message_out(kind: &'static str, count: usize) {
+    counter!("podium_ws_messages_out_total", "type" => kind).increment(count as u64);
 }
 
 pub fn outbound_queue(bytes: usize) {
@@ -62,6 +64,7 @@ pub fn room_members(room: &str, members: usize) {
 /// One diff broadcast: recorded once per tick, not per member.
 pub fn diff_broadcast(room: &str, bytes: usize, members: usize, took: Duration) {
     counter!("podium_room_diffs_total").increment(1);
+    message_out("diff", members);
     counter!("podium_room_diff_bytes_total").increment((bytes * members) as u64);
     histogram!("podium_room_diff_bytes").record(bytes as f64);
     histogram!("podium_room_tick_seconds").record(took.as_secs_f64());
@@ -150,17 +153,21 @@ impl Stats {
     }
 
     /// One client message handled; `error` when it was answered with an error frame.
-    pub fn message(&self, error: bool, took: Duration) {
+    /// `answered_in` is `None` when the answer comes later (a submit waits on the pipeline)
+    /// and is recorded then with [`Stats::response`].
+    pub fn message(&self, error: bool, answered_in: Option<Duration>) {
         self.total_messages.fetch_add(1, Ordering::Relaxed);
         self.with_bucket(|b| {
             b.messages += 1;
             b.errors += error as u64;
-            b.response_us += took.as_micros() as u64;
-            b.responses += 1;
+            if let Some(took) = answered_in {
+                b.response_us += took.as_micros() as u64;
+                b.responses += 1;
+            }
         });
     }
 
-    /// A reply that came back later than the frame's handling (submits wait on the pipeline).
+    /// The time to answer a message whose answer came later than its handling.
     pub fn response(&self, took: Duration) {
         self.with_bucket(|b| {
             b.response_us += took.as_micros() as u64;
@@ -207,8 +214,9 @@ mod tests {
     #[test]
     fn the_minute_counts_messages_errors_and_latency() {
         let s = Stats::default();
-        s.message(false, Duration::from_millis(2));
-        s.message(true, Duration::from_millis(4));
+        s.message(false, Some(Duration::from_millis(2)));
+        s.message(true, None);
+        s.response(Duration::from_millis(4));
         let m = s.last_minute();
         assert_eq!((m.messages, m.errors), (2, 1));
         assert!((m.average_response_ms - 3.0).abs() < 0.01, "{m:?}");

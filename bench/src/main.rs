@@ -1,1 +1,503 @@
-fn main() {}
+//! `podium-bench`: load generator for podium. Every scenario targets a server you started
+//! (see README's Performance section) on 127.0.0.1, is bounded in count and time, and prints
+//! one summary line of figures at the end.
+//!
+//! - `connect`: open N authenticated sockets at a ramp rate and hold them; handshake+auth
+//!   latency p50/p99, errors, server RSS per connection.
+//! - `fanout`: N members in one room while M players submit; tick-to-delivery latency of the
+//!   diffs at every member p50/p99, submit-to-diff latency, frames/s, seq gaps.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Parser)]
+#[command(name = "podium-bench", about = "Load generator for podium")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    addr: String,
+    /// The server's JWT_SECRET (HS256): the bench mints its players' tokens.
+    #[arg(long, default_value = "bench-secret-0123456789abcdef", global = true)]
+    secret: String,
+    /// PID of the server, to read its RSS from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Open N authenticated sockets at a ramp rate and hold them.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// New sockets per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Seconds to hold them once all are open.
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+    },
+    /// N members in one room, M players submitting.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
+        #[arg(long, default_value_t = 20)]
+        players: usize,
+        /// Seconds of submitting once all members joined.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value = "bench/global")]
+        room: String,
+        /// New member sockets per second while joining.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+    },
+}
+
+/// Tags user names with this run, so a second run's players start with no best score (a
+/// score below an earlier run's best would change no board and send no diff).
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{:x}", now_ms() % 0xFF_FFFF))
+}
+
+/// The fields of a server frame the bench reads; serde skips the rest without building it.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: &'a str,
+    seq: Option<u64>,
+    server_time: Option<u64>,
+    #[serde(default, borrow)]
+    changed: Vec<Changed<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Changed<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    score: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn token(secret: &str, user: &str) -> String {
+    let claims = json!({"sub": user, "exp": now_ms() / 1000 + 3600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// Reads frames until a text frame arrives; answers pings on the way (tungstenite queues
+/// the pong, the next write or flush sends it).
+async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        match ws.next().await.context("socket ended")?? {
+            Message::Text(t) => return Ok(serde_json::from_str(&t)?),
+            Message::Close(c) => bail!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Connects and authenticates; answers the socket and the time it took.
+async fn open(common: &Common, user: &str) -> anyhow::Result<(Ws, Duration)> {
+    let started = Instant::now();
+    // tungstenite zeroes its whole read buffer before each read: its 128 KiB default made
+    // memset half of the bench's CPU. Game frames are small.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{}/ws", common.addr),
+        Some(config),
+        true,
+    )
+    .await?;
+    ws.send(Message::Text(
+        json!({"type":"auth","token": token(&common.secret, user)})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let welcome = next_json(&mut ws).await?;
+    if welcome["type"] != "welcome" {
+        bail!("auth refused: {welcome}");
+    }
+    Ok((ws, started.elapsed()))
+}
+
+fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Opens `n` sockets at `rate` per second, each handed to `hold` once authenticated.
+/// Answers the handshake+auth latency histogram (µs) and the error count.
+async fn ramp<F, Fut>(
+    common: &Common,
+    n: usize,
+    rate: u64,
+    prefix: &str,
+    hold: F,
+) -> (Histogram<u64>, u64)
+where
+    F: Fn(usize, Ws) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until((start + gap * i as u32).into()).await;
+        let (common, latency, errors, hold) = (
+            common.clone(),
+            latency.clone(),
+            errors.clone(),
+            hold.clone(),
+        );
+        let user = format!("{prefix}-{}-{i}", run_tag());
+        tasks.push(tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(30), open(&common, &user)).await {
+                Ok(Ok((ws, took))) => {
+                    latency.lock().unwrap().record(took.as_micros() as u64).ok();
+                    hold(i, ws).await;
+                }
+                Ok(Err(err)) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("connect error: {err}");
+                    }
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Wait for every socket to be open (or failed): each task signals by finishing `open`.
+    while Arc::strong_count(&latency) > 1
+        && latency.lock().unwrap().len() + errors.load(Ordering::Relaxed) < n as u64
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(tasks);
+    let h = latency.lock().unwrap().clone();
+    (h, errors.load(Ordering::Relaxed))
+}
+
+async fn connect(common: Common, n: usize, rate: u64, hold_secs: u64) -> anyhow::Result<()> {
+    let rss_before = rss_kib(common.server_pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let hold = {
+        let (stop, dropped) = (stop.clone(), dropped.clone());
+        move |_, mut ws: Ws| {
+            let (stop, dropped) = (stop.clone(), dropped.clone());
+            async move {
+                // Read to answer heartbeats until told to stop; a close here is an error.
+                while !stop.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+                        Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = ws.close(None).await;
+            }
+        }
+    };
+    let started = Instant::now();
+    let (h, errors) = ramp(&common, n, rate, "conn", hold).await;
+    let ramp_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    let rss_after = rss_kib(common.server_pid);
+    stop.store(true, Ordering::Relaxed);
+    let per_conn = match (rss_before, rss_after) {
+        (Some(b), Some(a)) if !h.is_empty() => {
+            format!("{:.1}", (a.saturating_sub(b)) as f64 / h.len() as f64)
+        }
+        _ => "n/a".into(),
+    };
+    println!(
+        "connect: opened={} errors={} dropped_while_held={} ramp={:.1}s handshake+auth p50={:.2}ms p99={:.2}ms max={:.2}ms server_rss_per_conn_kib={} server_rss_kib={}",
+        h.len(),
+        errors,
+        dropped.load(Ordering::Relaxed),
+        ramp_secs,
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0,
+        per_conn,
+        rss_after.map(|r| r.to_string()).unwrap_or("n/a".into()),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+async fn fanout(
+    common: Common,
+    members: usize,
+    players: usize,
+    seconds: u64,
+    room: String,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let campaign = room.split('/').next().unwrap_or("bench").to_owned();
+    let delivery = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let frames = Arc::new(AtomicU64::new(0));
+    let gaps = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let measuring = Arc::new(AtomicBool::new(false));
+    // Submit time per (player, score), for submit-to-diff latency measured at member 0: a
+    // diff row is matched to the very submit that produced it.
+    let submitted: Arc<Mutex<std::collections::HashMap<(String, u64), Instant>>> = Arc::default();
+    let submit_to_diff = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+
+    let hold = {
+        let (delivery, frames, gaps, dropped, stop, measuring, room) = (
+            delivery.clone(),
+            frames.clone(),
+            gaps.clone(),
+            dropped.clone(),
+            stop.clone(),
+            measuring.clone(),
+            room.clone(),
+        );
+        let (submitted, submit_to_diff) = (submitted.clone(), submit_to_diff.clone());
+        move |i: usize, mut ws: Ws| {
+            let (delivery, frames, gaps, dropped, stop, measuring, room) = (
+                delivery.clone(),
+                frames.clone(),
+                gaps.clone(),
+                dropped.clone(),
+                stop.clone(),
+                measuring.clone(),
+                room.clone(),
+            );
+            let (submitted, submit_to_diff) = (submitted.clone(), submit_to_diff.clone());
+            async move {
+                if ws
+                    .send(Message::Text(
+                        json!({"type":"join","room": room}).to_string().into(),
+                    ))
+                    .await
+                    .is_err()
+                {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let mut seq = None;
+                let mut local = Histogram::<u64>::new(3).unwrap();
+                // One waiter for the whole loop: a timer per frame cost the bench more than
+                // parsing the frame.
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut stopped => break,
+                        next = ws.next() => next,
+                    };
+                    let frame = match next {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    let received = now_ms();
+                    let v: Frame = match serde_json::from_str(&frame) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    match v.ty {
+                        "snapshot" => seq = v.seq,
+                        "diff" => {
+                            let s = v.seq.unwrap_or(0);
+                            if seq.is_some_and(|prev| s != prev + 1) {
+                                gaps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            seq = Some(s);
+                            if measuring.load(Ordering::Relaxed) {
+                                frames.fetch_add(1, Ordering::Relaxed);
+                                let sent = v.server_time.unwrap_or(received);
+                                local.record(received.saturating_sub(sent) * 1000).ok();
+                                if i == 0 {
+                                    let now = Instant::now();
+                                    let map = submitted.lock().unwrap();
+                                    for c in &v.changed {
+                                        if let Some(at) = map.get(&(c.user.to_string(), c.score)) {
+                                            submit_to_diff
+                                                .lock()
+                                                .unwrap()
+                                                .record(now.duration_since(*at).as_micros() as u64)
+                                                .ok();
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                delivery.lock().unwrap().add(&local).ok();
+                let _ = ws.close(None).await;
+            }
+        }
+    };
+    let (joined, errors) = ramp(&common, members, rate, "member", hold).await;
+    println!(
+        "fanout: {} members connected ({} errors); players start",
+        joined.len(),
+        errors
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut player_tasks = Vec::new();
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    for p in 0..players {
+        let (common, campaign, accepted, submitted) = (
+            common.clone(),
+            campaign.clone(),
+            accepted.clone(),
+            submitted.clone(),
+        );
+        player_tasks.push(tokio::spawn(async move {
+            let user = format!("player-{}-{p}", run_tag());
+            let Ok((mut ws, _)) = open(&common, &user).await else {
+                return;
+            };
+            let mut score = 1u64;
+            while Instant::now() < until {
+                let start = json!({"type":"start_game","campaign": campaign}).to_string();
+                if ws.send(Message::Text(start.into())).await.is_err() {
+                    return;
+                }
+                let session = loop {
+                    match next_json(&mut ws).await {
+                        Ok(v) if v["type"] == "game_started" => {
+                            break v["session"].as_str().unwrap_or_default().to_owned()
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                score += 1 + p as u64 % 7;
+                submitted
+                    .lock()
+                    .unwrap()
+                    .insert((user.clone(), score), Instant::now());
+                let submit = json!({"type":"submit","session": session,"score": score}).to_string();
+                if ws.send(Message::Text(submit.into())).await.is_err() {
+                    return;
+                }
+                loop {
+                    match next_json(&mut ws).await {
+                        Ok(v) if v["type"] == "result" => {
+                            if v["status"] == "accepted" {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                }
+            }
+        }));
+    }
+    for t in player_tasks {
+        let _ = t.await;
+    }
+    // One more tick for the last diff to arrive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.notify_waiters();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let d = delivery.lock().unwrap().clone();
+    let s = submit_to_diff.lock().unwrap().clone();
+    println!(
+        "fanout: members={} players={} accepted={} diff_frames_delivered={} frames_per_s={:.0} tick_to_member p50={:.1}ms p99={:.1}ms max={:.1}ms submit_to_diff p50={:.0}ms p99={:.0}ms seq_gaps={} dropped={} server_rss_kib={}",
+        joined.len(),
+        players,
+        accepted.load(Ordering::Relaxed),
+        frames.load(Ordering::Relaxed),
+        frames.load(Ordering::Relaxed) as f64 / elapsed,
+        ms(&d, 0.5),
+        ms(&d, 0.99),
+        d.max() as f64 / 1000.0,
+        ms(&s, 0.5),
+        ms(&s, 0.99),
+        gaps.load(Ordering::Relaxed),
+        dropped.load(Ordering::Relaxed),
+        rss_kib(common.server_pid).map(|r| r.to_string()).unwrap_or("n/a".into()),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Connect {
+            connections,
+            rate,
+            hold,
+        } => connect(cli.common, connections, rate, hold).await,
+        Scenario::Fanout {
+            members,
+            players,
+            seconds,
+            room,
+            rate,
+        } => fanout(cli.common, members, players, seconds, room, rate).await,
+    }
+}
