@@ -1,7 +1,6 @@
 //! HTTP routes: the WebSocket upgrade, health, readiness, metrics and dev tokens. Every error
 //! is a [`ClientError`] rendered as `{"error":{"code","message"}}`.
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -146,10 +145,7 @@ async fn dev_token(
     if !engine.dev_mode {
         return Err(ClientError::NotFound);
     }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = connection::client_ip(&req, engine.config.trust_proxy);
     if let Verdict::Refused { .. } = engine.dev_tokens.check(&ip) {
         telemetry::dev_token("rate_limited");
         return Err(ClientError::RateLimited);

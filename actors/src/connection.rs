@@ -95,7 +95,7 @@ pub async fn upgrade(
 }
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
+pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
     let peer = req
         .peer_addr()
         .map(|a| a.ip())
