@@ -28,8 +28,68 @@ pub struct Config {
     pub game: GameConfig,
     pub rooms: RoomConfig,
     pub health: HealthConfig,
+    /// `memory` or `redis` (Redis + PostgreSQL, for production). Unset: `redis` when
+    /// `REDIS_URL` or `DATABASE_URL` is set, else `memory` (`PODIUM_ENGINE`).
+    pub engine: Option<EngineKind>,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub persist: PersistConfig,
     /// Campaigns by name, with their anti-cheat rules.
     pub campaigns: BTreeMap<String, CampaignRules>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    Memory,
+    Redis,
+}
+
+/// Redis: boards, idempotency marks, the results stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (`REDIS_URL`).
+    pub url: Option<String>,
+    /// Prefix of every key, so several deployments (or tests) share one Redis (`REDIS_PREFIX`).
+    pub prefix: String,
+    /// Connections in the pool; never more are opened (`REDIS_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Longest wait for a free connection before the call fails (`REDIS_POOL_WAIT_TIMEOUT`).
+    pub pool_wait_timeout_ms: u64,
+    /// Longest a command may take (`REDIS_COMMAND_TIMEOUT`).
+    pub command_timeout_ms: u64,
+}
+
+/// PostgreSQL: campaigns and every result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db` (`DATABASE_URL`).
+    pub url: Option<String>,
+    /// Schema podium's tables live in; created if missing (`DATABASE_SCHEMA`).
+    pub schema: String,
+    /// Connections in the pool; never more are opened (`DATABASE_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Longest wait for a free connection (`DATABASE_POOL_WAIT_TIMEOUT`).
+    pub pool_wait_timeout_ms: u64,
+    /// Longest a statement may run, set as the session's statement_timeout
+    /// (`DATABASE_STATEMENT_TIMEOUT`).
+    pub statement_timeout_ms: u64,
+}
+
+/// The write-behind path from the results stream to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistConfig {
+    /// Rows per batch at most (`PERSIST_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Oldest a batch may get before it is written (`PERSIST_FLUSH_INTERVAL`).
+    pub flush_interval_ms: u64,
+    /// Daily partitions of `results` created ahead of today (`PERSIST_PARTITIONS_AHEAD`).
+    pub partitions_ahead_days: u32,
+    /// Stream entries pending this long on a dead consumer are claimed (`PERSIST_CLAIM_IDLE`).
+    pub claim_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +210,28 @@ pub struct CampaignRules {
     pub starts_at_ms: Option<u64>,
     #[serde(default)]
     pub ends_at_ms: Option<u64>,
+    /// Days a daily board is kept in Redis.
+    #[serde(default = "default_retention_days")]
+    pub daily_retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    7
+}
+
+/// The `demo` campaign's rules.
+impl Default for CampaignRules {
+    fn default() -> Self {
+        Self {
+            min_duration_ms: 2_000,
+            max_duration_ms: 120_000,
+            max_score: 100_000,
+            max_score_per_second: 50,
+            starts_at_ms: None,
+            ends_at_ms: None,
+            daily_retention_days: default_retention_days(),
+        }
+    }
 }
 
 impl CampaignRules {
@@ -172,17 +254,46 @@ impl Default for Config {
             game: GameConfig::default(),
             rooms: RoomConfig::default(),
             health: HealthConfig::default(),
-            campaigns: BTreeMap::from([(
-                "demo".to_owned(),
-                CampaignRules {
-                    min_duration_ms: 2_000,
-                    max_duration_ms: 120_000,
-                    max_score: 100_000,
-                    max_score_per_second: 50,
-                    starts_at_ms: None,
-                    ends_at_ms: None,
-                },
-            )]),
+            engine: None,
+            redis: RedisConfig::default(),
+            postgres: PostgresConfig::default(),
+            persist: PersistConfig::default(),
+            campaigns: BTreeMap::from([("demo".to_owned(), CampaignRules::default())]),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "podium:".into(),
+            pool_size: 16,
+            pool_wait_timeout_ms: 500,
+            command_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            schema: "public".into(),
+            pool_size: 8,
+            pool_wait_timeout_ms: 1_000,
+            statement_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for PersistConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1_000,
+            flush_interval_ms: 200,
+            partitions_ahead_days: 3,
+            claim_idle_ms: 30_000,
         }
     }
 }
@@ -328,6 +439,70 @@ pub const ENV_VARS: &[(&str, Setter)] = &[
         };
         Ok(())
     }),
+    ("PODIUM_ENGINE", |c, k, v| {
+        c.engine = Some(match v {
+            "memory" => EngineKind::Memory,
+            "redis" => EngineKind::Redis,
+            _ => return Err(bad(k, "memory or redis", v)),
+        });
+        Ok(())
+    }),
+    ("REDIS_URL", |c, _, v| {
+        c.redis.url = text(v);
+        Ok(())
+    }),
+    ("REDIS_PREFIX", |c, _, v| {
+        c.redis.prefix = v.to_owned();
+        Ok(())
+    }),
+    ("REDIS_POOL_SIZE", |c, k, v| {
+        c.redis.pool_size = num(k, v, "a whole number of connections")?;
+        Ok(())
+    }),
+    ("REDIS_POOL_WAIT_TIMEOUT", |c, k, v| {
+        c.redis.pool_wait_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("REDIS_COMMAND_TIMEOUT", |c, k, v| {
+        c.redis.command_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("DATABASE_URL", |c, _, v| {
+        c.postgres.url = text(v);
+        Ok(())
+    }),
+    ("DATABASE_SCHEMA", |c, _, v| {
+        c.postgres.schema = v.to_owned();
+        Ok(())
+    }),
+    ("DATABASE_POOL_SIZE", |c, k, v| {
+        c.postgres.pool_size = num(k, v, "a whole number of connections")?;
+        Ok(())
+    }),
+    ("DATABASE_POOL_WAIT_TIMEOUT", |c, k, v| {
+        c.postgres.pool_wait_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("DATABASE_STATEMENT_TIMEOUT", |c, k, v| {
+        c.postgres.statement_timeout_ms = num(k, v, "a timeout in milliseconds")?;
+        Ok(())
+    }),
+    ("PERSIST_BATCH_SIZE", |c, k, v| {
+        c.persist.batch_size = num(k, v, "a whole number of rows")?;
+        Ok(())
+    }),
+    ("PERSIST_FLUSH_INTERVAL", |c, k, v| {
+        c.persist.flush_interval_ms = num(k, v, "an interval in milliseconds")?;
+        Ok(())
+    }),
+    ("PERSIST_PARTITIONS_AHEAD", |c, k, v| {
+        c.persist.partitions_ahead_days = num(k, v, "a whole number of days")?;
+        Ok(())
+    }),
+    ("PERSIST_CLAIM_IDLE", |c, k, v| {
+        c.persist.claim_idle_ms = num(k, v, "a time in milliseconds")?;
+        Ok(())
+    }),
     ("WS_MAX_CONNECTIONS", |c, k, v| {
         c.ws.max_connections = num(k, v, "a whole number of sockets")?;
         Ok(())
@@ -434,7 +609,24 @@ pub const ENV_VARS: &[(&str, Setter)] = &[
     }),
 ];
 
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
 impl Config {
+    /// The engine in use: as configured, else `redis` once either store has a URL.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.engine
+            .unwrap_or(if self.redis.url.is_some() || self.postgres.url.is_some() {
+                EngineKind::Redis
+            } else {
+                EngineKind::Memory
+            })
+    }
+
     /// Defaults, then the TOML file at `path` if given, then the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match path {
@@ -594,10 +786,62 @@ impl Config {
                 "at least 1",
                 self.rooms.max_rooms_per_connection.to_string(),
             ),
+            (
+                "REDIS_POOL_SIZE",
+                self.redis.pool_size >= 1,
+                "at least 1",
+                self.redis.pool_size.to_string(),
+            ),
+            (
+                "REDIS_COMMAND_TIMEOUT",
+                self.redis.command_timeout_ms >= 1,
+                "at least 1 ms",
+                self.redis.command_timeout_ms.to_string(),
+            ),
+            (
+                "DATABASE_POOL_SIZE",
+                self.postgres.pool_size >= 2,
+                "at least 2 (the batcher holds one while the pipeline may need another)",
+                self.postgres.pool_size.to_string(),
+            ),
+            (
+                "DATABASE_SCHEMA",
+                is_identifier(&self.postgres.schema),
+                "a schema name of letters, digits and _",
+                self.postgres.schema.clone(),
+            ),
+            (
+                "PERSIST_BATCH_SIZE",
+                (1..=100_000).contains(&self.persist.batch_size),
+                "1 to 100000 rows",
+                self.persist.batch_size.to_string(),
+            ),
+            (
+                "PERSIST_FLUSH_INTERVAL",
+                self.persist.flush_interval_ms >= 1,
+                "at least 1 ms",
+                self.persist.flush_interval_ms.to_string(),
+            ),
         ];
         for (key, ok, expected, got) in checks {
             if !ok {
                 return Err(bad(key, expected, got));
+            }
+        }
+        if self.engine_kind() == EngineKind::Redis {
+            if self.redis.url.is_none() {
+                return Err(bad(
+                    "REDIS_URL",
+                    "a redis:// URL (the redis engine needs Redis and PostgreSQL)",
+                    "",
+                ));
+            }
+            if self.postgres.url.is_none() {
+                return Err(bad(
+                    "DATABASE_URL",
+                    "a postgres:// URL (the redis engine needs Redis and PostgreSQL)",
+                    "",
+                ));
             }
         }
         if let Some(secret) = &self.jwt.secret {

@@ -437,7 +437,7 @@ impl Connection {
                     // and is answered the same way: a rejected `result` naming the reason.
                     let (refused, best, rank) = match answer {
                         Ok(Ok(outcome)) => (outcome.refused, outcome.best, outcome.rank),
-                        Ok(Err(err)) => (Some(err.code()), None, None),
+                        Ok(Err(err)) => (Some(err.code().to_owned()), None, None),
                         Err(_) => return act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
                     };
                     let status = if refused.is_some() {
@@ -447,7 +447,7 @@ impl Connection {
                     };
                     let result = ServerMsg::Result {
                         status,
-                        reason: refused,
+                        reason: refused.as_deref(),
                         score,
                         best,
                         rank,

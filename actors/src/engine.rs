@@ -12,13 +12,14 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::auth::{random_secret, SessionSigner, TokenVerifier};
+use crate::config::EngineKind;
 use crate::config::{CampaignRules, Config, ConfigError};
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
 use crate::ids::UserId;
 use crate::limits::WindowLimiter;
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, RedisStore, Store};
 use crate::telemetry::Stats;
 
 /// Dev tokens one address may mint per minute.
@@ -46,7 +47,9 @@ impl Engine {
     /// Starts the actor tree on the current actix system. Fails with the key at fault when the
     /// configuration cannot work (for example HS256 without a secret outside dev mode).
     pub fn start(config: Config) -> Result<Arc<Self>, ConfigError> {
-        let dev_mode = config.dev_mode.unwrap_or(true);
+        let dev_mode = config
+            .dev_mode
+            .unwrap_or(config.engine_kind() == EngineKind::Memory);
         let generated = (config.jwt.algorithm == "HS256" && config.jwt.secret.is_none() && dev_mode).then(|| {
             tracing::warn!("JWT_SECRET is not set: dev mode signs player tokens with a random secret that dies with this process");
             random_secret()
@@ -58,7 +61,16 @@ impl Engine {
         });
         let signer = Arc::new(SessionSigner::new(session_secret.as_bytes()));
         let stats = Arc::new(Stats::default());
-        let store = Arc::new(MemoryStore::default());
+        let store = match config.engine_kind() {
+            EngineKind::Memory => Store::Memory(Arc::new(MemoryStore::default())),
+            EngineKind::Redis => {
+                Store::Redis(RedisStore::new(&config.redis).map_err(|e| ConfigError {
+                    key: "REDIS_URL".into(),
+                    expected: "a redis:// URL".into(),
+                    got: e.to_string(),
+                })?)
+            }
+        };
         let campaigns = Arc::new(config.campaigns.clone());
         let ws = &config.ws;
         let messages = Arc::new(WindowLimiter::new(
@@ -73,7 +85,6 @@ impl Engine {
             store,
             signer.clone(),
             campaigns.clone(),
-            rooms.clone(),
             config.game.max_submits_per_minute,
             Duration::from_millis(ws.cleanup_interval_ms),
         )

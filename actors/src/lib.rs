@@ -8,7 +8,8 @@
 //!   coalesced diffs), [`results`] (anti-cheat and idempotency).
 //! - Domain: [`protocol`] (wire messages), [`board`] (leaderboard order and diffs), [`auth`]
 //!   (player JWTs and session tokens), [`error`] (client-facing codes), [`ids`] (newtypes),
-//!   [`limits`] (rate windows), [`store`] (the memory engine's boards and idempotency marks),
+//!   [`limits`] (rate windows), [`store`] (boards and idempotency marks: in memory or in
+//!   Redis, [`redis_store`]),
 //!   [`telemetry`] (metrics and logs, one function per event), [`config`].
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+pub mod redis_store;
 pub mod results;
 pub mod room;
 pub mod room_registry;

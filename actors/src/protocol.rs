@@ -141,7 +141,7 @@ pub enum ServerMsg<'a> {
     Result {
         status: ResultStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'static str>,
+        reason: Option<&'a str>,
         score: u64,
         best: Option<u64>,
         rank: Option<u64>,

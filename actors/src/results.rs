@@ -5,10 +5,11 @@
 //! the session token's signature, that it belongs to this player, an earlier answer for the
 //! same session (a retry gets the same answer and counts once; another score is
 //! `already_submitted`), the per-user submit rate, the campaign's window, the duration the
-//! server measured, the max score and the max score per second. Accepted results go to the
-//! store (idempotency mark + boards in one step) and a [`BoardsChanged`] goes to the
-//! RoomRegistry. Refusals are answered, counted and logged with their numbers for review.
-//! Started by the Engine; it sweeps expired idempotency marks on the cleanup interval.
+//! server measured, the max score and the max score per second. Then the store records the
+//! decision in one step (idempotency mark, boards, and the results stream that feeds
+//! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
+//! review. Started by the Engine; it holds no state a restart would lose, and each submit runs
+//! as its own future, so a slow store never queues other players' submits behind it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,89 +22,99 @@ use crate::config::CampaignRules;
 use crate::error::ClientError;
 use crate::ids::{BoardKey, UserId};
 use crate::limits::{Verdict, WindowLimiter};
-use crate::room_registry::{BoardsChanged, RoomRegistry};
-use crate::store::{MemoryStore, Outcome};
+use crate::store::{Attempt, Outcome, Store};
 use crate::telemetry;
 use crate::time::now_ms;
 
-pub struct ResultsPipeline {
-    store: Arc<MemoryStore>,
+/// What every submit needs, shared by the in-flight futures.
+struct Shared {
+    store: Store,
     signer: Arc<SessionSigner>,
     campaigns: Arc<BTreeMap<String, CampaignRules>>,
-    rooms: Addr<RoomRegistry>,
     /// Submits per user per minute.
     submits: WindowLimiter<UserId>,
+}
+
+pub struct ResultsPipeline {
+    shared: Arc<Shared>,
     cleanup: Duration,
 }
 
 impl ResultsPipeline {
     pub fn new(
-        store: Arc<MemoryStore>,
+        store: Store,
         signer: Arc<SessionSigner>,
         campaigns: Arc<BTreeMap<String, CampaignRules>>,
-        rooms: Addr<RoomRegistry>,
         max_submits_per_minute: u32,
         cleanup: Duration,
     ) -> Self {
         let submits = WindowLimiter::new(Duration::from_secs(60), max_submits_per_minute);
         Self {
-            store,
-            signer,
-            campaigns,
-            rooms,
-            submits,
+            shared: Arc::new(Shared {
+                store,
+                signer,
+                campaigns,
+                submits,
+            }),
             cleanup,
         }
     }
+}
 
-    fn decide(&mut self, msg: &Submit, now: u64) -> Result<Outcome, ClientError> {
-        let session = self.signer.verify(&msg.session)?;
-        if session.user != msg.user {
-            return Err(ClientError::BadSession(
-                "this session belongs to another player",
-            ));
-        }
-        if let Some(done) = self.store.outcome(&session.id) {
-            return if done.score == msg.score {
-                Ok(done)
-            } else {
-                Err(ClientError::AlreadySubmitted)
-            };
-        }
-        if let Verdict::Refused { .. } = self.submits.check(&msg.user) {
-            // Not recorded: a rate-limited player may submit this session again later.
-            return Err(ClientError::RateLimited);
-        }
-        let rules = self
-            .campaigns
-            .get(session.campaign.as_str())
-            .ok_or(ClientError::UnknownCampaign)?;
-        // Marks outlive the session's validity, after which a resubmit is `too_slow` anyway.
-        let keep_until = session.started_ms + rules.max_duration_ms * 2;
-        let refuse = |store: &MemoryStore, err: ClientError| {
-            let refused = Outcome {
-                user: msg.user.clone(),
-                score: msg.score,
-                refused: Some(err.code()),
-                best: None,
-                rank: None,
-            };
-            store.refuse(&session.id, refused, keep_until)
-        };
-        if let Err(err) = check_rules(rules, session.started_ms, now, msg.score) {
-            return Ok(refuse(&self.store, err));
-        }
-        let boards = BoardKey::all_for(&session.campaign, now);
-        let (outcome, changed) =
-            self.store
-                .accept(&session.id, &msg.user, msg.score, &boards, keep_until);
-        if changed {
-            self.rooms.do_send(BoardsChanged {
-                campaign: session.campaign,
-            });
-        }
-        Ok(outcome)
+async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, ClientError> {
+    let session = shared.signer.verify(&msg.session)?;
+    if session.user != msg.user {
+        return Err(ClientError::BadSession(
+            "this session belongs to another player",
+        ));
     }
+    let store_failed = |err| {
+        tracing::warn!(%err, "store failed while deciding a submit");
+        ClientError::Internal
+    };
+    if let Some(done) = shared
+        .store
+        .outcome(&session.id)
+        .await
+        .map_err(store_failed)?
+    {
+        return if done.score == msg.score {
+            Ok(done)
+        } else {
+            Err(ClientError::AlreadySubmitted)
+        };
+    }
+    if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
+        // Not recorded: a rate-limited player may submit this session again later.
+        return Err(ClientError::RateLimited);
+    }
+    let rules = shared
+        .campaigns
+        .get(session.campaign.as_str())
+        .ok_or(ClientError::UnknownCampaign)?;
+    let refused = check_rules(rules, session.started_ms, now, msg.score)
+        .err()
+        .map(|e| e.code());
+    let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
+    let [global, daily] = BoardKey::all_for(&session.campaign, now);
+    let attempt = Attempt {
+        session_id: &session.id,
+        user: &msg.user,
+        campaign: &session.campaign,
+        score: msg.score,
+        started_ms: session.started_ms,
+        now_ms: now,
+        // Marks outlive the session's validity, after which a resubmit is `too_slow` anyway.
+        keep_until_ms: session.started_ms + rules.max_duration_ms * 2,
+        refused,
+        boards: &[(global, None), (daily, Some(retention))],
+    };
+    let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
+    // Another engine may have decided this session first with another score.
+    if outcome.score != msg.score {
+        return Err(ClientError::AlreadySubmitted);
+    }
+    Ok(outcome)
 }
 
 /// The anti-cheat rules that depend only on the campaign, the server's clock and the score.
@@ -138,8 +149,8 @@ impl Actor for ResultsPipeline {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.cleanup, |act, _| {
-            act.store.sweep(now_ms());
-            act.submits.sweep();
+            act.shared.store.sweep(now_ms());
+            act.shared.submits.sweep();
         });
     }
 }
@@ -154,25 +165,29 @@ pub struct Submit {
 }
 
 impl Handler<Submit> for ResultsPipeline {
-    type Result = Result<Outcome, ClientError>;
+    type Result = ResponseFuture<Result<Outcome, ClientError>>;
 
     /// `Err` is a refusal that is not about this session's numbers (bad token, rate limit,
-    /// another score for a decided session); `Ok` with `refused` set is a decided refusal.
+    /// another score for a decided session, a failing store); `Ok` with `refused` set is a
+    /// decided refusal.
     fn handle(&mut self, msg: Submit, _: &mut Self::Context) -> Self::Result {
-        let result = self.decide(&msg, now_ms());
-        let (outcome, reason) = match &result {
-            Ok(o) => (
-                if o.refused.is_some() {
-                    "rejected"
-                } else {
-                    "accepted"
-                },
-                o.refused,
-            ),
-            Err(e) => ("rejected", Some(e.code())),
-        };
-        telemetry::submit(outcome, reason, msg.user.as_str(), msg.score);
-        result
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let result = decide(&shared, &msg, now_ms()).await;
+            let (outcome, reason) = match &result {
+                Ok(o) => (
+                    if o.refused.is_some() {
+                        "rejected"
+                    } else {
+                        "accepted"
+                    },
+                    o.refused.as_deref(),
+                ),
+                Err(e) => ("rejected", Some(e.code())),
+            };
+            telemetry::submit(outcome, reason, msg.user.as_str(), msg.score);
+            result
+        })
     }
 }
 
@@ -180,13 +195,9 @@ impl Handler<Submit> for ResultsPipeline {
 mod tests {
     use super::*;
 
-    fn demo() -> CampaignRules {
-        crate::config::Config::default().campaigns["demo"].clone()
-    }
-
     #[test]
     fn each_rule_refuses_with_its_reason() {
-        let r = demo();
+        let r = CampaignRules::default();
         let code = |started: u64, now: u64, score: u64| {
             check_rules(&r, started, now, score).err().map(|e| e.code())
         };
@@ -201,7 +212,7 @@ mod tests {
         );
         let closed = CampaignRules {
             ends_at_ms: Some(5_000),
-            ..demo()
+            ..CampaignRules::default()
         };
         assert_eq!(
             check_rules(&closed, 0, 10_000, 1).unwrap_err().code(),

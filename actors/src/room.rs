@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -24,7 +23,7 @@ use crate::board::{diff, Entry};
 use crate::connection::Push;
 use crate::ids::{BoardKey, ConnId, RoomId, UserId};
 use crate::protocol::{encode, MsgId, ServerMsg, Standing};
-use crate::store::MemoryStore;
+use crate::store::Store;
 use crate::telemetry;
 use crate::time::now_ms;
 
@@ -37,25 +36,26 @@ pub struct Room {
     id: RoomId,
     /// `id` as written on the wire, built once.
     label: String,
-    store: Arc<MemoryStore>,
+    store: Store,
     top_n: usize,
     tick: Duration,
     members: HashMap<ConnId, Member>,
     /// The list every member holds at `seq`: replaced only together with a `seq` bump.
     top: Vec<Entry>,
     seq: u64,
-    /// Set when a board of this campaign changed since `top` was read.
-    dirty: bool,
     /// The board `top` was read from; a daily room moves to a new key at midnight UTC.
     board: BoardKey,
-    /// Set by a caught panic, so `restarting` knows to resync members.
-    panicked: bool,
+    /// The board's version when `top` was read; `None` forces a read (new or restarted room).
+    version: Option<u64>,
+    /// A read of the store is under way: ticks skip rather than pile up behind a slow store.
+    loading: bool,
+    /// Set by a caught panic: the next read sends every member a snapshot instead of a diff.
+    resync: bool,
 }
 
 impl Room {
-    pub fn new(id: RoomId, store: Arc<MemoryStore>, top_n: usize, tick: Duration) -> Self {
+    pub fn new(id: RoomId, store: Store, top_n: usize, tick: Duration) -> Self {
         let board = BoardKey::for_room(&id, now_ms());
-        let top = store.top(&board, top_n);
         Self {
             label: id.to_string(),
             id,
@@ -63,11 +63,12 @@ impl Room {
             top_n,
             tick,
             members: HashMap::new(),
-            top,
+            top: Vec::new(),
             seq: 0,
-            dirty: false,
             board,
-            panicked: false,
+            version: None,
+            loading: false,
+            resync: false,
         }
     }
 
@@ -80,51 +81,83 @@ impl Room {
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
             Ok(r) => r,
             Err(_) => {
-                self.panicked = true;
+                self.resync = true;
                 ctx.stop();
                 R::default()
             }
         }
     }
 
-    fn snapshot_for(&self, user: &UserId, re: Option<&MsgId>) -> Push {
-        let me = self
-            .top
-            .iter()
-            .find(|e| &e.user == user)
-            .map(|e| Standing {
-                rank: e.rank,
-                score: e.score,
-            })
-            .or_else(|| self.store.standing(&self.board, user));
-        let frame = encode(
-            &ServerMsg::Snapshot {
-                room: &self.label,
-                seq: self.seq,
-                top: &self.top,
-                me,
-            },
-            re,
-        );
+    fn snapshot(&self, me: Option<Standing>, re: Option<&MsgId>) -> Push {
         telemetry::message_out("snapshot", 1);
-        Push { frame }
+        Push {
+            frame: encode(
+                &ServerMsg::Snapshot {
+                    room: &self.label,
+                    seq: self.seq,
+                    top: &self.top,
+                    me,
+                },
+                re,
+            ),
+        }
     }
 
-    fn tick(&mut self) {
-        if self.members.is_empty() {
+    /// The member's standing, from the top list when they are in it.
+    fn standing_in_top(&self, user: &UserId) -> Option<Standing> {
+        self.top.iter().find(|e| &e.user == user).map(|e| Standing {
+            rank: e.rank,
+            score: e.score,
+        })
+    }
+
+    /// Reads the board if its version moved (or the day rolled over) and broadcasts the change.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.loading || (self.members.is_empty() && self.version.is_some()) {
             return;
         }
+        self.loading = true;
         let board = BoardKey::for_room(&self.id, now_ms());
-        if board != self.board {
-            self.board = board;
-            self.dirty = true;
-        }
-        if !self.dirty {
+        let known = if board == self.board {
+            self.version
+        } else {
+            None
+        };
+        let (store, top_n) = (self.store.clone(), self.top_n);
+        let read = async move {
+            let version = store.version(&board).await?;
+            if known == Some(version) {
+                return Ok(None);
+            }
+            let top = store.top(&board, top_n).await?;
+            Ok::<_, crate::store::StoreError>(Some((board, version, top)))
+        };
+        ctx.spawn(read.into_actor(self).map(|read, room, ctx| {
+            room.loading = false;
+            match read {
+                Ok(Some((board, version, top))) => {
+                    room.guarded(ctx, |room, _| room.publish(board, version, top))
+                }
+                Ok(None) => {}
+                Err(err) => telemetry::room_read_failed(&room.label, &err),
+            }
+        }));
+    }
+
+    fn publish(&mut self, board: BoardKey, version: u64, top: Vec<Entry>) {
+        let started = Instant::now();
+        self.board = board;
+        self.version = Some(version);
+        if std::mem::take(&mut self.resync) {
+            self.seq += 1;
+            self.top = top;
+            for member in self.members.values() {
+                member
+                    .out
+                    .do_send(self.snapshot(self.standing_in_top(&member.user), None));
+            }
             return;
         }
-        self.dirty = false;
-        let started = Instant::now();
-        let top = self.store.top(&self.board, self.top_n);
         let d = diff(&self.top, &top);
         if d.is_empty() {
             return;
@@ -158,29 +191,23 @@ impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.tick(ctx);
         ctx.run_interval(self.tick, |room, ctx| {
-            room.guarded(ctx, |room, _| room.tick())
+            room.guarded(ctx, |room, ctx| room.tick(ctx))
         });
     }
 }
 
 impl Supervised for Room {
     fn restarting(&mut self, _: &mut Self::Context) {
-        if !std::mem::take(&mut self.panicked) {
-            return;
-        }
         telemetry::room_restarted(&self.label);
-        self.board = BoardKey::for_room(&self.id, now_ms());
-        self.top = self.store.top(&self.board, self.top_n);
-        self.seq += 1;
-        self.dirty = false;
-        for member in self.members.values() {
-            member.out.do_send(self.snapshot_for(&member.user, None));
-        }
+        // `started` runs again next and reads the board; `resync` makes that read a snapshot
+        // for every member.
+        self.version = None;
+        self.loading = false;
     }
 }
 
-/// A socket joins; it gets a snapshot tagged with the request's id.
 /// Sent through the RoomRegistry, which answers whether the room exists.
 #[derive(Message)]
 #[rtype(result = "Result<(), crate::error::ClientError>")]
@@ -195,20 +222,26 @@ pub struct Join {
 impl Handler<Join> for Room {
     type Result = Result<(), crate::error::ClientError>;
 
+    /// The member is added when its snapshot is sent, so it never sees a diff before its base.
     /// Joining twice is a resync: the member gets a fresh snapshot.
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
-        self.guarded(ctx, |room, _| {
-            msg.out
-                .do_send(room.snapshot_for(&msg.user, msg.re.as_ref()));
-            room.members.insert(
-                msg.conn,
-                Member {
-                    user: msg.user,
-                    out: msg.out,
-                },
-            );
-            telemetry::room_members(&room.label, room.members.len());
-        });
+        let (store, board) = (self.store.clone(), self.board.clone());
+        let user = msg.user.clone();
+        let lookup = async move { store.standing(&board, &user).await };
+        ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
+            room.guarded(ctx, |room, _| {
+                let me = room.standing_in_top(&msg.user).or(me.ok().flatten());
+                msg.out.do_send(room.snapshot(me, msg.re.as_ref()));
+                room.members.insert(
+                    msg.conn,
+                    Member {
+                        user: msg.user,
+                        out: msg.out,
+                    },
+                );
+                telemetry::room_members(&room.label, room.members.len());
+            })
+        }));
         Ok(())
     }
 }
@@ -245,26 +278,19 @@ impl Handler<Resync> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) {
-        self.guarded(ctx, |room, _| {
-            if let Some(member) = room.members.get(&msg.conn) {
-                member
-                    .out
-                    .do_send(room.snapshot_for(&member.user, msg.re.as_ref()));
-            }
-        })
-    }
-}
-
-/// A board of this room's campaign changed: the next tick reads it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Dirty;
-
-impl Handler<Dirty> for Room {
-    type Result = ();
-
-    fn handle(&mut self, _: Dirty, _: &mut Self::Context) {
-        self.dirty = true;
+        let Some(member) = self.members.get(&msg.conn) else {
+            return;
+        };
+        let (store, board, user) = (self.store.clone(), self.board.clone(), member.user.clone());
+        let lookup = async move { store.standing(&board, &user).await };
+        ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
+            room.guarded(ctx, |room, _| {
+                if let Some(member) = room.members.get(&msg.conn) {
+                    let me = room.standing_in_top(&member.user).or(me.ok().flatten());
+                    member.out.do_send(room.snapshot(me, msg.re.as_ref()));
+                }
+            })
+        }));
     }
 }
 
@@ -287,6 +313,7 @@ impl Handler<Crash> for Room {
 mod tests {
     use super::*;
     use crate::ids::CampaignId;
+    use crate::store::MemoryStore;
 
     /// Collects the frames a member receives.
     struct Sink(tokio::sync::mpsc::UnboundedSender<String>);
@@ -307,44 +334,52 @@ mod tests {
         serde_json::from_str(&frame.expect("sink open")).unwrap()
     }
 
+    fn accept(store: &MemoryStore, session: &str, user: &UserId, score: u64, room: &RoomId) {
+        let board = BoardKey::for_room(room, now_ms());
+        store.decide(&crate::store::Attempt {
+            session_id: session,
+            user,
+            campaign: &room.campaign,
+            score,
+            started_ms: 0,
+            now_ms: now_ms(),
+            keep_until_ms: u64::MAX,
+            refused: None,
+            boards: &[(board, None)],
+        });
+    }
+
     #[actix_rt::test]
     async fn a_panicking_room_is_restarted_and_resyncs_its_members() {
-        let store = Arc::new(MemoryStore::default());
+        let memory = std::sync::Arc::new(MemoryStore::default());
+        let store = Store::Memory(memory.clone());
         let id = RoomId {
             campaign: CampaignId::new("demo"),
             board: crate::ids::BoardKind::Global,
         };
         let alice = UserId::parse("alice").unwrap();
         let room = Supervisor::start({
-            let (store, id) = (store.clone(), id.clone());
+            let id = id.clone();
             move |_| Room::new(id, store, 10, Duration::from_millis(20))
         });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Sink(tx).start();
-        room.send(Join {
+        let join = Join {
             room: id.clone(),
             conn: ConnId(1),
             user: alice.clone(),
             out: sink.recipient(),
             re: None,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        };
+        room.send(join).await.unwrap().unwrap();
         let first = recv(&mut rx).await;
         assert_eq!(
             (first["type"].as_str(), first["seq"].as_u64()),
             (Some("snapshot"), Some(0))
         );
 
-        store.accept(
-            "s1",
-            &alice,
-            10,
-            &[BoardKey::for_room(&id, now_ms())],
-            u64::MAX,
-        );
         // The panicking message is lost (its sender sees an error); the room is not.
+        accept(&memory, "s1", &alice, 10, &id);
         let _ = room.send(Crash).await;
         let resync = recv(&mut rx).await;
         assert_eq!(
@@ -354,15 +389,8 @@ mod tests {
         assert_eq!(resync["seq"], 1);
         assert_eq!(resync["top"][0]["user"], "alice");
 
-        // Still serving: a tick after a new best sends a diff with the next seq.
-        store.accept(
-            "s2",
-            &alice,
-            20,
-            &[BoardKey::for_room(&id, now_ms())],
-            u64::MAX,
-        );
-        room.send(Dirty).await.unwrap();
+        // Still serving: a new best shows up as a diff with the next seq.
+        accept(&memory, "s2", &alice, 20, &id);
         let d = recv(&mut rx).await;
         assert_eq!(
             (d["type"].as_str(), d["seq"].as_u64()),

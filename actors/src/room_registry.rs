@@ -1,9 +1,9 @@
 //! RoomRegistry: finds or creates the Room for a `campaign/board`.
 //!
 //! Owns: the address of every Room, each started under actix's `Supervisor` on first join.
-//! Receives [`Join`], [`Leave`] and [`Resync`] from Connections (forwarded to the room) and
-//! [`BoardsChanged`] from the ResultsPipeline (fanned out as [`Dirty`] to that campaign's
-//! rooms). Started by the Engine; it holds no state a restart could lose except the room
+//! Receives [`Join`], [`Leave`] and [`Resync`] from Connections and forwards them to the room.
+//! Rooms learn of new scores themselves, by polling their board's version in the store, so a
+//! result accepted by any engine instance reaches every instance's rooms. Started by the Engine; it holds no state a restart could lose except the room
 //! addresses, and rooms outlive nothing but the engine.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,14 +14,14 @@ use actix::prelude::*;
 
 use crate::config::{CampaignRules, RoomConfig};
 use crate::error::ClientError;
-use crate::ids::{CampaignId, RoomId};
-use crate::room::{Dirty, Join, Leave, Resync, Room};
-use crate::store::MemoryStore;
+use crate::ids::RoomId;
+use crate::room::{Join, Leave, Resync, Room};
+use crate::store::Store;
 
 pub struct RoomRegistry {
     rooms: HashMap<RoomId, Addr<Room>>,
     campaigns: Arc<BTreeMap<String, CampaignRules>>,
-    store: Arc<MemoryStore>,
+    store: Store,
     config: RoomConfig,
 }
 
@@ -29,7 +29,7 @@ impl RoomRegistry {
     pub fn new(
         config: RoomConfig,
         campaigns: Arc<BTreeMap<String, CampaignRules>>,
-        store: Arc<MemoryStore>,
+        store: Store,
     ) -> Self {
         Self {
             rooms: HashMap::new(),
@@ -85,25 +85,6 @@ impl Handler<Resync> for RoomRegistry {
     fn handle(&mut self, msg: Resync, _: &mut Self::Context) {
         if let Some(room) = self.rooms.get(&msg.room) {
             room.do_send(msg);
-        }
-    }
-}
-
-/// An accepted result changed at least one board of `campaign`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct BoardsChanged {
-    pub campaign: CampaignId,
-}
-
-impl Handler<BoardsChanged> for RoomRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: BoardsChanged, _: &mut Self::Context) {
-        for (id, room) in &self.rooms {
-            if id.campaign == msg.campaign {
-                room.do_send(Dirty);
-            }
         }
     }
 }

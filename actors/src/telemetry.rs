@@ -79,13 +79,27 @@ pub fn room_restarted(room: &str) {
     );
 }
 
-pub fn submit(outcome: &'static str, reason: Option<&'static str>, user: &str, score: u64) {
-    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or(""))
+pub fn submit(outcome: &'static str, reason: Option<&str>, user: &str, score: u64) {
+    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or("").to_owned())
         .increment(1);
     match reason {
         // A refusal is recorded for review: the log line carries the numbers.
         Some(reason) => tracing::info!(outcome, reason, user, score, "submit refused"),
         None => tracing::debug!(outcome, user, score, "submit"),
+    }
+}
+
+/// A room could not read its board; it keeps its list and tries again next tick.
+pub fn room_read_failed(room: &str, err: &crate::store::StoreError) {
+    counter!("podium_room_read_failures_total").increment(1);
+    tracing::warn!(room, %err, "room could not read its board");
+}
+
+/// One Redis interaction (a command, a pipeline or a script), with its outcome.
+pub fn redis_call(took: Duration, ok: bool) {
+    histogram!("podium_redis_call_seconds").record(took.as_secs_f64());
+    if !ok {
+        counter!("podium_redis_errors_total").increment(1);
     }
 }
 

@@ -45,6 +45,7 @@ impl TestServer {
                 max_score_per_second: 1_000_000_000,
                 starts_at_ms: None,
                 ends_at_ms: None,
+                ..Default::default()
             },
         );
         adjust(&mut config);

@@ -66,6 +66,7 @@ async fn each_anti_cheat_rule_refuses_with_its_reason() {
                 max_score_per_second: 100,
                 starts_at_ms: None,
                 ends_at_ms: None,
+                ..Default::default()
             },
         );
         c.campaigns.insert(
@@ -77,6 +78,7 @@ async fn each_anti_cheat_rule_refuses_with_its_reason() {
                 max_score_per_second: 10,
                 starts_at_ms: None,
                 ends_at_ms: Some(1),
+                ..Default::default()
             },
         );
         c.game.max_submits_per_minute = 5;

@@ -1,0 +1,303 @@
+//! The production engine's Redis half: boards, idempotency marks and the results stream.
+//!
+//! Keys (all under the configured prefix):
+//! - `b:{campaign}:{board}`: sorted set, score = points (exact), member = 13-digit inverted
+//!   time of the best + user id. Equal points order by member, so with ZREVRANGE the earlier
+//!   time comes first, exactly, for any score up to 2^53: a float composite of score and time
+//!   would cap scores near 2^21.
+//! - `bh:{campaign}:{board}`: hash, user -> their member in `b:` (for ranks and replacement).
+//! - `bv:{campaign}:{board}`: version, incremented whenever the board changes; rooms on every
+//!   instance poll it each tick.
+//! - `s:{session}`: the decided outcome of a session (idempotency mark), with a TTL.
+//! - `results`: the stream of accepted results and refused attempts that the
+//!   PersistenceBatcher writes to PostgreSQL.
+//!
+//! Deciding a session is one Lua script, so the mark, the boards and the stream entry are
+//! written together or not at all; only then is the client told.
+
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, Script};
+use deadpool_redis::{Config as PoolConfig, Pool, Runtime, Timeouts};
+
+use crate::board::Entry;
+use crate::config::RedisConfig;
+use crate::ids::{BoardKey, UserId};
+use crate::protocol::Standing;
+use crate::store::{Attempt, Outcome, StoreError};
+
+/// Largest inverted-time prefix; 13 digits cover Unix ms until the year 2286.
+const TIME_CEILING: u64 = 9_999_999_999_999;
+const TIME_DIGITS: usize = 13;
+
+const DECIDE: &str = r#"
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+local user, score, refused = ARGV[2], tonumber(ARGV[3]), ARGV[5]
+local best, rank = false, false
+if refused == '' then
+  local boards = (#KEYS - 2) / 3
+  for i = 0, boards - 1 do
+    local z, h, v = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
+    local old = redis.call('HGET', h, user)
+    local old_score = old and tonumber(redis.call('ZSCORE', z, old))
+    if not old_score or score > old_score then
+      if old then redis.call('ZREM', z, old) end
+      local member = ARGV[4] .. user
+      redis.call('ZADD', z, score, member)
+      redis.call('HSET', h, user, member)
+      redis.call('INCR', v)
+      local ttl = tonumber(ARGV[10 + i])
+      if ttl > 0 then
+        redis.call('EXPIRE', z, ttl)
+        redis.call('EXPIRE', h, ttl)
+        redis.call('EXPIRE', v, ttl)
+      end
+    end
+    if i == 0 then
+      local m = redis.call('HGET', h, user)
+      best = tonumber(redis.call('ZSCORE', z, m))
+      rank = redis.call('ZREVRANK', z, m) + 1
+    end
+  end
+end
+local outcome = cjson.encode({u = user, s = score, r = refused, b = best, k = rank})
+redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'kind', refused == '' and 'result' or 'flagged',
+  'session', ARGV[6], 'user', user, 'campaign', ARGV[7], 'score', ARGV[3],
+  'started_ms', ARGV[8], 'at_ms', ARGV[9], 'reason', refused)
+return {1, outcome}
+"#;
+
+const STANDING: &str = r#"
+local m = redis.call('HGET', KEYS[2], ARGV[1])
+if not m then return false end
+return {redis.call('ZREVRANK', KEYS[1], m), redis.call('ZSCORE', KEYS[1], m)}
+"#;
+
+/// Cheap to clone: the pool and scripts are shared.
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    prefix: String,
+    timeout: Duration,
+    decide: std::sync::Arc<Script>,
+    standing: std::sync::Arc<Script>,
+}
+
+/// The stored form of an [`Outcome`] (short keys: it is written for every session).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    u: String,
+    s: u64,
+    r: String,
+    #[serde(default, deserialize_with = "false_as_none")]
+    b: Option<u64>,
+    #[serde(default, deserialize_with = "false_as_none")]
+    k: Option<u64>,
+}
+
+/// Lua's cjson writes a missing number as `false`.
+fn false_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        _ => None,
+    })
+}
+
+impl Stored {
+    fn into_outcome(self) -> Result<Outcome, StoreError> {
+        Ok(Outcome {
+            user: UserId::parse(&self.u)
+                .map_err(|_| StoreError::Corrupt("user in a session mark"))?,
+            score: self.s,
+            refused: (!self.r.is_empty()).then_some(self.r),
+            best: self.b,
+            rank: self.k,
+        })
+    }
+}
+
+fn parse_outcome(json: &str) -> Result<Outcome, StoreError> {
+    serde_json::from_str::<Stored>(json)
+        .map_err(|_| StoreError::Corrupt("session mark"))?
+        .into_outcome()
+}
+
+impl RedisStore {
+    pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+        let url = config
+            .url
+            .clone()
+            .ok_or(StoreError::Unavailable("REDIS_URL is not set".into()))?;
+        let mut pool_config = PoolConfig::from_url(url);
+        let mut pool = deadpool_redis::PoolConfig::new(config.pool_size);
+        let wait = Duration::from_millis(config.pool_wait_timeout_ms);
+        pool.timeouts = Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        };
+        pool_config.pool = Some(pool);
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            pool,
+            prefix: config.prefix.clone(),
+            timeout: Duration::from_millis(config.command_timeout_ms),
+            decide: std::sync::Arc::new(Script::new(DECIDE)),
+            standing: std::sync::Arc::new(Script::new(STANDING)),
+        })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    fn board_keys(&self, board: &BoardKey) -> [String; 3] {
+        let (c, b) = (board.campaign.as_str(), board.board.as_str());
+        [
+            self.key(&["b", c, b]),
+            self.key(&["bh", c, b]),
+            self.key(&["bv", c, b]),
+        ]
+    }
+
+    pub fn stream_key(&self) -> String {
+        self.key(&["results"])
+    }
+
+    /// Runs one Redis interaction with a pooled connection, bounded by the command timeout.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> redis::RedisResult<T>,
+    {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            f(&mut conn).await.map_err(StoreError::from)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Timeout));
+        crate::telemetry::redis_call(started.elapsed(), result.is_ok());
+        result
+    }
+
+    pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
+        let key = self.key(&["s", session]);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        json.map(|j| parse_outcome(&j)).transpose()
+    }
+
+    pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
+        let mut invocation = self.decide.prepare_invoke();
+        invocation
+            .key(self.key(&["s", attempt.session_id]))
+            .key(self.stream_key());
+        for (board, _) in attempt.boards {
+            for key in self.board_keys(board) {
+                invocation.key(key);
+            }
+        }
+        let stamp = format!(
+            "{:0width$}",
+            TIME_CEILING - attempt.now_ms.min(TIME_CEILING),
+            width = TIME_DIGITS
+        );
+        invocation
+            .arg(attempt.keep_until_ms.saturating_sub(attempt.now_ms).max(1))
+            .arg(attempt.user.as_str())
+            .arg(attempt.score)
+            .arg(stamp)
+            .arg(attempt.refused.unwrap_or(""))
+            .arg(attempt.session_id)
+            .arg(attempt.campaign.as_str())
+            .arg(attempt.started_ms)
+            .arg(attempt.now_ms);
+        for (_, ttl) in attempt.boards {
+            invocation.arg(ttl.map_or(0, |d| d.as_secs()));
+        }
+        let (_fresh, json): (u8, String) =
+            self.run(async |c| invocation.invoke_async(c).await).await?;
+        parse_outcome(&json)
+    }
+
+    pub async fn top(&self, board: &BoardKey, n: usize) -> Result<Vec<Entry>, StoreError> {
+        let [zset, _, _] = self.board_keys(board);
+        let rows: Vec<(String, f64)> = self
+            .run(async |c| {
+                redis::cmd("ZREVRANGE")
+                    .arg(&zset)
+                    .arg(0)
+                    .arg(n.saturating_sub(1))
+                    .arg("WITHSCORES")
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (member, score))| {
+                let user = member
+                    .get(TIME_DIGITS..)
+                    .ok_or(StoreError::Corrupt("board member"))?;
+                let user = UserId::parse(user).map_err(|_| StoreError::Corrupt("board member"))?;
+                Ok(Entry {
+                    rank: i as u64 + 1,
+                    user,
+                    score: score as u64,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn standing(
+        &self,
+        board: &BoardKey,
+        user: &UserId,
+    ) -> Result<Option<Standing>, StoreError> {
+        let [zset, hash, _] = self.board_keys(board);
+        let found: Option<(u64, f64)> = self
+            .run(async |c| {
+                self.standing
+                    .key(&zset)
+                    .key(&hash)
+                    .arg(user.as_str())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(found.map(|(rank, score)| Standing {
+            rank: rank + 1,
+            score: score as u64,
+        }))
+    }
+
+    pub async fn version(&self, board: &BoardKey) -> Result<u64, StoreError> {
+        let [_, _, version] = self.board_keys(board);
+        let v: Option<u64> = self
+            .run(async |c| redis::cmd("GET").arg(&version).query_async(c).await)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Command(e.to_string())
+        }
+    }
+}
