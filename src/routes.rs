@@ -9,21 +9,31 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use podium_actors::connection;
 use podium_actors::engine::Engine;
 use podium_actors::error::ClientError;
-use podium_actors::ids::UserId;
+use podium_actors::ids::{BoardKey, RoomId, UserId};
 use podium_actors::limits::Verdict;
+use podium_actors::store::StoreError;
 use podium_actors::telemetry;
 use podium_actors::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(connection::upgrade))
-        .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics))
-        .route("/dev/token", web::post().to(dev_token))
-        .route("/", web::get().to(index))
-        .default_service(web::to(|| async { ClientError::NotFound.error_response() }));
+    // A malformed query string is a `bad_message` like any other bad input.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ClientError::BadMessage(err.to_string()).into()),
+    )
+    .route("/ws", web::get().to(connection::upgrade))
+    .route("/health", web::get().to(health))
+    .route("/ready", web::get().to(ready))
+    .route("/metrics", web::get().to(metrics))
+    .route("/dev/token", web::post().to(dev_token))
+    .route(
+        "/leaderboard/{campaign}/{board}",
+        web::get().to(leaderboard),
+    )
+    .route("/", web::get().to(index))
+    .default_service(web::to(|| async { ClientError::NotFound.error_response() }));
 }
 
 async fn index() -> HttpResponse {
@@ -129,6 +139,44 @@ async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render())
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Rows one page may hold.
+const MAX_PAGE: usize = 1_000;
+
+/// `GET /leaderboard/{campaign}/{board}?from=1&limit=50`: a page of a board, ranks from
+/// `from` (1-based) down, with the board's size so a client can page in either direction.
+async fn leaderboard(
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let (campaign, board) = path.into_inner();
+    let room = RoomId::parse(&format!("{campaign}/{board}"))?;
+    if !engine.campaigns.contains_key(&campaign) {
+        return Err(ClientError::UnknownRoom("no such campaign"));
+    }
+    let from = query.from.unwrap_or(1);
+    let limit = query.limit.unwrap_or(50);
+    if from == 0 || limit == 0 || limit > MAX_PAGE {
+        return Err(ClientError::BadMessage(format!(
+            "from starts at 1 and limit is 1 to {MAX_PAGE}"
+        )));
+    }
+    let key = BoardKey::for_room(&room, now_ms());
+    let failed = |err: StoreError| {
+        tracing::warn!(%err, "leaderboard read failed");
+        ClientError::Internal
+    };
+    let total = engine.store.count(&key).await.map_err(failed)?;
+    let rows = engine.store.page(&key, from, limit).await.map_err(failed)?;
+    Ok(HttpResponse::Ok().json(json!({ "room": room.to_string(), "total": total, "rows": rows })))
 }
 
 #[derive(Deserialize)]

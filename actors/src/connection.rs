@@ -31,7 +31,7 @@ use crate::auth::GameSession;
 use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
 use crate::engine::Engine;
 use crate::error::{ClientError, CloseReason};
-use crate::ids::{CampaignId, ConnId, RoomId, UserId};
+use crate::ids::{BoardKey, CampaignId, ConnId, RoomId, UserId};
 use crate::limits::Verdict;
 use crate::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
 use crate::results::Submit;
@@ -46,6 +46,9 @@ use crate::time::now_ms;
 pub struct Push {
     pub frame: ByteString,
 }
+
+/// Ranks shown above and below a player by `around`.
+const AROUND_RADIUS: u64 = 5;
 
 /// Close this socket for `reason`.
 #[derive(Message)]
@@ -395,6 +398,35 @@ impl Connection {
                     conn: self.id(),
                     re: id,
                 });
+                Ok(())
+            }
+            ClientMsg::Around { room } => {
+                let room = RoomId::parse(&room)?;
+                if !self.engine.campaigns.contains_key(room.campaign.as_str()) {
+                    return Err(ClientError::UnknownRoom("no such campaign"));
+                }
+                let (store, board) = (
+                    self.engine.store.clone(),
+                    BoardKey::for_room(&room, now_ms()),
+                );
+                let read = async move { store.around(&board, &user, AROUND_RADIUS).await };
+                ctx.spawn(read.into_actor(self).map(move |rows, act, ctx| match rows {
+                    Ok(rows) => {
+                        let label = room.to_string();
+                        act.reply(
+                            ctx,
+                            &ServerMsg::Around {
+                                room: &label,
+                                rows: &rows,
+                            },
+                            id.as_ref(),
+                        );
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "around-me read failed");
+                        act.reply_error(ctx, &ClientError::Internal, id.as_ref());
+                    }
+                }));
                 Ok(())
             }
             ClientMsg::StartGame { campaign } => {

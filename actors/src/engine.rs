@@ -39,6 +39,8 @@ pub struct Engine {
     pub connections: Addr<ConnectionRegistry>,
     pub rooms: Addr<RoomRegistry>,
     pub results: Addr<ResultsPipeline>,
+    /// Boards and idempotency marks, for reads that need no actor (around-me, pages).
+    pub store: Store,
     /// Cleared when shutdown begins; `/ready` answers 503 from then on.
     accepting: AtomicBool,
 }
@@ -82,7 +84,7 @@ impl Engine {
         let rooms =
             RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
         let results = ResultsPipeline::new(
-            store,
+            store.clone(),
             signer.clone(),
             campaigns.clone(),
             config.game.max_submits_per_minute,
@@ -100,6 +102,7 @@ impl Engine {
             connections,
             rooms,
             results,
+            store,
             accepting: AtomicBool::new(true),
             config,
         }))

@@ -23,6 +23,7 @@ pub enum ClientMsg {
     Join { room: String },
     Leave { room: String },
     Snapshot { room: String },
+    Around { room: String },
     StartGame { campaign: String },
     Submit { session: String, score: u64 },
     Ping,
@@ -36,6 +37,7 @@ impl ClientMsg {
             ClientMsg::Join { .. } => "join",
             ClientMsg::Leave { .. } => "leave",
             ClientMsg::Snapshot { .. } => "snapshot",
+            ClientMsg::Around { .. } => "around",
             ClientMsg::StartGame { .. } => "start_game",
             ClientMsg::Submit { .. } => "submit",
             ClientMsg::Ping => "ping",
@@ -69,7 +71,8 @@ pub fn parse(
             let too_long = match &msg {
                 ClientMsg::Join { room }
                 | ClientMsg::Leave { room }
-                | ClientMsg::Snapshot { room } => room.len() > max_string_len,
+                | ClientMsg::Snapshot { room }
+                | ClientMsg::Around { room } => room.len() > max_string_len,
                 ClientMsg::StartGame { campaign } => campaign.len() > max_string_len,
                 _ => false,
             } || matches!(&id, Some(MsgId::Str(s)) if s.len() > max_string_len);
@@ -131,6 +134,10 @@ pub enum ServerMsg<'a> {
     Left {
         room: &'a str,
     },
+    Around {
+        room: &'a str,
+        rows: &'a [Entry],
+    },
     GameStarted {
         session: &'a str,
         campaign: &'a str,
@@ -170,6 +177,7 @@ impl<'a> ServerMsg<'a> {
             ServerMsg::Snapshot { .. } => "snapshot",
             ServerMsg::Diff { .. } => "diff",
             ServerMsg::Left { .. } => "left",
+            ServerMsg::Around { .. } => "around",
             ServerMsg::GameStarted { .. } => "game_started",
             ServerMsg::Result { .. } => "result",
             ServerMsg::Pong { .. } => "pong",

@@ -233,13 +233,26 @@ impl RedisStore {
     }
 
     pub async fn top(&self, board: &BoardKey, n: usize) -> Result<Vec<Entry>, StoreError> {
+        self.page(board, 1, n).await
+    }
+
+    pub async fn page(
+        &self,
+        board: &BoardKey,
+        from_rank: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if count == 0 || from_rank == 0 {
+            return Ok(Vec::new());
+        }
         let [zset, _, _] = self.board_keys(board);
+        let (start, stop) = (from_rank - 1, from_rank - 1 + count as u64 - 1);
         let rows: Vec<(String, f64)> = self
             .run(async |c| {
                 redis::cmd("ZREVRANGE")
                     .arg(&zset)
-                    .arg(0)
-                    .arg(n.saturating_sub(1))
+                    .arg(start)
+                    .arg(stop)
                     .arg("WITHSCORES")
                     .query_async(c)
                     .await
@@ -253,12 +266,18 @@ impl RedisStore {
                     .ok_or(StoreError::Corrupt("board member"))?;
                 let user = UserId::parse(user).map_err(|_| StoreError::Corrupt("board member"))?;
                 Ok(Entry {
-                    rank: i as u64 + 1,
+                    rank: from_rank + i as u64,
                     user,
                     score: score as u64,
                 })
             })
             .collect()
+    }
+
+    pub async fn count(&self, board: &BoardKey) -> Result<u64, StoreError> {
+        let [zset, _, _] = self.board_keys(board);
+        self.run(async |c| redis::cmd("ZCARD").arg(&zset).query_async(c).await)
+            .await
     }
 
     pub async fn standing(

@@ -51,6 +51,8 @@ pub struct Room {
     loading: bool,
     /// Set by a caught panic: the next read sends every member a snapshot instead of a diff.
     resync: bool,
+    /// Joins that arrived before the first read of the board; answered right after it.
+    waiting: Vec<Join>,
 }
 
 impl Room {
@@ -69,6 +71,7 @@ impl Room {
             version: None,
             loading: false,
             resync: false,
+            waiting: Vec::new(),
         }
     }
 
@@ -136,11 +139,36 @@ impl Room {
             room.loading = false;
             match read {
                 Ok(Some((board, version, top))) => {
-                    room.guarded(ctx, |room, _| room.publish(board, version, top))
+                    room.guarded(ctx, |room, _| room.publish(board, version, top));
+                    for join in std::mem::take(&mut room.waiting) {
+                        room.join(join, ctx);
+                    }
                 }
                 Ok(None) => {}
                 Err(err) => telemetry::room_read_failed(&room.label, &err),
             }
+        }));
+    }
+
+    /// Looks up the joiner's standing, then sends its snapshot and adds it as a member, so it
+    /// never sees a diff before its base.
+    fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        let (store, board) = (self.store.clone(), self.board.clone());
+        let user = msg.user.clone();
+        let lookup = async move { store.standing(&board, &user).await };
+        ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
+            room.guarded(ctx, |room, _| {
+                let me = room.standing_in_top(&msg.user).or(me.ok().flatten());
+                msg.out.do_send(room.snapshot(me, msg.re.as_ref()));
+                room.members.insert(
+                    msg.conn,
+                    Member {
+                        user: msg.user,
+                        out: msg.out,
+                    },
+                );
+                telemetry::room_members(&room.label, room.members.len());
+            })
         }));
     }
 
@@ -222,26 +250,15 @@ pub struct Join {
 impl Handler<Join> for Room {
     type Result = Result<(), crate::error::ClientError>;
 
-    /// The member is added when its snapshot is sent, so it never sees a diff before its base.
-    /// Joining twice is a resync: the member gets a fresh snapshot.
+    /// Joining twice is a resync: the member gets a fresh snapshot. A room that has not read
+    /// its board yet answers once it has.
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
-        let (store, board) = (self.store.clone(), self.board.clone());
-        let user = msg.user.clone();
-        let lookup = async move { store.standing(&board, &user).await };
-        ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
-            room.guarded(ctx, |room, _| {
-                let me = room.standing_in_top(&msg.user).or(me.ok().flatten());
-                msg.out.do_send(room.snapshot(me, msg.re.as_ref()));
-                room.members.insert(
-                    msg.conn,
-                    Member {
-                        user: msg.user,
-                        out: msg.out,
-                    },
-                );
-                telemetry::room_members(&room.label, room.members.len());
-            })
-        }));
+        if self.version.is_none() {
+            self.waiting.push(msg);
+            self.tick(ctx);
+        } else {
+            self.join(msg, ctx);
+        }
         Ok(())
     }
 }

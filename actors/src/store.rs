@@ -95,6 +95,43 @@ impl Store {
         }
     }
 
+    /// `count` rows from rank `from_rank` (1-based) down.
+    pub async fn page(
+        &self,
+        board: &BoardKey,
+        from_rank: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.page(board, from_rank, count)),
+            Store::Redis(r) => r.page(board, from_rank, count).await,
+        }
+    }
+
+    /// Players on the board.
+    pub async fn count(&self, board: &BoardKey) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.count(board)),
+            Store::Redis(r) => r.count(board).await,
+        }
+    }
+
+    /// The rows from `radius` ranks above `user` to `radius` below (clamped at rank 1), or
+    /// nothing when the user has no score on the board.
+    pub async fn around(
+        &self,
+        board: &BoardKey,
+        user: &UserId,
+        radius: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let Some(me) = self.standing(board, user).await? else {
+            return Ok(Vec::new());
+        };
+        let from = me.rank.saturating_sub(radius).max(1);
+        self.page(board, from, (me.rank + radius + 1 - from) as usize)
+            .await
+    }
+
     pub async fn version(&self, board: &BoardKey) -> Result<u64, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.version(board)),
@@ -181,6 +218,25 @@ impl MemoryStore {
             .boards
             .get(board)
             .and_then(|(b, _)| b.standing(user))
+    }
+
+    pub fn page(&self, board: &BoardKey, from_rank: u64, count: usize) -> Vec<Entry> {
+        let skip = from_rank.saturating_sub(1) as usize;
+        let mut rows = self
+            .lock()
+            .boards
+            .get(board)
+            .map(|(b, _)| b.top(skip + count))
+            .unwrap_or_default();
+        rows.drain(..skip.min(rows.len()));
+        rows
+    }
+
+    pub fn count(&self, board: &BoardKey) -> u64 {
+        self.lock()
+            .boards
+            .get(board)
+            .map_or(0, |(b, _)| b.len() as u64)
     }
 
     pub fn version(&self, board: &BoardKey) -> u64 {

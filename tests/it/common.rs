@@ -48,6 +48,8 @@ impl TestServer {
                 ..Default::default()
             },
         );
+        config.dev_mode = Some(true);
+        use_test_engine(&mut config);
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -121,6 +123,36 @@ impl TestServer {
             .unwrap_or_default();
         (status, body)
     }
+}
+
+/// The engine under test: `PODIUM_TEST_ENGINE=redis` runs the suite against the real Redis
+/// and PostgreSQL of this machine (127.0.0.1:6379 and :5432, database `test`), each server in
+/// its own key prefix and schema so tests run in parallel; otherwise the memory engine.
+pub fn use_test_engine(config: &mut Config) {
+    if std::env::var("PODIUM_TEST_ENGINE").as_deref() != Ok("redis") {
+        return;
+    }
+    let tag = unique_tag();
+    config.engine = Some(podium_actors::config::EngineKind::Redis);
+    config.redis.url =
+        Some(std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into()));
+    config.redis.prefix = format!("test:{tag}:");
+    config.postgres.url = Some(
+        std::env::var("TEST_DATABASE_URL")
+            .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into()),
+    );
+    config.postgres.schema = format!("t_{tag}");
+}
+
+/// Unique per process and call: a time in µs plus a counter.
+pub fn unique_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    format!("{micros:x}_{n}")
 }
 
 impl Drop for TestServer {

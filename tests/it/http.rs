@@ -147,7 +147,7 @@ async fn unknown_routes_and_plain_requests_to_ws_get_json_errors() {
 async fn shutdown_refuses_new_players_and_closes_sockets_with_1001() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let config = podium::Config {
+    let mut config = podium::Config {
         listen: "127.0.0.1:0".into(),
         workers: 1,
         jwt: podium_actors::config::JwtConfig {
@@ -156,6 +156,7 @@ async fn shutdown_refuses_new_players_and_closes_sockets_with_1001() {
         },
         ..Default::default()
     };
+    use_test_engine(&mut config);
     let thread = std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let running = podium::start(config).unwrap();

@@ -8,3 +8,4 @@ mod connection;
 mod games;
 mod http;
 mod rooms;
+mod store;

@@ -154,3 +154,59 @@ async fn a_quiet_room_sends_no_diffs() {
         "the next frame is the pong, not a diff"
     );
 }
+
+#[tokio::test]
+async fn around_me_and_leaderboard_pages() {
+    let server = TestServer::start();
+    for (i, name) in ["r1", "r2", "r3", "r4"].iter().enumerate() {
+        let mut p = server.player(name).await;
+        p.play(100 - i as u64 * 10).await;
+    }
+    let mut me = server.player("r3").await;
+    me.send(json!({"type":"around","room":"quick/global","id":"a"}))
+        .await;
+    let around = me.recv().await;
+    assert_eq!(
+        (around["type"].as_str(), around["re"].as_str()),
+        (Some("around"), Some("a"))
+    );
+    let ranks: Vec<u64> = around["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rank"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ranks,
+        vec![1, 2, 3, 4],
+        "five either side, clamped to the board"
+    );
+    me.send(json!({"type":"around","room":"nope/global"})).await;
+    assert_eq!(me.recv().await["code"], "unknown_room");
+
+    let (status, page) = server
+        .http("GET", "/leaderboard/quick/global?from=2&limit=2", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 4);
+    assert_eq!(
+        page["rows"],
+        json!([{"rank":2,"user":"r2","score":90},{"rank":3,"user":"r3","score":80}])
+    );
+    for bad in [
+        "/leaderboard/quick/global?from=0",
+        "/leaderboard/quick/global?limit=5000",
+        "/leaderboard/quick/global?from=x",
+    ] {
+        let (status, body) = server.http("GET", bad, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_message")),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        server.http("GET", "/leaderboard/nope/global", None).await.0,
+        404
+    );
+}
