@@ -27,7 +27,7 @@ pub struct Running {
 
 /// Builds the engine and binds the server. Must be called inside an actix system; the
 /// server runs once `server` is awaited.
-pub fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(config: Config) -> anyhow::Result<Running> {
     let prometheus = observe::prometheus();
     let workers = match config.workers {
         0 => std::thread::available_parallelism()
@@ -37,7 +37,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     };
     let listen = config.listen.clone();
     let send_buffer = config.ws.socket_send_buffer_bytes;
-    let engine = Engine::start(config)?;
+    let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -73,7 +73,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> anyhow::Result<()> {
-    let running = start(config)?;
+    let running = start(config).await?;
     tracing::info!(addr = %running.addr, "podium listening");
     println!(
         "podium listening on http://{0} (WebSocket: ws://{0}/ws)",
@@ -83,20 +83,25 @@ pub async fn run(
 }
 
 /// Runs a started server until `shutdown` resolves, then stops accepting, closes every socket
-/// with 1001 and stops the server.
+/// with 1001 (answering submits in flight first), stops the server and lets the batcher write
+/// what it holds.
 pub async fn serve(
     running: Running,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> anyhow::Result<()> {
     let Running { engine, server, .. } = running;
     let handle = server.handle();
+    let stopping = engine.clone();
     actix_rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: closing sockets");
-        let closed = engine.close_sockets().await;
+        let closed = stopping.close_sockets().await;
         tracing::info!(closed, "sockets told to close");
         actix_rt::time::sleep(CLOSE_GRACE).await;
         handle.stop(true).await;
     });
-    server.await.context("server failed")
+    let served = server.await.context("server failed");
+    engine.drain().await;
+    tracing::info!("stopped");
+    served
 }

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the engine (the default).
     Serve,
+    /// Apply the PostgreSQL migrations not yet applied (DATABASE_URL), then exit.
+    Migrate,
 }
 
 fn main() {
@@ -36,6 +38,18 @@ fn main() {
     };
     podium::observe::init_logs(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let result = actix_rt::System::new().block_on(migrate(config));
+            match result {
+                Ok(applied) => {
+                    println!("migrations applied: {applied:?} (none means the schema was current)")
+                }
+                Err(err) => {
+                    eprintln!("podium migrate: {err}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Serve => {
             let result = actix_rt::System::new().block_on(podium::run(config, shutdown_signal()));
             if let Err(err) = result {
@@ -54,4 +68,9 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+async fn migrate(config: Config) -> Result<Vec<i32>, podium_actors::store::StoreError> {
+    let pool = podium_actors::pg::pool(&config.postgres)?;
+    podium_actors::pg::migrate(&pool, &config.postgres.schema).await
 }

@@ -90,6 +90,9 @@ pub struct PersistConfig {
     pub partitions_ahead_days: u32,
     /// Stream entries pending this long on a dead consumer are claimed (`PERSIST_CLAIM_IDLE`).
     pub claim_idle_ms: u64,
+    /// This engine's name in the results consumer group; unset: the host name
+    /// (`PERSIST_CONSUMER`).
+    pub consumer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +297,7 @@ impl Default for PersistConfig {
             flush_interval_ms: 200,
             partitions_ahead_days: 3,
             claim_idle_ms: 30_000,
+            consumer: None,
         }
     }
 }
@@ -497,6 +501,10 @@ pub const ENV_VARS: &[(&str, Setter)] = &[
     }),
     ("PERSIST_PARTITIONS_AHEAD", |c, k, v| {
         c.persist.partitions_ahead_days = num(k, v, "a whole number of days")?;
+        Ok(())
+    }),
+    ("PERSIST_CONSUMER", |c, _, v| {
+        c.persist.consumer = text(v);
         Ok(())
     }),
     ("PERSIST_CLAIM_IDLE", |c, k, v| {

@@ -47,6 +47,9 @@ pub struct Push {
     pub frame: ByteString,
 }
 
+/// Longest a shutdown waits for this socket's submits in flight to be answered.
+const SUBMIT_GRACE: Duration = Duration::from_secs(2);
+
 /// Ranks shown above and below a player by `around`.
 const AROUND_RADIUS: u64 = 5;
 
@@ -163,6 +166,10 @@ pub struct Connection {
     queued: Rc<Cell<usize>>,
     /// Why we are closing, once we are.
     closing: Option<CloseReason>,
+    /// Submits sent to the pipeline and not yet answered.
+    in_flight: u32,
+    /// A shutdown close waiting for `in_flight` to reach zero.
+    close_after: Option<CloseReason>,
 }
 
 impl Connection {
@@ -177,6 +184,8 @@ impl Connection {
             last_active: now,
             queued,
             closing: None,
+            in_flight: 0,
+            close_after: None,
         }
     }
 
@@ -459,33 +468,44 @@ impl Connection {
             }
             ClientMsg::Submit { session, score } => {
                 let asked = Instant::now();
+                self.in_flight += 1;
                 let ask = self.engine.results.send(Submit {
                     user,
                     session,
                     score,
                 });
                 ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
+                    act.in_flight -= 1;
                     // A refusal that is not about this session's numbers comes back as `Err`
                     // and is answered the same way: a rejected `result` naming the reason.
-                    let (refused, best, rank) = match answer {
-                        Ok(Ok(outcome)) => (outcome.refused, outcome.best, outcome.rank),
-                        Ok(Err(err)) => (Some(err.code().to_owned()), None, None),
-                        Err(_) => return act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
-                    };
-                    let status = if refused.is_some() {
-                        ResultStatus::Rejected
-                    } else {
-                        ResultStatus::Accepted
-                    };
-                    let result = ServerMsg::Result {
-                        status,
-                        reason: refused.as_deref(),
-                        score,
-                        best,
-                        rank,
-                    };
-                    act.reply(ctx, &result, id.as_ref());
+                    match answer {
+                        Ok(answer) => {
+                            let (refused, best, rank) = match answer {
+                                Ok(outcome) => (outcome.refused, outcome.best, outcome.rank),
+                                Err(err) => (Some(err.code().to_owned()), None, None),
+                            };
+                            let status = if refused.is_some() {
+                                ResultStatus::Rejected
+                            } else {
+                                ResultStatus::Accepted
+                            };
+                            let result = ServerMsg::Result {
+                                status,
+                                reason: refused.as_deref(),
+                                score,
+                                best,
+                                rank,
+                            };
+                            act.reply(ctx, &result, id.as_ref());
+                        }
+                        Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                    }
                     act.engine.stats.response(asked.elapsed());
+                    if act.in_flight == 0 {
+                        if let Some(reason) = act.close_after.take() {
+                            act.close(ctx, reason);
+                        }
+                    }
                 }));
                 Ok(())
             }
@@ -590,7 +610,13 @@ impl Handler<Push> for Connection {
 impl Handler<Kick> for Connection {
     type Result = ();
 
+    /// A shutdown lets submits in flight be answered first (for at most `SUBMIT_GRACE`).
     fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
+        if msg.0 == CloseReason::Shutdown && self.in_flight > 0 {
+            self.close_after = Some(msg.0);
+            ctx.run_later(SUBMIT_GRACE, move |act, ctx| act.close(ctx, msg.0));
+            return;
+        }
         self.close(ctx, msg.0);
     }
 }

@@ -17,10 +17,52 @@ use crate::config::{CampaignRules, Config, ConfigError};
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
 use crate::ids::UserId;
 use crate::limits::WindowLimiter;
+use crate::persistence_batcher::{Drain, PersistStatus, PersistenceBatcher};
+use crate::pg;
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store, StoreError};
 use crate::telemetry::Stats;
+use crate::time::now_ms;
+
+/// Attempts to reach Redis and PostgreSQL at start before giving up, and the longest pause.
+const STARTUP_ATTEMPTS: u32 = 30;
+const STARTUP_MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{service} unreachable after {STARTUP_ATTEMPTS} attempts: {error}")]
+    Unreachable {
+        service: &'static str,
+        error: StoreError,
+    },
+}
+
+/// Retries `attempt` with growing pauses, logging each failure, until it succeeds or the
+/// attempts run out: a service that is down at start is waited for, loudly.
+async fn with_retries<T>(
+    service: &'static str,
+    mut attempt: impl AsyncFnMut() -> Result<T, StoreError>,
+) -> Result<T, StartError> {
+    let mut pause = Duration::from_millis(500);
+    for n in 1..=STARTUP_ATTEMPTS {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(error) if n == STARTUP_ATTEMPTS => {
+                return Err(StartError::Unreachable { service, error })
+            }
+            Err(error) => {
+                tracing::warn!(service, attempt = n, of = STARTUP_ATTEMPTS, %error, retry_in_ms = pause.as_millis() as u64, "{service} unreachable at start; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(STARTUP_MAX_PAUSE);
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
 
 /// Dev tokens one address may mint per minute.
 const DEV_TOKENS_PER_MINUTE: u32 = 30;
@@ -41,6 +83,9 @@ pub struct Engine {
     pub results: Addr<ResultsPipeline>,
     /// Boards and idempotency marks, for reads that need no actor (around-me, pages).
     pub store: Store,
+    /// The write-behind path (redis engine only).
+    pub batcher: Option<Addr<PersistenceBatcher>>,
+    pub persist: Arc<PersistStatus>,
     /// Cleared when shutdown begins; `/ready` answers 503 from then on.
     accepting: AtomicBool,
 }
@@ -48,7 +93,7 @@ pub struct Engine {
 impl Engine {
     /// Starts the actor tree on the current actix system. Fails with the key at fault when the
     /// configuration cannot work (for example HS256 without a secret outside dev mode).
-    pub fn start(config: Config) -> Result<Arc<Self>, ConfigError> {
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let dev_mode = config
             .dev_mode
             .unwrap_or(config.engine_kind() == EngineKind::Memory);
@@ -63,14 +108,43 @@ impl Engine {
         });
         let signer = Arc::new(SessionSigner::new(session_secret.as_bytes()));
         let stats = Arc::new(Stats::default());
-        let store = match config.engine_kind() {
-            EngineKind::Memory => Store::Memory(Arc::new(MemoryStore::default())),
+        let persist = Arc::new(PersistStatus::default());
+        let (store, batcher) = match config.engine_kind() {
+            EngineKind::Memory => (Store::Memory(Arc::new(MemoryStore::default())), None),
             EngineKind::Redis => {
-                Store::Redis(RedisStore::new(&config.redis).map_err(|e| ConfigError {
+                let redis = RedisStore::new(&config.redis).map_err(|e| ConfigError {
                     key: "REDIS_URL".into(),
                     expected: "a redis:// URL".into(),
                     got: e.to_string(),
-                })?)
+                })?;
+                with_retries("Redis", async || redis.ping().await).await?;
+                let pool = pg::pool(&config.postgres).map_err(|e| ConfigError {
+                    key: "DATABASE_URL".into(),
+                    expected: "a postgres:// URL".into(),
+                    got: e.to_string(),
+                })?;
+                let applied = with_retries("PostgreSQL", async || {
+                    pg::migrate(&pool, &config.postgres.schema).await
+                })
+                .await?;
+                tracing::info!(?applied, "PostgreSQL schema is current");
+                pg::ensure_partitions(&pool, now_ms(), config.persist.partitions_ahead_days)
+                    .await
+                    .ok();
+                let consumer = config
+                    .persist
+                    .consumer
+                    .clone()
+                    .unwrap_or_else(default_consumer);
+                let batcher = PersistenceBatcher::new(
+                    redis.clone(),
+                    pool,
+                    config.persist.clone(),
+                    consumer,
+                    persist.clone(),
+                )
+                .start();
+                (Store::Redis(redis), Some(batcher))
             }
         };
         let campaigns = Arc::new(config.campaigns.clone());
@@ -103,6 +177,8 @@ impl Engine {
             rooms,
             results,
             store,
+            batcher,
+            persist,
             accepting: AtomicBool::new(true),
             config,
         }))
@@ -112,10 +188,32 @@ impl Engine {
         self.accepting.load(Ordering::Relaxed)
     }
 
+    /// Last step of shutdown: the batcher writes what it holds.
+    pub async fn drain(&self) {
+        if let Some(batcher) = &self.batcher {
+            let _ = batcher.send(Drain).await;
+        }
+    }
+
     /// First step of shutdown: refuse new sockets and close the open ones with 1001.
     /// Returns how many sockets were told to close.
     pub async fn close_sockets(&self) -> usize {
         self.accepting.store(false, Ordering::Relaxed);
         self.connections.send(CloseAll).await.unwrap_or(0)
     }
+}
+
+/// This engine's name in the results consumer group: stable across restarts of the same
+/// host, so a restarted engine finds its own pending entries at once (another engine would
+/// claim them after `PERSIST_CLAIM_IDLE`).
+fn default_consumer() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "podium".into())
 }

@@ -21,6 +21,8 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod persistence_batcher;
+pub mod pg;
 pub mod protocol;
 pub mod redis_store;
 pub mod results;

@@ -191,6 +191,11 @@ impl RedisStore {
         result
     }
 
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(async |c| redis::cmd("PING").query_async(c).await)
+            .await
+    }
+
     pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
         let key = self.key(&["s", session]);
         let json: Option<String> = self
@@ -318,5 +323,173 @@ impl From<redis::RedisError> for StoreError {
         } else {
             StoreError::Command(e.to_string())
         }
+    }
+}
+
+/// One entry of the results stream.
+pub struct StreamEntry {
+    pub id: String,
+    /// `None` when the entry is malformed (logged and acknowledged, so it cannot block the
+    /// stream forever).
+    pub row: Option<crate::pg::Row>,
+}
+
+fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
+    reply
+        .keys
+        .into_iter()
+        .flat_map(|k| k.ids)
+        .map(|e| StreamEntry {
+            row: row_of(&e),
+            id: e.id,
+        })
+        .collect()
+}
+
+fn row_of(e: &redis::streams::StreamId) -> Option<crate::pg::Row> {
+    let text = |f: &str| e.get::<String>(f);
+    let num = |f: &str| text(f).and_then(|v| v.parse::<i64>().ok());
+    let reason = text("reason")?;
+    Some(crate::pg::Row {
+        session_id: text("session")?,
+        user_id: text("user")?,
+        campaign_id: text("campaign")?,
+        score: num("score")?,
+        started_ms: num("started_ms")?,
+        at_ms: num("at_ms")?,
+        reason: (!reason.is_empty()).then_some(reason),
+    })
+}
+
+/// The consumer-group side of the results stream, used by the PersistenceBatcher.
+impl RedisStore {
+    /// Creates the group at the stream's start (entries written before the first batcher ran
+    /// are not skipped); an existing group is left as it is.
+    pub async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
+        let key = self.stream_key();
+        let created: Result<(), StoreError> = self
+            .run(async |c| {
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(group)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(c)
+                    .await
+            })
+            .await;
+        match created {
+            Err(StoreError::Command(msg)) if msg.contains("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Entries for `consumer`: its own unacknowledged ones (`pending`), or new ones, waiting up
+    /// to `block` for the first.
+    pub async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        pending: bool,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let key = self.stream_key();
+        let reply: Option<redis::streams::StreamReadReply> = self
+            .run(async |c| {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(count);
+                if !pending {
+                    cmd.arg("BLOCK").arg(block.as_millis() as u64);
+                }
+                cmd.arg("STREAMS")
+                    .arg(&key)
+                    .arg(if pending { "0" } else { ">" });
+                cmd.query_async(c).await
+            })
+            .await?;
+        Ok(reply.map(parse_entries).unwrap_or_default())
+    }
+
+    /// Takes over entries another consumer left pending for `min_idle` (it died); they then
+    /// appear among this consumer's pending entries. Answers how many were taken.
+    pub async fn autoclaim(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<usize, StoreError> {
+        let key = self.stream_key();
+        let reply: redis::streams::StreamAutoClaimReply = self
+            .run(async |c| {
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&key)
+                    .arg(group)
+                    .arg(consumer)
+                    .arg(min_idle.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(reply.claimed.len())
+    }
+
+    /// Acknowledges written entries and deletes them, so the stream holds exactly what is not
+    /// yet in PostgreSQL.
+    pub async fn ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let key = self.stream_key();
+        self.run(async |c| {
+            redis::pipe()
+                .cmd("XACK")
+                .arg(&key)
+                .arg(group)
+                .arg(ids)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&key)
+                .arg(ids)
+                .ignore()
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// Entries not yet written to PostgreSQL, and the age of the oldest in ms.
+    pub async fn backlog(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
+        let key = self.stream_key();
+        let (len, first): (u64, redis::streams::StreamRangeReply) = self
+            .run(async |c| {
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&key)
+                    .cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let oldest = first
+            .ids
+            .first()
+            .and_then(|e| e.id.split('-').next()?.parse::<u64>().ok())
+            .map_or(0, |ms| now_ms.saturating_sub(ms));
+        Ok((len, oldest))
     }
 }

@@ -103,6 +103,24 @@ pub fn redis_call(took: Duration, ok: bool) {
     }
 }
 
+/// One batch written to PostgreSQL and acknowledged: recorded once per flush.
+pub fn batch_flushed(rows: usize, took: Duration) {
+    histogram!("podium_persist_batch_rows").record(rows as f64);
+    histogram!("podium_persist_flush_seconds").record(took.as_secs_f64());
+    counter!("podium_persist_rows_total").increment(rows as u64);
+    tracing::debug!(rows, took_ms = took.as_millis() as u64, "batch persisted");
+}
+
+pub fn batch_failed(rows: usize, err: &crate::store::StoreError) {
+    counter!("podium_persist_failures_total").increment(1);
+    tracing::warn!(rows, %err, "batch not persisted; kept and retried");
+}
+
+pub fn persist_backlog(entries: u64, oldest_ms: u64) {
+    gauge!("podium_persist_backlog").set(entries as f64);
+    gauge!("podium_persist_lag_seconds").set(oldest_ms as f64 / 1000.0);
+}
+
 pub fn game_started() {
     counter!("podium_games_started_total").increment(1);
 }

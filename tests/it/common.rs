@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use podium::Config;
+pub use podium::Config;
 use podium_actors::config::CampaignRules;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +19,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The config it runs with (its key prefix and schema, with the redis engine).
+    pub config: Config,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -52,15 +54,20 @@ impl TestServer {
         use_test_engine(&mut config);
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = config.clone();
         std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let running = podium::start(config).expect("server starts");
+                let running = podium::start(config).await.expect("server starts");
                 tx.send((running.addr, running.server.handle())).unwrap();
                 let _ = running.server.await;
             })
         });
         let (addr, handle) = rx.recv_timeout(WAIT).expect("server reports its address");
-        Self { addr, handle }
+        Self {
+            addr,
+            config: kept,
+            handle,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -129,9 +136,13 @@ impl TestServer {
 /// and PostgreSQL of this machine (127.0.0.1:6379 and :5432, database `test`), each server in
 /// its own key prefix and schema so tests run in parallel; otherwise the memory engine.
 pub fn use_test_engine(config: &mut Config) {
-    if std::env::var("PODIUM_TEST_ENGINE").as_deref() != Ok("redis") {
-        return;
+    if std::env::var("PODIUM_TEST_ENGINE").as_deref() == Ok("redis") {
+        use_redis_engine(config);
     }
+}
+
+/// The redis engine on this machine's Redis and PostgreSQL, in a fresh key prefix and schema.
+pub fn use_redis_engine(config: &mut Config) {
     let tag = unique_tag();
     config.engine = Some(podium_actors::config::EngineKind::Redis);
     config.redis.url =
@@ -153,6 +164,67 @@ pub fn unique_tag() -> String {
         .unwrap()
         .as_micros();
     format!("{micros:x}_{n}")
+}
+
+impl TestServer {
+    /// A server on the redis engine whatever `PODIUM_TEST_ENGINE` says: for tests of the
+    /// production engine itself. Batches are flushed every 20 ms to keep tests short.
+    pub fn redis(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::with(|c| {
+            use_redis_engine(c);
+            c.persist.flush_interval_ms = 20;
+            adjust(c);
+        })
+    }
+
+    /// Rows of `table` in this server's schema.
+    pub async fn pg_count(&self, table: &str) -> i64 {
+        pg_count(&self.config, table).await
+    }
+}
+
+pub async fn pg_count(config: &Config, table: &str) -> i64 {
+    let url = format!(
+        "{} options='-c search_path={}'",
+        pg_url_kv(config),
+        config.postgres.schema
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// The test database URL in key=value form, which takes an `options` parameter.
+fn pg_url_kv(config: &Config) -> String {
+    let url = config.postgres.url.as_deref().expect("a DATABASE_URL");
+    let rest = url
+        .trim_start_matches("postgres://")
+        .trim_start_matches("postgresql://");
+    let (user, rest) = rest.split_once('@').unwrap_or(("postgres", rest));
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, "test"));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    format!("host={host} port={port} user={user} dbname={db}")
+}
+
+/// Polls `check` every 20 ms until it holds or `WAIT` passes.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Drop for TestServer {

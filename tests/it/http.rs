@@ -159,7 +159,7 @@ async fn shutdown_refuses_new_players_and_closes_sockets_with_1001() {
     use_test_engine(&mut config);
     let thread = std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let running = podium::start(config).unwrap();
+            let running = podium::start(config).await.unwrap();
             addr_tx.send(running.addr).unwrap();
             podium::serve(running, async move {
                 let _ = stop_rx.await;

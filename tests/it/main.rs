@@ -7,5 +7,6 @@ mod auth;
 mod connection;
 mod games;
 mod http;
+mod persist;
 mod rooms;
 mod store;

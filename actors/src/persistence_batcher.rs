@@ -1,0 +1,251 @@
+//! PersistenceBatcher: the write-behind path from the results stream to PostgreSQL.
+//!
+//! Owns: the batch being built and the consumer name this engine reads the stream's consumer
+//! group with. It reads entries (accepted results and refused attempts), writes them to
+//! PostgreSQL in one transaction per batch, and acknowledges (and deletes) them in Redis only
+//! after the commit, so an entry is in PostgreSQL or still in the stream, never neither. A
+//! batch is written when it holds `PERSIST_BATCH_SIZE` rows or its oldest row is
+//! `PERSIST_FLUSH_INTERVAL` old. A failed write keeps the batch and retries with backoff (a
+//! PostgreSQL outage builds a backlog, which drains when it returns). On start, and after
+//! taking over a dead engine's entries (XAUTOCLAIM), it first re-reads its own pending ones.
+//! Receives [`Drain`] at shutdown: it stops reading, writes what it holds and answers. Sends
+//! nothing to other actors; publishes its state in [`PersistStatus`] for `/health`. Started by
+//! the Engine with the `redis` engine only; if it stops, nothing is lost: entries wait in the
+//! stream for the next batcher.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use deadpool_postgres::Pool;
+
+use crate::config::PersistConfig;
+use crate::pg;
+use crate::redis_store::{RedisStore, StreamEntry};
+use crate::telemetry;
+use crate::time::now_ms;
+
+/// The consumer group every engine's batcher reads the results stream in.
+pub const GROUP: &str = "persist";
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What `/health` needs to know of the write-behind path.
+#[derive(Default)]
+pub struct PersistStatus {
+    /// Entries in the stream not yet written to PostgreSQL.
+    pub backlog: AtomicU64,
+    /// Age of the oldest of them, ms.
+    pub oldest_ms: AtomicU64,
+    /// False while writes to PostgreSQL fail.
+    pub postgres_ok: AtomicBool,
+}
+
+struct Shared {
+    redis: RedisStore,
+    pg: Pool,
+    config: PersistConfig,
+    consumer: String,
+    status: Arc<PersistStatus>,
+}
+
+pub struct PersistenceBatcher {
+    shared: Arc<Shared>,
+    /// Tells the loop to stop reading and write what it holds.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Fires when the loop has ended.
+    done: Arc<tokio::sync::Notify>,
+    finished: Arc<AtomicBool>,
+}
+
+impl PersistenceBatcher {
+    pub fn new(
+        redis: RedisStore,
+        pg: Pool,
+        config: PersistConfig,
+        consumer: String,
+        status: Arc<PersistStatus>,
+    ) -> Self {
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Self {
+            shared: Arc::new(Shared {
+                redis,
+                pg,
+                config,
+                consumer,
+                status,
+            }),
+            stop,
+            done: Arc::new(tokio::sync::Notify::new()),
+            finished: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), crate::store::StoreError> {
+    let started = Instant::now();
+    let rows: Vec<pg::Row> = batch.iter().filter_map(|e| e.row.clone()).collect();
+    for bad in batch.iter().filter(|e| e.row.is_none()) {
+        tracing::error!(
+            id = bad.id,
+            "malformed results stream entry; acknowledged without writing"
+        );
+    }
+    pg::write_batch(&shared.pg, &rows).await?;
+    let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+    shared.redis.ack(GROUP, &ids).await?;
+    telemetry::batch_flushed(rows.len(), started.elapsed());
+    Ok(())
+}
+
+/// The batcher's loop; see the module doc.
+async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_millis(shared.config.flush_interval_ms);
+    let claim_every = Duration::from_millis((shared.config.claim_idle_ms / 2).max(100));
+    let mut batch: Vec<StreamEntry> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let mut recovering = true;
+    let mut backoff = Duration::from_millis(100);
+    let mut last_claim = Instant::now();
+    loop {
+        let stopping = *stop.borrow_and_update();
+        let due = !batch.is_empty()
+            && (stopping
+                || recovering
+                || batch.len() >= shared.config.batch_size
+                || oldest.is_some_and(|t| t.elapsed() >= interval));
+        if due {
+            match flush(&shared, &batch).await {
+                Ok(()) => {
+                    batch.clear();
+                    oldest = None;
+                    backoff = Duration::from_millis(100);
+                    shared.status.postgres_ok.store(true, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    telemetry::batch_failed(batch.len(), &err);
+                    shared.status.postgres_ok.store(false, Ordering::Relaxed);
+                    if stopping {
+                        // Unwritten entries stay pending in the stream for the next batcher.
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            continue;
+        }
+        if stopping {
+            break;
+        }
+        if !recovering && last_claim.elapsed() >= claim_every {
+            last_claim = Instant::now();
+            let idle = Duration::from_millis(shared.config.claim_idle_ms);
+            match shared
+                .redis
+                .autoclaim(GROUP, &shared.consumer, idle, shared.config.batch_size)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(
+                        entries = n,
+                        "took over results left pending by another engine"
+                    );
+                    recovering = batch.is_empty();
+                }
+                Err(err) => tracing::warn!(%err, "could not claim idle results"),
+            }
+        }
+        let want = shared.config.batch_size - batch.len();
+        let wait = oldest
+            .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
+            .max(Duration::from_millis(1));
+        match shared
+            .redis
+            .read_group(GROUP, &shared.consumer, want, recovering, wait)
+            .await
+        {
+            Ok(entries) => {
+                if recovering && entries.is_empty() {
+                    recovering = false;
+                }
+                if oldest.is_none() && !entries.is_empty() {
+                    oldest = Some(Instant::now());
+                }
+                batch.extend(entries);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not read the results stream");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl Actor for PersistenceBatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (shared, stop, done, finished) = (
+            self.shared.clone(),
+            self.stop.subscribe(),
+            self.done.clone(),
+            self.finished.clone(),
+        );
+        actix_rt::spawn(async move {
+            if let Err(err) = shared.redis.ensure_group(GROUP).await {
+                tracing::warn!(%err, "could not create the results consumer group; the loop retries reads");
+            }
+            run(shared, stop).await;
+            finished.store(true, Ordering::Relaxed);
+            done.notify_waiters();
+        });
+        // The backlog gauge, and the partitions of the coming days.
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            let shared = act.shared.clone();
+            actix_rt::spawn(async move {
+                if let Ok((len, age)) = shared.redis.backlog(now_ms()).await {
+                    shared.status.backlog.store(len, Ordering::Relaxed);
+                    shared.status.oldest_ms.store(age, Ordering::Relaxed);
+                    telemetry::persist_backlog(len, age);
+                }
+            });
+        });
+        ctx.run_interval(Duration::from_secs(3600), |act, _| {
+            let shared = act.shared.clone();
+            actix_rt::spawn(async move {
+                let _ = pg::ensure_partitions(
+                    &shared.pg,
+                    now_ms(),
+                    shared.config.partitions_ahead_days,
+                )
+                .await;
+            });
+        });
+    }
+}
+
+/// Shutdown: stop reading, write what is held, answer when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for PersistenceBatcher {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let _ = self.stop.send(true);
+        let (done, finished) = (self.done.clone(), self.finished.clone());
+        Box::pin(async move {
+            let notified = done.notified();
+            if !finished.load(Ordering::Relaxed) {
+                notified.await;
+            }
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! PostgreSQL: the pool, migrations, daily partitions and the batched writes of results.
+//!
+//! The pool never opens more than `DATABASE_POOL_SIZE` connections and waits at most
+//! `DATABASE_POOL_WAIT_TIMEOUT` for one; every statement runs under the session's
+//! `statement_timeout`. Migrations are the numbered files of `migrations/`, compiled in,
+//! applied in order under an advisory lock so engines starting together apply each once.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::PostgresConfig;
+use crate::store::StoreError;
+
+/// Every migration, in order. A test checks this lists every file of `migrations/`.
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+/// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.
+const MIGRATION_LOCK: i64 = 0x706f_6469_756d; // "podium"
+
+/// A result or a refused attempt read from the results stream, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub session_id: String,
+    pub user_id: String,
+    pub campaign_id: String,
+    pub score: i64,
+    pub started_ms: i64,
+    pub at_ms: i64,
+    /// `None` for an accepted result, else the refusal code.
+    pub reason: Option<String>,
+}
+
+pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
+    let url = config
+        .url
+        .as_deref()
+        .ok_or(StoreError::Unavailable("DATABASE_URL is not set".into()))?;
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+    pg.options(format!(
+        "-c search_path={} -c statement_timeout={}",
+        config.schema, config.statement_timeout_ms
+    ));
+    pg.connect_timeout(Duration::from_millis(
+        config.pool_wait_timeout_ms.max(1_000),
+    ));
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let wait = Duration::from_millis(config.pool_wait_timeout_ms);
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait.max(Duration::from_secs(2))))
+        .recycle_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+fn pg_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Creates the schema if needed and applies the migrations not yet recorded. Safe to run from
+/// several engines at once. Answers the versions it applied.
+pub async fn migrate(pool: &Pool, schema: &str) -> Result<Vec<i32>, StoreError> {
+    let mut client = pool.get().await.map_err(pg_err)?;
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await
+        .map_err(pg_err)?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_err)?;
+    let result = apply(&mut client).await;
+    // Released even when a migration failed, so the next engine can try.
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_err)?;
+    result
+}
+
+async fn apply(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg_err)?;
+    let done: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Command(format!("migration {version} ({name}): {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        tracing::info!(version, name, "migration applied");
+        applied.push(*version);
+    }
+    Ok(applied)
+}
+
+/// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
+pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    for day in -1..=i64::from(ahead) {
+        let start = crate::ids::utc_date((now_ms as i64 + day * 86_400_000).max(0) as u64);
+        let end = crate::ids::utc_date((now_ms as i64 + (day + 1) * 86_400_000).max(0) as u64);
+        let name = format!("results_{}", start.replace('-', ""));
+        let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{start}') TO ('{end}')");
+        if let Err(err) = client.batch_execute(&sql).await {
+            // Rows for that day already sit in the default partition; they stay there and
+            // remain correct, only unpartitioned.
+            tracing::warn!(partition = name, %err, "could not create a results partition");
+        }
+    }
+    Ok(())
+}
+
+/// Writes a batch in one transaction: accepted results into `results`, refusals into
+/// `flagged`. Replays of rows already written are skipped, so a batch may be retried whole.
+/// Answers how many rows were new.
+pub async fn write_batch(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
+    let mut client = pool.get().await.map_err(pg_err)?;
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let (results, flagged): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.reason.is_none());
+    let mut written = 0;
+    if !results.is_empty() {
+        let col = |f: fn(&Row) -> String| results.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let num = |f: fn(&Row) -> i64| results.iter().map(|r| f(r)).collect::<Vec<_>>();
+        written += tx
+            .execute(
+                "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
+                 SELECT s, to_timestamp(st / 1000.0), u, c, sc, to_timestamp(at / 1000.0)
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[]) AS t(s, st, u, c, sc, at)
+                 ON CONFLICT DO NOTHING",
+                &[&col(|r| r.session_id.clone()), &num(|r| r.started_ms), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &num(|r| r.score), &num(|r| r.at_ms)],
+            )
+            .await
+            .map_err(pg_err)?;
+    }
+    if !flagged.is_empty() {
+        let col = |f: fn(&Row) -> String| flagged.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let num = |f: fn(&Row) -> i64| flagged.iter().map(|r| f(r)).collect::<Vec<_>>();
+        written += tx
+            .execute(
+                "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
+                 SELECT s, u, c, r, sc, to_timestamp(st / 1000.0), to_timestamp(at / 1000.0)
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) AS t(s, u, c, r, sc, st, at)
+                 ON CONFLICT DO NOTHING",
+                &[&col(|r| r.session_id.clone()), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &col(|r| r.reason.clone().unwrap_or_default()), &num(|r| r.score), &num(|r| r.started_ms), &num(|r| r.at_ms)],
+            )
+            .await
+            .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = super::MIGRATIONS
+            .iter()
+            .map(|(v, n, _)| format!("{v:04}_{n}.sql"))
+            .collect();
+        assert_eq!(files, listed);
+    }
+}

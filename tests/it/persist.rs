@@ -1,0 +1,188 @@
+//! The production engine's durability: results reach PostgreSQL once, migrations apply once,
+//! a session counts once across engines, and an acknowledged result survives kill -9. These
+//! always run on the redis engine, against this machine's Redis and PostgreSQL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn accepted_results_and_refusals_reach_postgres_once() {
+    let server = TestServer::redis(|_| {});
+    let mut p = server.player("persisted").await;
+    for score in 1..=5 {
+        assert_eq!(p.play(score).await["status"], "accepted");
+    }
+    // A retried session is answered again but written once.
+    let session = p.start_game("quick").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    p.submit(&session, 9).await;
+    p.submit(&session, 9).await;
+    // Two refusals, recorded for review.
+    let s = p.start_game("quick").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(p.submit(&s, 5_000_000).await["reason"], "score_too_high");
+    assert_eq!(p.submit("forged.token", 1).await["reason"], "bad_session");
+
+    eventually("6 results in PostgreSQL", || async {
+        server.pg_count("results").await == 6
+    })
+    .await;
+    // Only the decided refusal is a flagged row; a forged token never names a session.
+    eventually("1 flagged row", || async {
+        server.pg_count("flagged").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.pg_count("results").await,
+        6,
+        "no duplicates appear later"
+    );
+}
+
+#[tokio::test]
+async fn two_engines_starting_together_apply_each_migration_once() {
+    let mut shared = podium::Config::default();
+    use_redis_engine(&mut shared);
+    let (a, b) = (shared.clone(), shared.clone());
+    let start = |c: podium::Config| {
+        std::thread::spawn(move || {
+            TestServer::with(move |cfg| {
+                *cfg = Config {
+                    listen: "127.0.0.1:0".into(),
+                    workers: 1,
+                    dev_mode: Some(true),
+                    ..c
+                }
+            })
+        })
+    };
+    let (a, b) = (start(a), start(b));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(
+        a.pg_count("schema_migrations").await,
+        podium_actors::pg::MIGRATIONS.len() as i64
+    );
+    assert_eq!(b.config.postgres.schema, a.config.postgres.schema);
+}
+
+#[tokio::test]
+async fn the_same_session_submitted_to_two_engines_counts_once() {
+    let one =
+        TestServer::redis(|c| c.game.session_secret = Some("shared-session-secret-0123".into()));
+    let two = TestServer::with(|c| *c = one.config.clone());
+    let mut on_one = one.player("twice").await;
+    let mut on_two = two.player("twice").await;
+    let session = on_one.start_game("quick").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    on_one
+        .send(json!({"type":"submit","session": session,"score": 42}))
+        .await;
+    on_two
+        .send(json!({"type":"submit","session": session,"score": 42}))
+        .await;
+    let (r1, r2) = (
+        on_one.recv_type("result").await,
+        on_two.recv_type("result").await,
+    );
+    assert_eq!(r1, r2, "both engines give the same answer");
+    assert_eq!(r1["status"], "accepted");
+    eventually("the result in PostgreSQL", || async {
+        one.pg_count("results").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(one.pg_count("results").await, 1);
+}
+
+/// The real `podium` binary, so it can be killed with SIGKILL.
+struct Engine {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Engine {
+    async fn spawn(config: &podium::Config, flush_ms: u64, batch: usize) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = std::env::temp_dir().join(format!("podium-kill-{}.toml", unique_tag()));
+        std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_podium"))
+            .arg("--config")
+            .arg(&file)
+            .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", config.redis.url.as_deref().unwrap())
+            .env("REDIS_PREFIX", &config.redis.prefix)
+            .env("DATABASE_URL", config.postgres.url.as_deref().unwrap())
+            .env("DATABASE_SCHEMA", &config.postgres.schema)
+            .env("JWT_SECRET", SECRET)
+            .env("SESSION_SECRET", "kill-test-session-secret-01")
+            .env("PERSIST_CONSUMER", "kill-test")
+            .env("PERSIST_FLUSH_INTERVAL", flush_ms.to_string())
+            .env("PERSIST_BATCH_SIZE", batch.to_string())
+            .env("PODIUM_WORKERS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start podium");
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "podium did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, addr }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart() {
+    let mut config = podium::Config::default();
+    use_redis_engine(&mut config);
+    // Batches held back for a minute: the kill lands with every result still unwritten.
+    let mut engine = Engine::spawn(&config, 60_000, 100_000).await;
+    let url = format!("ws://{}/ws", engine.addr);
+    let mut acked = 0;
+    for p in 0..4 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let mut c = Client { ws };
+        c.send(json!({"type":"auth","token": token_with(&format!("k{p}"), now_secs() + 60, jsonwebtoken::Algorithm::HS256, SECRET.as_bytes())})).await;
+        c.recv().await;
+        for score in 1..=10 {
+            if c.play(score).await["status"] == "accepted" {
+                acked += 1;
+            }
+        }
+    }
+    assert_eq!(acked, 40);
+    assert_eq!(
+        pg_count(&config, "results").await,
+        0,
+        "nothing was written before the kill"
+    );
+    engine.child.kill().unwrap(); // SIGKILL
+    engine.child.wait().unwrap();
+
+    let _restarted = Engine::spawn(&config, 20, 1_000).await;
+    eventually("all 40 acknowledged results in PostgreSQL", || async {
+        pg_count(&config, "results").await == 40
+    })
+    .await;
+}
