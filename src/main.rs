@@ -25,6 +25,11 @@ enum Command {
     Serve,
     /// Apply the PostgreSQL migrations not yet applied (DATABASE_URL), then exit.
     Migrate,
+    /// Recompute a campaign's boards from PostgreSQL and raise the Redis boards to them.
+    Rebuild {
+        #[arg(long)]
+        campaign: String,
+    },
 }
 
 fn main() {
@@ -46,6 +51,15 @@ fn main() {
                 }
                 Err(err) => {
                     eprintln!("podium migrate: {err}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Rebuild { campaign } => {
+            match actix_rt::System::new().block_on(rebuild(config, campaign)) {
+                Ok(changed) => println!("boards rebuilt: {changed} rows raised"),
+                Err(err) => {
+                    eprintln!("podium rebuild: {err}");
                     std::process::exit(1);
                 }
             }
@@ -73,4 +87,14 @@ async fn shutdown_signal() {
 async fn migrate(config: Config) -> Result<Vec<i32>, podium_actors::store::StoreError> {
     let pool = podium_actors::pg::pool(&config.postgres)?;
     podium_actors::pg::migrate(&pool, &config.postgres.schema).await
+}
+
+async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
+    let rules = config.campaigns.get(&campaign).ok_or_else(|| {
+        anyhow::anyhow!("--campaign: no campaign {campaign:?} in the configuration")
+    })?;
+    let redis = podium_actors::store::RedisStore::new(&config.redis)?;
+    let pool = podium_actors::pg::pool(&config.postgres)?;
+    let now = podium_actors::time::now_ms();
+    Ok(podium_actors::engine::rebuild_boards(&redis, &pool, &campaign, rules, now).await?)
 }

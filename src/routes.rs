@@ -97,6 +97,32 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         limits.response_time_critical_ms,
         "response_time",
     );
+    let persist = &engine.persist;
+    let (backlog, lag_ms) = (
+        persist.backlog.load(Ordering::Relaxed),
+        persist.oldest_ms.load(Ordering::Relaxed),
+    );
+    if engine.batcher.is_some() {
+        let mut warn = |check: &str, value: serde_json::Value| {
+            issues.push(json!({"severity": "warning", "check": check, "value": value}));
+            status = status.max(1);
+        };
+        if !engine.redis_ok.load(Ordering::Relaxed) {
+            warn(
+                "redis_down",
+                json!("results go straight to PostgreSQL; boards are rebuilt when Redis returns"),
+            );
+        }
+        if !persist.postgres_ok.load(Ordering::Relaxed) {
+            warn("postgres_down", json!({"backlog": backlog}));
+        }
+        if lag_ms >= limits.persist_lag_warning_ms {
+            warn(
+                "persist_lag",
+                json!({"lag_ms": lag_ms, "backlog": backlog, "threshold_ms": limits.persist_lag_warning_ms}),
+            );
+        }
+    }
     if !engine.is_accepting() {
         issues.push(json!({"severity": "critical", "check": "shutting_down"}));
         status = 2;
@@ -115,6 +141,8 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
             "averageResponseTime": minute.average_response_ms,
             "errorRate": error_rate,
             "uptime": stats.uptime().as_secs(),
+            "persistBacklog": backlog,
+            "persistLagMs": lag_ms,
         },
         "issues": issues,
     });

@@ -196,6 +196,8 @@ pub struct HealthConfig {
     /// Average time to answer a message over the last minute.
     pub response_time_warning_ms: f64,
     pub response_time_critical_ms: f64,
+    /// Age of the oldest result not yet in PostgreSQL that makes `warning` (redis engine).
+    pub persist_lag_warning_ms: u64,
 }
 
 /// Anti-cheat rules of one campaign.
@@ -365,6 +367,7 @@ impl Default for HealthConfig {
             error_rate_critical: 0.25,
             response_time_warning_ms: 250.0,
             response_time_critical_ms: 1_000.0,
+            persist_lag_warning_ms: 2_000,
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct Engine {
     pub results: Addr<ResultsPipeline>,
     /// Boards and idempotency marks, for reads that need no actor (around-me, pages).
     pub store: Store,
+    /// False while Redis is unreachable and results go straight to PostgreSQL.
+    pub redis_ok: Arc<AtomicBool>,
     /// The write-behind path (redis engine only).
     pub batcher: Option<Addr<PersistenceBatcher>>,
     pub persist: Arc<PersistStatus>,
@@ -109,8 +111,9 @@ impl Engine {
         let signer = Arc::new(SessionSigner::new(session_secret.as_bytes()));
         let stats = Arc::new(Stats::default());
         let persist = Arc::new(PersistStatus::default());
-        let (store, batcher) = match config.engine_kind() {
-            EngineKind::Memory => (Store::Memory(Arc::new(MemoryStore::default())), None),
+        let redis_ok = Arc::new(AtomicBool::new(true));
+        let (store, batcher, fallback) = match config.engine_kind() {
+            EngineKind::Memory => (Store::Memory(Arc::new(MemoryStore::default())), None, None),
             EngineKind::Redis => {
                 let redis = RedisStore::new(&config.redis).map_err(|e| ConfigError {
                     key: "REDIS_URL".into(),
@@ -138,13 +141,20 @@ impl Engine {
                     .unwrap_or_else(default_consumer);
                 let batcher = PersistenceBatcher::new(
                     redis.clone(),
-                    pool,
+                    pool.clone(),
                     config.persist.clone(),
                     consumer,
                     persist.clone(),
                 )
                 .start();
-                (Store::Redis(redis), Some(batcher))
+                let watch = watch_redis(
+                    redis.clone(),
+                    pool.clone(),
+                    config.campaigns.clone(),
+                    redis_ok.clone(),
+                );
+                actix_rt::spawn(watch);
+                (Store::Redis(redis), Some(batcher), Some(pool))
             }
         };
         let campaigns = Arc::new(config.campaigns.clone());
@@ -163,6 +173,7 @@ impl Engine {
             campaigns.clone(),
             config.game.max_submits_per_minute,
             Duration::from_millis(ws.cleanup_interval_ms),
+            fallback,
         )
         .start();
         Ok(Arc::new(Self {
@@ -179,6 +190,7 @@ impl Engine {
             store,
             batcher,
             persist,
+            redis_ok,
             accepting: AtomicBool::new(true),
             config,
         }))
@@ -201,6 +213,72 @@ impl Engine {
         self.accepting.store(false, Ordering::Relaxed);
         self.connections.send(CloseAll).await.unwrap_or(0)
     }
+}
+
+/// How often the watchdog pings Redis.
+const REDIS_WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Pings Redis every second. When it stops answering, the results pipeline is already falling
+/// back to PostgreSQL on its own; when it answers again, the boards are rebuilt from
+/// PostgreSQL (the results written there meanwhile) before the fallback is declared over.
+async fn watch_redis(
+    redis: RedisStore,
+    pool: deadpool_postgres::Pool,
+    campaigns: std::collections::BTreeMap<String, CampaignRules>,
+    ok: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(REDIS_WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        let up = redis.ping().await.is_ok();
+        let was_up = ok.load(Ordering::Relaxed);
+        if !up && was_up {
+            ok.store(false, Ordering::Relaxed);
+            crate::telemetry::fallback(true);
+        } else if up && !was_up {
+            let mut rebuilt = true;
+            for (name, rules) in &campaigns {
+                if let Err(err) = rebuild_boards(&redis, &pool, name, rules, now_ms()).await {
+                    tracing::warn!(campaign = name, %err, "rebuild failed; retrying");
+                    rebuilt = false;
+                    break;
+                }
+            }
+            if rebuilt {
+                ok.store(true, Ordering::Relaxed);
+                crate::telemetry::fallback(false);
+            }
+        }
+    }
+}
+
+/// Recomputes a campaign's boards (global, and today's daily) from PostgreSQL and raises the
+/// Redis boards to them. Used when Redis returns after an outage, and by `podium rebuild`.
+/// Answers how many board rows changed.
+pub async fn rebuild_boards(
+    redis: &RedisStore,
+    pool: &deadpool_postgres::Pool,
+    campaign: &str,
+    rules: &CampaignRules,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let started = std::time::Instant::now();
+    let [global, daily] =
+        crate::ids::BoardKey::all_for(&crate::ids::CampaignId::new(campaign), now);
+    let mut changed = redis
+        .rebuild(&global, None, &pg::bests(pool, campaign, None).await?)
+        .await?;
+    let day_start = now - now % 86_400_000;
+    let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
+    changed += redis
+        .rebuild(
+            &daily,
+            Some(retention),
+            &pg::bests(pool, campaign, Some(day_start)).await?,
+        )
+        .await?;
+    crate::telemetry::boards_rebuilt(campaign, changed, started.elapsed());
+    Ok(changed)
 }
 
 /// This engine's name in the results consumer group: stable across restarts of the same

@@ -31,7 +31,6 @@ pub const GROUP: &str = "persist";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What `/health` needs to know of the write-behind path.
-#[derive(Default)]
 pub struct PersistStatus {
     /// Entries in the stream not yet written to PostgreSQL.
     pub backlog: AtomicU64,
@@ -56,6 +55,17 @@ pub struct PersistenceBatcher {
     /// Fires when the loop has ended.
     done: Arc<tokio::sync::Notify>,
     finished: Arc<AtomicBool>,
+}
+
+impl Default for PersistStatus {
+    /// The engine starts only once PostgreSQL answered, so it starts healthy.
+    fn default() -> Self {
+        Self {
+            backlog: AtomicU64::new(0),
+            oldest_ms: AtomicU64::new(0),
+            postgres_ok: AtomicBool::new(true),
+        }
+    }
 }
 
 impl PersistenceBatcher {
@@ -214,6 +224,11 @@ impl Actor for PersistenceBatcher {
                     shared.status.oldest_ms.store(age, Ordering::Relaxed);
                     telemetry::persist_backlog(len, age);
                 }
+                // An outage shows on /health even when no batch is being written.
+                shared
+                    .status
+                    .postgres_ok
+                    .store(pg::ping(&shared.pg).await.is_ok(), Ordering::Relaxed);
             });
         });
         ctx.run_interval(Duration::from_secs(3600), |act, _| {

@@ -70,6 +70,16 @@ fn pg_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    pool.get()
+        .await
+        .map_err(pg_err)?
+        .execute("SELECT 1", &[])
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
 /// Creates the schema if needed and applies the migrations not yet recorded. Safe to run from
 /// several engines at once. Answers the versions it applied.
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<Vec<i32>, StoreError> {
@@ -185,6 +195,89 @@ pub async fn write_batch(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
     }
     tx.commit().await.map_err(pg_err)?;
     Ok(written)
+}
+
+/// Records an attempt straight in PostgreSQL, for when Redis is unreachable (fallback): the
+/// client is answered after the commit. The primary keys make it idempotent: a session
+/// already decided keeps its first outcome. Best and rank are unknown without the boards, so
+/// they are `None`.
+pub async fn decide_directly(
+    pool: &Pool,
+    a: &crate::store::Attempt<'_>,
+) -> Result<crate::store::Outcome, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let (started, at) = (a.started_ms as i64, a.now_ms as i64);
+    let (user, campaign) = (a.user.as_str(), a.campaign.as_str());
+    let first = match a.refused {
+        None => client
+            .query_opt(
+                "WITH ins AS (
+                    INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
+                    VALUES ($1, to_timestamp($2 / 1000.0), $3, $4, $5, to_timestamp($6 / 1000.0))
+                    ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
+                 SELECT score, reason FROM ins
+                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2 / 1000.0)
+                 UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
+                 LIMIT 1",
+                &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at],
+            )
+            .await
+            .map_err(pg_err)?,
+        Some(reason) => client
+            .query_opt(
+                "WITH ins AS (
+                    INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
+                    VALUES ($1, $3, $4, $7, $5, to_timestamp($2 / 1000.0), to_timestamp($6 / 1000.0))
+                    ON CONFLICT DO NOTHING RETURNING score, reason)
+                 SELECT score, reason FROM ins
+                 UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
+                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2 / 1000.0)
+                 LIMIT 1",
+                &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at, &reason],
+            )
+            .await
+            .map_err(pg_err)?,
+    };
+    let row = first.ok_or(StoreError::Corrupt("fallback insert answered no row"))?;
+    let score: i64 = row.get(0);
+    let refused: Option<String> = row.get(1);
+    Ok(crate::store::Outcome {
+        user: a.user.clone(),
+        score: score as u64,
+        refused,
+        best: None,
+        rank: None,
+    })
+}
+
+/// Each player's best in one campaign, with when they first reached it, from `since_ms` on:
+/// what a board holds, recomputed from PostgreSQL.
+pub async fn bests(
+    pool: &Pool,
+    campaign: &str,
+    since_ms: Option<u64>,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let since = since_ms.map_or(0, |ms| ms as i64);
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
+             FROM results WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2 / 1000.0)
+             ORDER BY user_id, score DESC, accepted_at ASC",
+            &[&campaign, &since],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i64>(1) as u64,
+                r.get::<_, i64>(2) as u64,
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]

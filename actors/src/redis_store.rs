@@ -30,6 +30,29 @@ use crate::store::{Attempt, Outcome, StoreError};
 const TIME_CEILING: u64 = 9_999_999_999_999;
 const TIME_DIGITS: usize = 13;
 
+/// Offers a score to one board with best-score semantics (only a higher score replaces the
+/// best); shared by every script that writes boards, so they cannot drift apart.
+const OFFER_FN: &str = r#"
+local function offer(z, h, v, user, score, member, ttl)
+  local old = redis.call('HGET', h, user)
+  local old_score = old and tonumber(redis.call('ZSCORE', z, old))
+  if old_score and score <= old_score then return 0 end
+  if old then redis.call('ZREM', z, old) end
+  redis.call('ZADD', z, score, member)
+  redis.call('HSET', h, user, member)
+  redis.call('INCR', v)
+  if ttl > 0 then
+    redis.call('EXPIRE', z, ttl)
+    redis.call('EXPIRE', h, ttl)
+    redis.call('EXPIRE', v, ttl)
+  end
+  return 1
+end
+"#;
+
+/// KEYS: mark, stream, then (board, hash, version) per board. ARGV: mark TTL ms, user, score,
+/// member prefix, refusal ('' when accepted), session, campaign, started ms, now ms, then one
+/// TTL in seconds per board (0: none).
 const DECIDE: &str = r#"
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
@@ -39,21 +62,7 @@ if refused == '' then
   local boards = (#KEYS - 2) / 3
   for i = 0, boards - 1 do
     local z, h, v = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
-    local old = redis.call('HGET', h, user)
-    local old_score = old and tonumber(redis.call('ZSCORE', z, old))
-    if not old_score or score > old_score then
-      if old then redis.call('ZREM', z, old) end
-      local member = ARGV[4] .. user
-      redis.call('ZADD', z, score, member)
-      redis.call('HSET', h, user, member)
-      redis.call('INCR', v)
-      local ttl = tonumber(ARGV[10 + i])
-      if ttl > 0 then
-        redis.call('EXPIRE', z, ttl)
-        redis.call('EXPIRE', h, ttl)
-        redis.call('EXPIRE', v, ttl)
-      end
-    end
+    offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[10 + i]))
     if i == 0 then
       local m = redis.call('HGET', h, user)
       best = tonumber(redis.call('ZSCORE', z, m))
@@ -69,6 +78,15 @@ redis.call('XADD', KEYS[2], '*', 'kind', refused == '' and 'result' or 'flagged'
 return {1, outcome}
 "#;
 
+/// KEYS: board, hash, version. ARGV: TTL seconds, then (user, score, member) per player.
+const REBUILD: &str = r#"
+local changed = 0
+for i = 2, #ARGV, 3 do
+  changed = changed + offer(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[1]))
+end
+return changed
+"#;
+
 const STANDING: &str = r#"
 local m = redis.call('HGET', KEYS[2], ARGV[1])
 if not m then return false end
@@ -82,7 +100,17 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     decide: std::sync::Arc<Script>,
+    rebuild: std::sync::Arc<Script>,
     standing: std::sync::Arc<Script>,
+}
+
+/// The member of a best reached at `at_ms`: the inverted time, then the user.
+fn member_prefix(at_ms: u64) -> String {
+    format!(
+        "{:0width$}",
+        TIME_CEILING - at_ms.min(TIME_CEILING),
+        width = TIME_DIGITS
+    )
 }
 
 /// The stored form of an [`Outcome`] (short keys: it is written for every session).
@@ -147,7 +175,8 @@ impl RedisStore {
             pool,
             prefix: config.prefix.clone(),
             timeout: Duration::from_millis(config.command_timeout_ms),
-            decide: std::sync::Arc::new(Script::new(DECIDE)),
+            decide: std::sync::Arc::new(Script::new(&format!("{OFFER_FN}{DECIDE}"))),
+            rebuild: std::sync::Arc::new(Script::new(&format!("{OFFER_FN}{REBUILD}"))),
             standing: std::sync::Arc::new(Script::new(STANDING)),
         })
     }
@@ -191,6 +220,33 @@ impl RedisStore {
         result
     }
 
+    /// Offers each player's best (user, score, reached at ms) to a board, as results would
+    /// have: a board is only ever raised, never lowered. Answers how many rows changed.
+    pub async fn rebuild(
+        &self,
+        board: &BoardKey,
+        ttl: Option<Duration>,
+        bests: &[(String, u64, u64)],
+    ) -> Result<u64, StoreError> {
+        let [z, h, v] = self.board_keys(board);
+        let mut changed = 0;
+        for chunk in bests.chunks(500) {
+            let mut call = self.rebuild.prepare_invoke();
+            call.key(&z)
+                .key(&h)
+                .key(&v)
+                .arg(ttl.map_or(0, |d| d.as_secs()));
+            for (user, score, at) in chunk {
+                call.arg(user)
+                    .arg(score)
+                    .arg(format!("{}{user}", member_prefix(*at)));
+            }
+            let n: u64 = self.run(async |c| call.invoke_async(c).await).await?;
+            changed += n;
+        }
+        Ok(changed)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(async |c| redis::cmd("PING").query_async(c).await)
             .await
@@ -214,11 +270,7 @@ impl RedisStore {
                 invocation.key(key);
             }
         }
-        let stamp = format!(
-            "{:0width$}",
-            TIME_CEILING - attempt.now_ms.min(TIME_CEILING),
-            width = TIME_DIGITS
-        );
+        let stamp = member_prefix(attempt.now_ms);
         invocation
             .arg(attempt.keep_until_ms.saturating_sub(attempt.now_ms).max(1))
             .arg(attempt.user.as_str())

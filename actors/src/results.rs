@@ -8,7 +8,8 @@
 //! server measured, the max score and the max score per second. Then the store records the
 //! decision in one step (idempotency mark, boards, and the results stream that feeds
 //! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
-//! review. Started by the Engine; it holds no state a restart would lose, and each submit runs
+//! review. With Redis unreachable (redis engine), the decision goes straight to PostgreSQL and
+//! the answer follows its commit. Started by the Engine; it holds no state a restart would lose, and each submit runs
 //! as its own future, so a slow store never queues other players' submits behind it.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ struct Shared {
     campaigns: Arc<BTreeMap<String, CampaignRules>>,
     /// Submits per user per minute.
     submits: WindowLimiter<UserId>,
+    /// PostgreSQL, where results go straight when Redis is unreachable (redis engine only).
+    fallback: Option<deadpool_postgres::Pool>,
 }
 
 pub struct ResultsPipeline {
@@ -47,6 +50,7 @@ impl ResultsPipeline {
         campaigns: Arc<BTreeMap<String, CampaignRules>>,
         max_submits_per_minute: u32,
         cleanup: Duration,
+        fallback: Option<deadpool_postgres::Pool>,
     ) -> Self {
         let submits = WindowLimiter::new(Duration::from_secs(60), max_submits_per_minute);
         Self {
@@ -55,6 +59,7 @@ impl ResultsPipeline {
                 signer,
                 campaigns,
                 submits,
+                fallback,
             }),
             cleanup,
         }
@@ -109,7 +114,15 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         refused,
         boards: &[(global, None), (daily, Some(retention))],
     };
-    let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
+    let outcome = match (shared.store.decide(&attempt).await, &shared.fallback) {
+        (Err(err), Some(pool)) if err.is_unreachable() => {
+            telemetry::fallback_submit(&err);
+            crate::pg::decide_directly(pool, &attempt)
+                .await
+                .map_err(store_failed)?
+        }
+        (decided, _) => decided.map_err(store_failed)?,
+    };
     // Another engine may have decided this session first with another score.
     if outcome.score != msg.score {
         return Err(ClientError::AlreadySubmitted);

@@ -54,6 +54,14 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
+impl StoreError {
+    /// The store could not be reached (as opposed to refusing a command): the case the
+    /// PostgreSQL fallback is for.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout)
+    }
+}
+
 #[derive(Clone)]
 pub enum Store {
     Memory(Arc<MemoryStore>),

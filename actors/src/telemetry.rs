@@ -121,6 +121,33 @@ pub fn persist_backlog(entries: u64, oldest_ms: u64) {
     gauge!("podium_persist_lag_seconds").set(oldest_ms as f64 / 1000.0);
 }
 
+/// A submit decided straight in PostgreSQL because Redis was unreachable.
+pub fn fallback_submit(err: &crate::store::StoreError) {
+    counter!("podium_fallback_submits_total").increment(1);
+    tracing::debug!(%err, "Redis unreachable; result written straight to PostgreSQL");
+}
+
+/// Redis went away (fallback on) or came back (fallback off).
+pub fn fallback(on: bool) {
+    gauge!("podium_fallback_mode").set(if on { 1.0 } else { 0.0 });
+    if on {
+        tracing::warn!("Redis unreachable: accepting results straight into PostgreSQL");
+    } else {
+        tracing::info!("Redis is back: boards rebuilt, fallback off");
+    }
+}
+
+pub fn boards_rebuilt(campaign: &str, rows: u64, took: Duration) {
+    counter!("podium_board_rebuilds_total").increment(1);
+    histogram!("podium_board_rebuild_seconds").record(took.as_secs_f64());
+    tracing::info!(
+        campaign,
+        rows,
+        took_ms = took.as_millis() as u64,
+        "boards rebuilt from PostgreSQL"
+    );
+}
+
 pub fn game_started() {
     counter!("podium_games_started_total").increment(1);
 }
