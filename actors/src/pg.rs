@@ -213,10 +213,10 @@ pub async fn decide_directly(
             .query_opt(
                 "WITH ins AS (
                     INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-                    VALUES ($1, to_timestamp($2 / 1000.0), $3, $4, $5, to_timestamp($6 / 1000.0))
+                    VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0))
                     ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
                  SELECT score, reason FROM ins
-                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2 / 1000.0)
+                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
                  UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
                  LIMIT 1",
                 &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at],
@@ -227,11 +227,11 @@ pub async fn decide_directly(
             .query_opt(
                 "WITH ins AS (
                     INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
-                    VALUES ($1, $3, $4, $7, $5, to_timestamp($2 / 1000.0), to_timestamp($6 / 1000.0))
+                    VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0))
                     ON CONFLICT DO NOTHING RETURNING score, reason)
                  SELECT score, reason FROM ins
                  UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
-                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2 / 1000.0)
+                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
                  LIMIT 1",
                 &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at, &reason],
             )
@@ -262,7 +262,7 @@ pub async fn bests(
     let rows = client
         .query(
             "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
-             FROM results WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2 / 1000.0)
+             FROM results WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0)
              ORDER BY user_id, score DESC, accepted_at ASC",
             &[&campaign, &since],
         )

@@ -77,12 +77,12 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         tracing::warn!(%err, "store failed while deciding a submit");
         ClientError::Internal
     };
-    if let Some(done) = shared
-        .store
-        .outcome(&session.id)
-        .await
-        .map_err(store_failed)?
-    {
+    // With Redis unreachable the mark cannot be read: PostgreSQL's keys decide instead.
+    let earlier = match shared.store.outcome(&session.id).await {
+        Err(err) if err.is_unreachable() && shared.fallback.is_some() => None,
+        other => other.map_err(store_failed)?,
+    };
+    if let Some(done) = earlier {
         return if done.score == msg.score {
             Ok(done)
         } else {

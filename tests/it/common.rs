@@ -50,6 +50,11 @@ impl TestServer {
                 ..Default::default()
             },
         );
+        // Warnings go to the test's captured output: shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or("warn".into()))
+            .try_init();
         config.dev_mode = Some(true);
         use_test_engine(&mut config);
         adjust(&mut config);

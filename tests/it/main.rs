@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod connection;
+mod faults;
 mod games;
 mod http;
 mod persist;

@@ -1,0 +1,309 @@
+//! Outages of PostgreSQL and Redis. Each test runs its own PostgreSQL or Redis on another
+//! port (initdb/pg_ctl and redis-server are on the machine), so the shared services are never
+//! stopped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_bin(tool: &str) -> PathBuf {
+    let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
+    let mut dirs: Vec<PathBuf> = versions.map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    dirs.last().unwrap().join("bin").join(tool)
+}
+
+/// A PostgreSQL of its own, run as the `postgres` user (it refuses to run as root).
+struct TempPostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl TempPostgres {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("podium-pg-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self {
+            dir,
+            port: free_port(),
+        };
+        run("chown", &["-R", "postgres", pg.dir.to_str().unwrap()]);
+        pg.as_postgres(
+            &pg_bin("initdb"),
+            &[
+                "-D",
+                pg.data().as_str(),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_postgres(&self, tool: &PathBuf, args: &[&str]) {
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(tool)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} {args:?} failed", tool.display());
+    }
+
+    fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").to_string_lossy().into_owned();
+        self.as_postgres(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
+    }
+
+    fn down(&self) {
+        self.as_postgres(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    assert!(
+        Command::new(cmd).args(args).status().unwrap().success(),
+        "{cmd} {args:?}"
+    );
+}
+
+/// A Redis of its own, with AOF so a restart keeps what was acknowledged.
+struct TempRedis {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TempRedis {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("podium-redis-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        r.up();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash, not a clean shutdown.
+    fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for TempRedis {
+    fn drop(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn health(server: &TestServer) -> serde_json::Value {
+    server.http("GET", "/health", None).await.1
+}
+
+fn has_issue(h: &serde_json::Value, check: &str) -> bool {
+    h["issues"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|i| i["check"] == check))
+}
+
+#[tokio::test]
+async fn postgres_down_results_are_still_accepted_and_written_once_when_it_returns() {
+    let pg = TempPostgres::start();
+    let server = TestServer::redis(|c| {
+        c.postgres.url = Some(pg.url());
+        c.postgres.pool_wait_timeout_ms = 300;
+        c.health.persist_lag_warning_ms = 300;
+        c.ws.rate_limit_max_messages = 1_000;
+    });
+    let mut p = server.player("steady").await;
+    for score in 1..=5 {
+        assert_eq!(p.play(score).await["status"], "accepted");
+    }
+    eventually("5 rows before the outage", || async {
+        server.pg_count("results").await == 5
+    })
+    .await;
+
+    pg.down();
+    for score in 6..=15 {
+        assert_eq!(
+            p.play(score).await["status"],
+            "accepted",
+            "accepted into the stream while PostgreSQL is down"
+        );
+    }
+    eventually(
+        "/health warns of the outage and shows the backlog",
+        || async {
+            let h = health(&server).await;
+            h["status"] == "warning"
+                && has_issue(&h, "postgres_down")
+                && h["metrics"]["persistBacklog"].as_u64() >= Some(10)
+        },
+    )
+    .await;
+
+    pg.up();
+    eventually("all 15 rows once PostgreSQL is back", || async {
+        server.pg_count("results").await == 15
+    })
+    .await;
+    eventually("the backlog drained", || async {
+        health(&server).await["metrics"]["persistBacklog"] == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.pg_count("results").await, 15, "none duplicated");
+}
+
+#[tokio::test]
+async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
+    let mut redis = TempRedis::start();
+    let server = TestServer::redis(|c| {
+        c.redis.url = Some(redis.url());
+        c.redis.command_timeout_ms = 300;
+    });
+    let mut players = Vec::new();
+    for name in ["ra", "rb", "rc"] {
+        players.push(server.player(name).await);
+    }
+    for (i, p) in players.iter_mut().enumerate() {
+        assert_eq!(p.play(10 + i as u64).await["status"], "accepted");
+    }
+    eventually("persisted before the crash", || async {
+        server.pg_count("results").await == 3
+    })
+    .await;
+
+    redis.crash();
+    // Still accepted, now straight into PostgreSQL: ra overtakes everyone, rd is new.
+    let r = players[0].play(50).await;
+    assert_eq!(r["status"], "accepted", "{r}");
+    let mut rd = server.player("rd").await;
+    let fallback = rd.play(30).await;
+    assert_eq!(fallback["status"], "accepted", "{fallback}");
+    assert_eq!(
+        server.pg_count("results").await,
+        5,
+        "acknowledged after the commit"
+    );
+    eventually("/health says warning: redis_down", || async {
+        let h = health(&server).await;
+        h["status"] == "warning" && has_issue(&h, "redis_down")
+    })
+    .await;
+
+    redis.up();
+    eventually("fallback over", || async {
+        !has_issue(&health(&server).await, "redis_down")
+    })
+    .await;
+    let (_, page) = server
+        .http("GET", "/leaderboard/quick/global?limit=100", None)
+        .await;
+    let board: Vec<(String, u64)> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_owned(),
+                r["score"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The same board recomputed from PostgreSQL: best per player, ties to the earlier.
+    let pool = podium_actors::pg::pool(&server.config.postgres).unwrap();
+    let mut expected = podium_actors::pg::bests(&pool, "quick", None)
+        .await
+        .unwrap();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+    let expected: Vec<(String, u64)> = expected.into_iter().map(|(u, s, _)| (u, s)).collect();
+    assert_eq!(board, expected);
+    assert_eq!(board.first(), Some(&("ra".to_owned(), 50)));
+}
