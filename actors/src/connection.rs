@@ -267,7 +267,31 @@ impl Connection {
             self.engine.stats.message(!ok, Some(started.elapsed()));
             return;
         };
-        if let Verdict::Refused { strikes } = self.engine.messages.check(&user) {
+        match self.engine.messages.check_now(&user) {
+            Some(verdict) => self.admitted(ctx, verdict, user, msg, id, started),
+            None => {
+                // The window is counted in Redis. `wait` holds this socket's later frames until
+                // the count answers, so its messages are still handled in order.
+                let (limiter, counted) = (self.engine.messages.clone(), user.clone());
+                let check = async move { limiter.check(&counted).await };
+                ctx.wait(check.into_actor(self).map(move |verdict, act, ctx| {
+                    act.admitted(ctx, verdict, user, msg, id, started)
+                }));
+            }
+        }
+    }
+
+    /// Handles an authenticated message once the rate limit has spoken.
+    fn admitted(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        verdict: Verdict,
+        user: UserId,
+        msg: ClientMsg,
+        id: Option<MsgId>,
+        started: Instant,
+    ) {
+        if let Verdict::Refused { strikes } = verdict {
             self.reply_error(ctx, &ClientError::RateLimited, id.as_ref());
             self.engine.stats.message(true, Some(started.elapsed()));
             if strikes >= self.engine.config.ws.rate_limit_max_strikes {

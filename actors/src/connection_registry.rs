@@ -4,7 +4,9 @@
 //! it can close them all at shutdown. Receives [`Reserve`] (from the `/ws` route, before the
 //! upgrade), [`Attach`] (from a Connection's `started`), [`Authenticate`] (per-user cap),
 //! [`Release`] (sent by a [`ConnSlot`] when it drops), and [`CloseAll`] (shutdown). Sends
-//! [`Kick`] to Connections. Started by [`crate::engine::Engine`]; it never panics on input, and
+//! [`Kick`] to Connections. With the redis engine the per-user cap holds across instances: each
+//! authenticated socket also holds a place in Redis, leased for three heartbeats and renewed
+//! every heartbeat, so the places of a crashed instance lapse on their own. Started by [`crate::engine::Engine`]; it never panics on input, and
 //! when it stops the engine is shutting down.
 
 use std::collections::HashMap;
@@ -19,8 +21,10 @@ use crate::config::WsConfig;
 use crate::connection::Kick;
 use crate::error::{ClientError, CloseReason};
 use crate::ids::{ConnId, UserId};
-use crate::limits::WindowLimiter;
+use crate::limits::MessageLimiter;
+use crate::redis_store::RedisStore;
 use crate::telemetry::{self, Stats};
+use crate::time::now_ms;
 
 struct Entry {
     ip: IpAddr,
@@ -41,12 +45,23 @@ pub struct ConnectionRegistry {
     accepting: bool,
     stats: Arc<Stats>,
     /// Per-user message windows, checked by Connections directly; swept here.
-    limiter: Arc<WindowLimiter<UserId>>,
+    limiter: Arc<MessageLimiter>,
+    /// Redis, where per-user places are shared with the other instances (redis engine).
+    shared: Option<RedisStore>,
+    /// This process in the members of the per-user sets: unique per start.
+    instance: String,
 }
 
 impl ConnectionRegistry {
-    pub fn new(limits: WsConfig, stats: Arc<Stats>, limiter: Arc<WindowLimiter<UserId>>) -> Self {
+    pub fn new(
+        limits: WsConfig,
+        stats: Arc<Stats>,
+        limiter: Arc<MessageLimiter>,
+        shared: Option<RedisStore>,
+    ) -> Self {
         Self {
+            shared,
+            instance: crate::auth::random_secret()[..12].to_owned(),
             limits,
             conns: HashMap::new(),
             per_ip: HashMap::new(),
@@ -56,6 +71,30 @@ impl ConnectionRegistry {
             stats,
             limiter,
         }
+    }
+
+    fn member(&self, id: ConnId) -> String {
+        format!("{}:{}", self.instance, id.0)
+    }
+
+    /// How long a place in Redis lasts without renewal: three heartbeats.
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.limits.heartbeat_interval_ms * 3)
+    }
+
+    /// Counts an authenticated socket here; false if this instance alone is at the cap.
+    fn admit(&mut self, id: ConnId, user: UserId) -> bool {
+        let count = self.per_user.get(&user).copied().unwrap_or(0);
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if count >= self.limits.max_connections_per_user {
+            return false;
+        }
+        self.per_user.insert(user.clone(), count + 1);
+        entry.user = Some(user);
+        self.publish_counts();
+        true
     }
 
     fn publish_counts(&self) {
@@ -77,6 +116,27 @@ impl Actor for ConnectionRegistry {
         ctx.run_interval(every, |act, _| {
             act.limiter.sweep();
         });
+        if self.shared.is_some() {
+            ctx.run_interval(
+                Duration::from_millis(self.limits.heartbeat_interval_ms),
+                |act, _| {
+                    let Some(redis) = act.shared.clone() else {
+                        return;
+                    };
+                    let held: Vec<(String, String)> = act
+                        .conns
+                        .iter()
+                        .filter_map(|(id, e)| Some((e.user.as_ref()?.to_string(), act.member(*id))))
+                        .collect();
+                    let lease = act.lease();
+                    actix_rt::spawn(async move {
+                        if let Err(err) = redis.renew_sockets(&held, lease, now_ms()).await {
+                            tracing::warn!(%err, "could not renew per-user socket places");
+                        }
+                    });
+                },
+            );
+        }
     }
 }
 
@@ -162,20 +222,37 @@ pub struct Authenticate {
 }
 
 impl Handler<Authenticate> for ConnectionRegistry {
-    type Result = Result<(), ClientError>;
+    type Result = ResponseActFuture<Self, Result<(), ClientError>>;
 
     fn handle(&mut self, msg: Authenticate, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.conns.get_mut(&msg.id) else {
-            return Err(ClientError::Internal);
+        let at_cap = self.per_user.get(&msg.user).copied().unwrap_or(0)
+            >= self.limits.max_connections_per_user;
+        let Some(redis) = self.shared.clone().filter(|_| !at_cap) else {
+            let admitted = !at_cap && self.admit(msg.id, msg.user);
+            return Box::pin(actix::fut::ready(if admitted {
+                Ok(())
+            } else {
+                Err(ClientError::TooManyConnectionsForUser)
+            }));
         };
-        let count = self.per_user.get(&msg.user).copied().unwrap_or(0);
-        if count >= self.limits.max_connections_per_user {
-            return Err(ClientError::TooManyConnectionsForUser);
-        }
-        self.per_user.insert(msg.user.clone(), count + 1);
-        entry.user = Some(msg.user);
-        self.publish_counts();
-        Ok(())
+        let (member, cap, lease) = (
+            self.member(msg.id),
+            self.limits.max_connections_per_user,
+            self.lease(),
+        );
+        let user = msg.user.to_string();
+        let claim = async move {
+            redis
+                .claim_socket(&user, &member, cap, lease, now_ms())
+                .await
+        };
+        Box::pin(claim.into_actor(self).map(move |claimed, act, _| {
+            // Redis unreachable: this instance's own count is the cap until it returns.
+            if matches!(claimed, Ok(false)) || !act.admit(msg.id, msg.user) {
+                return Err(ClientError::TooManyConnectionsForUser);
+            }
+            Ok(())
+        }))
     }
 }
 
@@ -207,6 +284,13 @@ impl Handler<Release> for ConnectionRegistry {
         release_one(&mut self.per_ip, &entry.ip);
         if let Some(user) = entry.user {
             release_one(&mut self.per_user, &user);
+            if let Some(redis) = self.shared.clone() {
+                let member = self.member(msg.id);
+                actix_rt::spawn(async move {
+                    // A place left behind lapses with its lease anyway.
+                    let _ = redis.release_socket(user.as_str(), &member).await;
+                });
+            }
         }
         self.publish_counts();
     }

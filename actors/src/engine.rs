@@ -15,8 +15,7 @@ use crate::auth::{random_secret, SessionSigner, TokenVerifier};
 use crate::config::EngineKind;
 use crate::config::{CampaignRules, Config, ConfigError};
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
-use crate::ids::UserId;
-use crate::limits::WindowLimiter;
+use crate::limits::{MessageLimiter, WindowLimiter};
 use crate::persistence_batcher::{Drain, PersistStatus, PersistenceBatcher};
 use crate::pg;
 use crate::results::ResultsPipeline;
@@ -76,7 +75,7 @@ pub struct Engine {
     pub signer: Arc<SessionSigner>,
     pub campaigns: Arc<BTreeMap<String, CampaignRules>>,
     /// Per-user message windows across this instance's sockets.
-    pub messages: Arc<WindowLimiter<UserId>>,
+    pub messages: Arc<MessageLimiter>,
     pub dev_tokens: WindowLimiter<IpAddr>,
     pub connections: Addr<ConnectionRegistry>,
     pub rooms: Addr<RoomRegistry>,
@@ -159,12 +158,20 @@ impl Engine {
         };
         let campaigns = Arc::new(config.campaigns.clone());
         let ws = &config.ws;
-        let messages = Arc::new(WindowLimiter::new(
-            Duration::from_millis(ws.rate_limit_window_ms),
+        // With the redis engine, per-user socket counts and message windows hold across
+        // every instance.
+        let shared = match &store {
+            Store::Redis(redis) => Some(redis.clone()),
+            Store::Memory(_) => None,
+        };
+        let window = Duration::from_millis(ws.rate_limit_window_ms);
+        let messages = Arc::new(MessageLimiter::new(
+            window,
             ws.rate_limit_max_messages,
+            shared.clone(),
         ));
         let connections =
-            ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone()).start();
+            ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone(), shared).start();
         let rooms =
             RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
         let results = ResultsPipeline::new(

@@ -65,6 +65,54 @@ impl<K: Hash + Eq + Clone> WindowLimiter<K> {
     }
 }
 
+/// Per-user message windows. With the redis engine the window is counted in Redis, so a
+/// player's sockets on every instance share it; if Redis is unreachable, this instance's own
+/// window still limits (failing open to the local count rather than refusing everyone).
+pub struct MessageLimiter {
+    local: WindowLimiter<crate::ids::UserId>,
+    shared: Option<crate::redis_store::RedisStore>,
+    window: Duration,
+    max: u32,
+}
+
+impl MessageLimiter {
+    pub fn new(window: Duration, max: u32, shared: Option<crate::redis_store::RedisStore>) -> Self {
+        Self {
+            local: WindowLimiter::new(window, max),
+            shared,
+            window,
+            max,
+        }
+    }
+
+    /// The verdict without waiting, when the count lives in this process.
+    pub fn check_now(&self, user: &crate::ids::UserId) -> Option<Verdict> {
+        self.shared.is_none().then(|| self.local.check(user))
+    }
+
+    pub async fn check(&self, user: &crate::ids::UserId) -> Verdict {
+        if let Some(redis) = &self.shared {
+            if let Ok(count) = redis
+                .count_message(user.as_str(), self.window, crate::time::now_ms())
+                .await
+            {
+                return if count <= u64::from(self.max) {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Refused {
+                        strikes: (count - u64::from(self.max)) as u32,
+                    }
+                };
+            }
+        }
+        self.local.check(user)
+    }
+
+    pub fn sweep(&self) {
+        self.local.sweep();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

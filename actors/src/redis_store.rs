@@ -87,6 +87,16 @@ end
 return changed
 "#;
 
+/// KEYS: the user's sockets. ARGV: now ms, expiry ms, member, cap, key TTL ms. Answers 1 when
+/// the socket got a place, 0 when the user is at the cap.
+const CLAIM_SOCKET: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
 const STANDING: &str = r#"
 local m = redis.call('HGET', KEYS[2], ARGV[1])
 if not m then return false end
@@ -102,6 +112,7 @@ pub struct RedisStore {
     decide: std::sync::Arc<Script>,
     rebuild: std::sync::Arc<Script>,
     standing: std::sync::Arc<Script>,
+    claim_socket: std::sync::Arc<Script>,
 }
 
 /// The member of a best reached at `at_ms`: the inverted time, then the user.
@@ -178,6 +189,7 @@ impl RedisStore {
             decide: std::sync::Arc::new(Script::new(&format!("{OFFER_FN}{DECIDE}"))),
             rebuild: std::sync::Arc::new(Script::new(&format!("{OFFER_FN}{REBUILD}"))),
             standing: std::sync::Arc::new(Script::new(STANDING)),
+            claim_socket: std::sync::Arc::new(Script::new(CLAIM_SOCKET)),
         })
     }
 
@@ -245,6 +257,97 @@ impl RedisStore {
             changed += n;
         }
         Ok(changed)
+    }
+
+    /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
+    /// by [`Self::renew_socket`] each heartbeat, so a crashed instance's places lapse).
+    pub async fn claim_socket(
+        &self,
+        user: &str,
+        member: &str,
+        cap: usize,
+        lease: Duration,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&["uc", user]);
+        let lease_ms = lease.as_millis() as u64;
+        let got: u8 = self
+            .run(async |c| {
+                self.claim_socket
+                    .key(&key)
+                    .arg(now_ms)
+                    .arg(now_ms + lease_ms)
+                    .arg(member)
+                    .arg(cap)
+                    .arg(lease_ms)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(got == 1)
+    }
+
+    /// Renews the leases of this instance's places, (user, member) pairs, in one pipeline.
+    pub async fn renew_sockets(
+        &self,
+        held: &[(String, String)],
+        lease: Duration,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let lease_ms = lease.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for (user, member) in held {
+            let key = self.key(&["uc", user]);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg("XX")
+                .arg(now_ms + lease_ms)
+                .arg(member)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
+        }
+        self.run(async |c| pipe.query_async(c).await).await
+    }
+
+    pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
+        let key = self.key(&["uc", user]);
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(&key)
+                .arg(member)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// Counts one message in `user`'s current fixed window; answers the count so far.
+    pub async fn count_message(
+        &self,
+        user: &str,
+        window: Duration,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let window_ms = window.as_millis().max(1) as u64;
+        let key = self.key(&["rl", user, &(now_ms / window_ms).to_string()]);
+        let (count,): (u64,) = self
+            .run(async |c| {
+                redis::pipe()
+                    .cmd("INCR")
+                    .arg(&key)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window_ms * 2)
+                    .arg("NX")
+                    .ignore()
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(count)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
