@@ -224,6 +224,10 @@ impl Actor for PersistenceBatcher {
                     shared.status.oldest_ms.store(age, Ordering::Relaxed);
                     telemetry::persist_backlog(len, age);
                 }
+                let (size, idle, max) = shared.redis.pool_usage();
+                telemetry::pool_usage("redis", size, idle, max);
+                let (size, idle, max) = pg::pool_usage(&shared.pg);
+                telemetry::pool_usage("postgres", size, idle, max);
                 // An outage shows on /health even when no batch is being written.
                 shared
                     .status

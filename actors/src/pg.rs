@@ -70,6 +70,23 @@ fn pg_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Runs one PostgreSQL interaction and records its latency and outcome.
+async fn timed<T>(
+    what: &'static str,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    crate::telemetry::pg_call(what, started.elapsed(), result.is_ok());
+    result
+}
+
+/// The pool's connections, idle ones, and its cap.
+pub fn pool_usage(pool: &Pool) -> (usize, usize, usize) {
+    let s = pool.status();
+    (s.size, s.available, s.max_size)
+}
+
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     pool.get()
         .await
@@ -161,6 +178,10 @@ pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(
 /// `flagged`. Replays of rows already written are skipped, so a batch may be retried whole.
 /// Answers how many rows were new.
 pub async fn write_batch(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
+    timed("write_batch", write_batch_untimed(pool, rows)).await
+}
+
+async fn write_batch_untimed(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
     let mut client = pool.get().await.map_err(pg_err)?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let (results, flagged): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.reason.is_none());

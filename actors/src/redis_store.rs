@@ -350,6 +350,12 @@ impl RedisStore {
         Ok(count)
     }
 
+    /// The pool's connections, idle ones, and its cap.
+    pub fn pool_usage(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available, s.max_size)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(async |c| redis::cmd("PING").query_async(c).await)
             .await

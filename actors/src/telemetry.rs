@@ -148,6 +148,21 @@ pub fn boards_rebuilt(campaign: &str, rows: u64, took: Duration) {
     );
 }
 
+/// One PostgreSQL interaction (a batch, a fallback decision, a rebuild read), with its outcome.
+pub fn pg_call(what: &'static str, took: Duration, ok: bool) {
+    histogram!("podium_postgres_call_seconds", "call" => what).record(took.as_secs_f64());
+    if !ok {
+        counter!("podium_postgres_errors_total", "call" => what).increment(1);
+    }
+}
+
+/// Connections a pool holds, how many are idle, and its cap.
+pub fn pool_usage(pool: &'static str, size: usize, idle: usize, max: usize) {
+    gauge!("podium_pool_connections", "pool" => pool).set(size as f64);
+    gauge!("podium_pool_connections_idle", "pool" => pool).set(idle as f64);
+    gauge!("podium_pool_connections_max", "pool" => pool).set(max as f64);
+}
+
 pub fn game_started() {
     counter!("podium_games_started_total").increment(1);
 }
