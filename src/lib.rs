@@ -29,12 +29,7 @@ pub struct Running {
 /// server runs once `server` is awaited.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let prometheus = observe::prometheus();
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1),
-        n => n,
-    };
+    let workers = podium_actors::engine::workers(&config);
     let listen = config.listen.clone();
     let send_buffer = config.ws.socket_send_buffer_bytes;
     let engine = Engine::start(config).await?;

@@ -93,7 +93,7 @@ async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
     let rules = config.campaigns.get(&campaign).ok_or_else(|| {
         anyhow::anyhow!("--campaign: no campaign {campaign:?} in the configuration")
     })?;
-    let redis = podium_actors::store::RedisStore::new(&config.redis)?;
+    let redis = podium_actors::store::RedisStore::new(&config.redis, 1)?;
     let pool = podium_actors::pg::pool(&config.postgres)?;
     let now = podium_actors::time::now_ms();
     Ok(podium_actors::engine::rebuild_boards(&redis, &pool, &campaign, rules, now).await?)

@@ -114,11 +114,12 @@ impl Engine {
         let (store, batcher, fallback) = match config.engine_kind() {
             EngineKind::Memory => (Store::Memory(Arc::new(MemoryStore::default())), None, None),
             EngineKind::Redis => {
-                let redis = RedisStore::new(&config.redis).map_err(|e| ConfigError {
-                    key: "REDIS_URL".into(),
-                    expected: "a redis:// URL".into(),
-                    got: e.to_string(),
-                })?;
+                let redis =
+                    RedisStore::new(&config.redis, workers(&config)).map_err(|e| ConfigError {
+                        key: "REDIS_URL".into(),
+                        expected: "a redis:// URL".into(),
+                        got: e.to_string(),
+                    })?;
                 with_retries("Redis", async || redis.ping().await).await?;
                 let pool = pg::pool(&config.postgres).map_err(|e| ConfigError {
                     key: "DATABASE_URL".into(),
@@ -219,6 +220,16 @@ impl Engine {
     pub async fn close_sockets(&self) -> usize {
         self.accepting.store(false, Ordering::Relaxed);
         self.connections.send(CloseAll).await.unwrap_or(0)
+    }
+}
+
+/// HTTP worker threads: as configured, or one per core.
+pub fn workers(config: &Config) -> usize {
+    match config.workers {
+        0 => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1),
+        n => n,
     }
 }
 

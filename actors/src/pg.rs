@@ -229,36 +229,47 @@ pub async fn decide_directly(
     let client = pool.get().await.map_err(pg_err)?;
     let (started, at) = (a.started_ms as i64, a.now_ms as i64);
     let (user, campaign) = (a.user.as_str(), a.campaign.as_str());
-    let first = match a.refused {
-        None => client
-            .query_opt(
-                "WITH ins AS (
-                    INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-                    VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0))
-                    ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
-                 SELECT score, reason FROM ins
-                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
-                 UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
-                 LIMIT 1",
-                &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at],
-            )
-            .await
-            .map_err(pg_err)?,
-        Some(reason) => client
-            .query_opt(
-                "WITH ins AS (
-                    INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
-                    VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0))
-                    ON CONFLICT DO NOTHING RETURNING score, reason)
-                 SELECT score, reason FROM ins
-                 UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
-                 UNION ALL SELECT score, NULL FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
-                 LIMIT 1",
-                &[&a.session_id, &started, &user, &campaign, &(a.score as i64), &at, &reason],
-            )
-            .await
-            .map_err(pg_err)?,
+    // An earlier outcome of the session, in either table, stands; only a session never
+    // decided gets this attempt's verdict.
+    const PRIOR: &str = "prior AS (
+            SELECT score, NULL::text AS reason FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
+            UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1)";
+    let sql = match a.refused {
+        None => format!(
+            "WITH {PRIOR}, ins AS (
+                INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
+                SELECT $1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0)
+                WHERE NOT EXISTS (SELECT 1 FROM prior)
+                ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
+             SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
+        ),
+        Some(_) => format!(
+            "WITH {PRIOR}, ins AS (
+                INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
+                SELECT $1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0)
+                WHERE NOT EXISTS (SELECT 1 FROM prior)
+                ON CONFLICT DO NOTHING RETURNING score, reason)
+             SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
+        ),
     };
+    let reason = a.refused.unwrap_or("");
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &a.session_id,
+        &started,
+        &user,
+        &campaign,
+        &(a.score as i64),
+        &at,
+        &reason,
+    ];
+    let params = if a.refused.is_some() {
+        &params[..]
+    } else {
+        &params[..6]
+    };
+    // Two engines racing on one session in fallback: the loser sees neither row and fails;
+    // the client's retry then finds the winner's.
+    let first = client.query_opt(&sql, params).await.map_err(pg_err)?;
     let row = first.ok_or(StoreError::Corrupt("fallback insert answered no row"))?;
     let score: i64 = row.get(0);
     let refused: Option<String> = row.get(1);

@@ -103,10 +103,39 @@ if not m then return false end
 return {redis.call('ZREVRANK', KEYS[1], m), redis.call('ZSCORE', KEYS[1], m)}
 "#;
 
-/// Cheap to clone: the pool and scripts are shared.
+/// One pool per thread that uses Redis. A connection's I/O task runs on the thread that
+/// opened it, so a single shared pool would put every command of every connection actor
+/// through whichever thread opened the connections first. Split this way, each HTTP worker
+/// talks to Redis from its own thread, and the pools together never exceed
+/// `REDIS_POOL_SIZE`.
+struct ThreadPools {
+    config: PoolConfig,
+    per_thread: usize,
+    pools: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Pool>>,
+}
+
+impl ThreadPools {
+    fn get(&self) -> Result<Pool, StoreError> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(&std::thread::current().id()) {
+            return Ok(pool.clone());
+        }
+        let mut config = self.config.clone();
+        if let Some(pool) = config.pool.as_mut() {
+            pool.max_size = self.per_thread;
+        }
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        pools.insert(std::thread::current().id(), pool.clone());
+        Ok(pool)
+    }
+}
+
+/// Cheap to clone: the pools and scripts are shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: Pool,
+    pools: std::sync::Arc<ThreadPools>,
     prefix: String,
     timeout: Duration,
     decide: std::sync::Arc<Script>,
@@ -165,7 +194,8 @@ fn parse_outcome(json: &str) -> Result<Outcome, StoreError> {
 }
 
 impl RedisStore {
-    pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+    /// `threads` is the number of HTTP workers.
+    pub fn new(config: &RedisConfig, threads: usize) -> Result<Self, StoreError> {
         let url = config
             .url
             .clone()
@@ -179,11 +209,16 @@ impl RedisStore {
             recycle: Some(wait),
         };
         pool_config.pool = Some(pool);
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // Threads that use Redis: the HTTP workers and the thread running the engine's actors.
+        let threads = threads.max(1) + 1;
+        let per_thread = (config.pool_size / threads).max(2);
+        let pools = ThreadPools {
+            config: pool_config,
+            per_thread,
+            pools: Default::default(),
+        };
         Ok(Self {
-            pool,
+            pools: std::sync::Arc::new(pools),
             prefix: config.prefix.clone(),
             timeout: Duration::from_millis(config.command_timeout_ms),
             decide: std::sync::Arc::new(Script::new(&format!("{OFFER_FN}{DECIDE}"))),
@@ -219,8 +254,8 @@ impl RedisStore {
     {
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, async {
-            let mut conn = self
-                .pool
+            let pool = self.pools.get()?;
+            let mut conn = pool
                 .get()
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -352,8 +387,13 @@ impl RedisStore {
 
     /// The pool's connections, idle ones, and its cap.
     pub fn pool_usage(&self) -> (usize, usize, usize) {
-        let s = self.pool.status();
-        (s.size, s.available, s.max_size)
+        let pools = self.pools.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .values()
+            .map(|p| p.status())
+            .fold((0, 0, 0), |(a, b, c), s| {
+                (a + s.size, b + s.available, c + s.max_size)
+            })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

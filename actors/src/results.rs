@@ -2,10 +2,11 @@
 //!
 //! Owns: the per-user submit windows. Receives [`Submit`] from Connections and answers with an
 //! [`Outcome`] (accepted with best and rank, or refused with a reason code). Checks, in order:
-//! the session token's signature, that it belongs to this player, an earlier answer for the
-//! same session (a retry gets the same answer and counts once; another score is
-//! `already_submitted`), the per-user submit rate, the campaign's window, the duration the
-//! server measured, the max score and the max score per second. Then the store records the
+//! the session token's signature, that it belongs to this player, the per-user submit rate, the
+//! campaign's window, the duration the server measured, the max score and the max score per
+//! second. The store then records the verdict unless the session was decided before, in which
+//! case the earlier answer stands (a retry gets the same answer and counts once; another score
+//! is `already_submitted`). Then the store records the
 //! decision in one step (idempotency mark, boards, and the results stream that feeds
 //! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
 //! review. With Redis unreachable (redis engine), the decision goes straight to PostgreSQL and
@@ -77,21 +78,19 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         tracing::warn!(%err, "store failed while deciding a submit");
         ClientError::Internal
     };
-    // With Redis unreachable the mark cannot be read: PostgreSQL's keys decide instead.
-    let earlier = match shared.store.outcome(&session.id).await {
-        Err(err) if err.is_unreachable() && shared.fallback.is_some() => None,
-        other => other.map_err(store_failed)?,
-    };
-    if let Some(done) = earlier {
-        return if done.score == msg.score {
-            Ok(done)
-        } else {
-            Err(ClientError::AlreadySubmitted)
-        };
-    }
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
-        // Not recorded: a rate-limited player may submit this session again later.
-        return Err(ClientError::RateLimited);
+        // A retry of a decided session still gets its answer; anything else waits. Only this
+        // rare path reads the mark first: otherwise the decide step below answers a retry.
+        let earlier = match shared.store.outcome(&session.id).await {
+            Err(err) if err.is_unreachable() && shared.fallback.is_some() => None,
+            other => other.map_err(store_failed)?,
+        };
+        return match earlier {
+            Some(done) if done.score == msg.score => Ok(done),
+            Some(_) => Err(ClientError::AlreadySubmitted),
+            // Not recorded: a rate-limited player may submit this session again later.
+            None => Err(ClientError::RateLimited),
+        };
     }
     let rules = shared
         .campaigns

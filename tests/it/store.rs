@@ -20,7 +20,7 @@ fn stores() -> Vec<(&'static str, Store)> {
     };
     vec![
         ("memory", Store::Memory(Arc::new(MemoryStore::default()))),
-        ("redis", Store::Redis(RedisStore::new(&redis).unwrap())),
+        ("redis", Store::Redis(RedisStore::new(&redis, 1).unwrap())),
     ]
 }
 
