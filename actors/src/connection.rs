@@ -493,7 +493,7 @@ impl Connection {
             ClientMsg::Submit { session, score } => {
                 let asked = Instant::now();
                 self.in_flight += 1;
-                let ask = self.engine.results.send(Submit {
+                let ask = self.engine.results_for(self.id()).send(Submit {
                     user,
                     session,
                     score,

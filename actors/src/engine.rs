@@ -79,7 +79,10 @@ pub struct Engine {
     pub dev_tokens: WindowLimiter<IpAddr>,
     pub connections: Addr<ConnectionRegistry>,
     pub rooms: Addr<RoomRegistry>,
-    pub results: Addr<ResultsPipeline>,
+    /// One ResultsPipeline per core, each on its own arbiter (see [`Engine::results_for`]).
+    results: Vec<Addr<ResultsPipeline>>,
+    /// Keeps the pipelines' arbiters' handles for the engine's life.
+    _arbiters: Vec<actix::Arbiter>,
     /// Boards and idempotency marks, for reads that need no actor (around-me, pages).
     pub store: Store,
     /// False while Redis is unreachable and results go straight to PostgreSQL.
@@ -175,15 +178,26 @@ impl Engine {
             ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone(), shared).start();
         let rooms =
             RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
-        let results = ResultsPipeline::new(
+        let pipeline = ResultsPipeline::new(
             store.clone(),
             signer.clone(),
             campaigns.clone(),
             config.game.max_submits_per_minute,
             Duration::from_millis(ws.cleanup_interval_ms),
             fallback,
-        )
-        .start();
+        );
+        // Deciding a submit is a Redis round trip whose I/O runs on the deciding thread: one
+        // pipeline per core spreads that over every core instead of queueing it on one.
+        let arbiters: Vec<actix::Arbiter> = (0..workers(&config))
+            .map(|_| actix::Arbiter::new())
+            .collect();
+        let results = arbiters
+            .iter()
+            .map(|arbiter| {
+                let pipeline = pipeline.clone();
+                ResultsPipeline::start_in_arbiter(&arbiter.handle(), move |_| pipeline)
+            })
+            .collect();
         Ok(Arc::new(Self {
             dev_mode,
             stats,
@@ -195,6 +209,7 @@ impl Engine {
             connections,
             rooms,
             results,
+            _arbiters: arbiters,
             store,
             batcher,
             persist,
@@ -202,6 +217,12 @@ impl Engine {
             accepting: AtomicBool::new(true),
             config,
         }))
+    }
+
+    /// The results pipeline a connection submits to: always the same one for a socket, so its
+    /// submits are decided in order.
+    pub fn results_for(&self, conn: crate::ids::ConnId) -> &Addr<ResultsPipeline> {
+        &self.results[conn.0 as usize % self.results.len()]
     }
 
     pub fn is_accepting(&self) -> bool {

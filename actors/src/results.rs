@@ -9,7 +9,8 @@
 //! is `already_submitted`). Then the store records the
 //! decision in one step (idempotency mark, boards, and the results stream that feeds
 //! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
-//! review. With Redis unreachable (redis engine), the decision goes straight to PostgreSQL and
+//! review. The engine runs one instance per core on its own arbiter, all sharing one state; a
+//! socket always submits to the same instance. With Redis unreachable (redis engine), the decision goes straight to PostgreSQL and
 //! the answer follows its commit. Started by the Engine; it holds no state a restart would lose, and each submit runs
 //! as its own future, so a slow store never queues other players' submits behind it.
 
@@ -39,6 +40,8 @@ struct Shared {
     fallback: Option<deadpool_postgres::Pool>,
 }
 
+/// Cheap to clone: every instance (one per core) shares the same state.
+#[derive(Clone)]
 pub struct ResultsPipeline {
     shared: Arc<Shared>,
     cleanup: Duration,
