@@ -267,18 +267,8 @@ impl Connection {
             self.engine.stats.message(!ok, Some(started.elapsed()));
             return;
         };
-        match self.engine.messages.check_now(&user) {
-            Some(verdict) => self.admitted(ctx, verdict, user, msg, id, started),
-            None => {
-                // The window is counted in Redis. `wait` holds this socket's later frames until
-                // the count answers, so its messages are still handled in order.
-                let (limiter, counted) = (self.engine.messages.clone(), user.clone());
-                let check = async move { limiter.check(&counted).await };
-                ctx.wait(check.into_actor(self).map(move |verdict, act, ctx| {
-                    act.admitted(ctx, verdict, user, msg, id, started)
-                }));
-            }
-        }
+        let verdict = self.engine.messages.check(&user);
+        self.admitted(ctx, verdict, user, msg, id, started);
     }
 
     /// Handles an authenticated message once the rate limit has spoken.

@@ -116,6 +116,12 @@ impl Actor for ConnectionRegistry {
         ctx.run_interval(every, |act, _| {
             act.limiter.sweep();
         });
+        if let Some(every) = self.limiter.sync_interval() {
+            ctx.run_interval(every, |act, _| {
+                let limiter = act.limiter.clone();
+                actix_rt::spawn(async move { limiter.sync().await });
+            });
+        }
         if self.shared.is_some() {
             ctx.run_interval(
                 Duration::from_millis(self.limits.heartbeat_interval_ms),

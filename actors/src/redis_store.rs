@@ -359,30 +359,26 @@ impl RedisStore {
         .await
     }
 
-    /// Counts one message in `user`'s current fixed window; answers the count so far.
-    pub async fn count_message(
+    /// Adds each user's new message count to their window `index` in one pipeline; answers
+    /// each window's total across instances, in order.
+    pub async fn add_message_counts(
         &self,
-        user: &str,
+        counts: &[(String, u64)],
+        index: u64,
         window: Duration,
-        now_ms: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<u64>, StoreError> {
         let window_ms = window.as_millis().max(1) as u64;
-        let key = self.key(&["rl", user, &(now_ms / window_ms).to_string()]);
-        let (count,): (u64,) = self
-            .run(async |c| {
-                redis::pipe()
-                    .cmd("INCR")
-                    .arg(&key)
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(window_ms * 2)
-                    .arg("NX")
-                    .ignore()
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        Ok(count)
+        let mut pipe = redis::pipe();
+        for (user, n) in counts {
+            let key = self.key(&["rl", user, &index.to_string()]);
+            pipe.cmd("INCRBY").arg(&key).arg(*n);
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(window_ms * 2)
+                .arg("NX")
+                .ignore();
+        }
+        self.run(async |c| pipe.query_async(c).await).await
     }
 
     /// The pool's connections, idle ones, and its cap.

@@ -48,7 +48,9 @@ async fn the_message_window_is_shared_across_instances() {
         b.send(json!({"type":"ping"})).await;
         assert_eq!(b.recv().await["type"], "pong");
     }
-    // Six messages across both instances: the seventh is refused wherever it arrives.
+    // Six messages across both instances: once the instances have synced their counts (every
+    // quarter window, at most 250 ms), the seventh is refused wherever it arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     b.send(json!({"type":"ping"})).await;
     assert_eq!(b.recv().await["code"], "rate_limited");
     a.send(json!({"type":"ping"})).await;
