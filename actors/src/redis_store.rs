@@ -10,7 +10,7 @@
 //!   instance poll it each tick.
 //! - `s:{session}`: the decided outcome of a session (idempotency mark), with a TTL.
 //! - `results`: the stream of accepted results and refused attempts that the
-//!   PersistenceBatcher writes to PostgreSQL.
+//!   PersistenceBatcher writes to PostgreSQL (one tab-separated field per entry).
 //!
 //! Deciding a session is one Lua script, so the mark, the boards and the stream entry are
 //! written together or not at all; only then is the client told.
@@ -72,9 +72,8 @@ if refused == '' then
 end
 local outcome = cjson.encode({u = user, s = score, r = refused, b = best, k = rank})
 redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'kind', refused == '' and 'result' or 'flagged',
-  'session', ARGV[6], 'user', user, 'campaign', ARGV[7], 'score', ARGV[3],
-  'started_ms', ARGV[8], 'at_ms', ARGV[9], 'reason', refused)
+redis.call('XADD', KEYS[2], '*', 'r',
+  table.concat({ARGV[6], user, ARGV[7], ARGV[3], ARGV[8], ARGV[9], refused}, '\t'))
 return {1, outcome}
 "#;
 
@@ -543,18 +542,29 @@ fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
         .collect()
 }
 
+/// An entry is one field `r`: session, user, campaign, score, started ms, decided ms and the
+/// refusal ('' when accepted), tab-separated. One field instead of seven keeps the batcher's
+/// parsing cheap; no part can hold a tab (user ids refuse control characters, the rest are
+/// codes, names and numbers).
 fn row_of(e: &redis::streams::StreamId) -> Option<crate::pg::Row> {
-    let text = |f: &str| e.get::<String>(f);
-    let num = |f: &str| text(f).and_then(|v| v.parse::<i64>().ok());
-    let reason = text("reason")?;
+    let packed: String = e.get("r")?;
+    let mut parts = packed.split('\t');
+    let mut next = || parts.next();
+    let (session, user, campaign) = (next()?, next()?, next()?);
+    let (score, started, at) = (
+        next()?.parse().ok()?,
+        next()?.parse().ok()?,
+        next()?.parse().ok()?,
+    );
+    let reason = next()?;
     Some(crate::pg::Row {
-        session_id: text("session")?,
-        user_id: text("user")?,
-        campaign_id: text("campaign")?,
-        score: num("score")?,
-        started_ms: num("started_ms")?,
-        at_ms: num("at_ms")?,
-        reason: (!reason.is_empty()).then_some(reason),
+        session_id: session.to_owned(),
+        user_id: user.to_owned(),
+        campaign_id: campaign.to_owned(),
+        score,
+        started_ms: started,
+        at_ms: at,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
     })
 }
 
