@@ -11,13 +11,23 @@ use sha2::Sha256;
 
 use crate::config::{ConfigError, JwtConfig};
 use crate::error::ClientError;
-use crate::ids::{CampaignId, UserId};
+use crate::ids::{CampaignId, Region, UserId};
 
 /// Claims podium reads from a player token.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Optional: the player's region, for the `region:<code>` boards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Who a valid token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    pub region: Option<Region>,
 }
 
 /// Checks player tokens. Built once at start; cheap to share.
@@ -118,7 +128,7 @@ impl TokenVerifier {
     }
 
     /// The player a token names, or why it is refused.
-    pub fn verify(&self, token: &str) -> Result<UserId, ClientError> {
+    pub fn verify(&self, token: &str) -> Result<Identity, ClientError> {
         use jsonwebtoken::errors::ErrorKind;
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
@@ -132,7 +142,16 @@ impl TokenVerifier {
                     _ => "malformed token",
                 })
             })?;
-        UserId::parse(&data.claims.sub)
+        let region = match data.claims.region.as_deref() {
+            None => None,
+            Some(raw) => Some(Region::parse(raw).ok_or(ClientError::Unauthorized(
+                "region must be 1 to 16 of a-z, 0-9 and -",
+            ))?),
+        };
+        Ok(Identity {
+            user: UserId::parse(&data.claims.sub)?,
+            region,
+        })
     }
 
     /// Mints a short-lived player token for `POST /dev/token`; `None` when the server holds
@@ -142,6 +161,7 @@ impl TokenVerifier {
         let claims = Claims {
             sub: user.to_string(),
             exp: now_secs + self.dev_ttl_secs,
+            region: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signer).ok()
     }
@@ -159,6 +179,9 @@ pub struct GameSession {
     pub campaign: CampaignId,
     #[serde(rename = "t")]
     pub started_ms: u64,
+    /// The player's region when the game started: the result counts on that region's board.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 /// Signs and checks session tokens: `base64url(json) "." base64url(hmac_sha256(json))`.
@@ -229,7 +252,7 @@ mod tests {
         let token = v
             .mint_dev_token(&UserId::parse("alice").unwrap(), now)
             .unwrap();
-        assert_eq!(v.verify(&token).unwrap().as_str(), "alice");
+        assert_eq!(v.verify(&token).unwrap().user.as_str(), "alice");
         let mut bad = token.clone();
         bad.push('x');
         assert_eq!(v.verify(&bad).unwrap_err().code(), "unauthorized");
@@ -243,6 +266,7 @@ mod tests {
             user: UserId::parse("bob").unwrap(),
             campaign: CampaignId::new("demo"),
             started_ms: 5,
+            region: None,
         };
         let token = s.sign(&session);
         assert_eq!(s.verify(&token).unwrap(), session);

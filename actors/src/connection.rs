@@ -31,7 +31,7 @@ use crate::auth::GameSession;
 use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
 use crate::engine::Engine;
 use crate::error::{ClientError, CloseReason};
-use crate::ids::{BoardKey, CampaignId, ConnId, RoomId, UserId};
+use crate::ids::{BoardKey, CampaignId, ConnId, Region, RoomId, UserId};
 use crate::limits::Verdict;
 use crate::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
 use crate::results::Submit;
@@ -156,6 +156,8 @@ pub struct Connection {
     engine: Arc<Engine>,
     /// Set once `auth` succeeded; every other message waits for it.
     user: Option<UserId>,
+    /// The player's region, from their token, carried into their game sessions.
+    region: Option<Region>,
     /// Rooms joined, so `stopping` can leave them all.
     rooms: HashSet<RoomId>,
     /// Any frame from the client (the heartbeat clock).
@@ -179,6 +181,7 @@ impl Connection {
             slot,
             engine,
             user: None,
+            region: None,
             rooms: HashSet::new(),
             last_heard: now,
             last_active: now,
@@ -307,8 +310,8 @@ impl Connection {
         token: &str,
         id: Option<MsgId>,
     ) {
-        let user = match self.engine.verifier.verify(token) {
-            Ok(user) => user,
+        let (user, region) = match self.engine.verifier.verify(token) {
+            Ok(identity) => (identity.user, identity.region),
             Err(err) => {
                 telemetry::auth("invalid");
                 self.reply_error(ctx, &err, id.as_ref());
@@ -333,6 +336,7 @@ impl Connection {
                         };
                         act.reply(ctx, &welcome, id.as_ref());
                         act.user = Some(user);
+                        act.region = region;
                     }
                     Ok(Err(err)) => {
                         telemetry::auth("too_many_connections");
@@ -467,6 +471,7 @@ impl Connection {
                     user,
                     campaign: CampaignId::new(&campaign),
                     started_ms: now,
+                    region: self.region.clone(),
                 };
                 let token = self.engine.signer.sign(&session);
                 telemetry::game_started();

@@ -15,6 +15,7 @@ use crate::auth::{random_secret, SessionSigner, TokenVerifier};
 use crate::config::EngineKind;
 use crate::config::{CampaignRules, Config, ConfigError};
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
+use crate::ids::BoardKey;
 use crate::limits::{MessageLimiter, WindowLimiter};
 use crate::persistence_batcher::{Drain, PersistStatus, PersistenceBatcher};
 use crate::pg;
@@ -134,6 +135,9 @@ impl Engine {
                 })
                 .await?;
                 tracing::info!(?applied, "PostgreSQL schema is current");
+                if let Err(err) = pg::record_campaigns(&pool, &config.campaigns).await {
+                    tracing::warn!(%err, "could not record the campaigns in PostgreSQL");
+                }
                 pg::ensure_partitions(&pool, now_ms(), config.persist.partitions_ahead_days)
                     .await
                     .ok();
@@ -291,7 +295,7 @@ async fn watch_redis(
     }
 }
 
-/// Recomputes a campaign's boards (global, and today's daily) from PostgreSQL and raises the
+/// Recomputes a campaign's boards (global, today's daily, and one per region) from PostgreSQL and raises the
 /// Redis boards to them. Used when Redis returns after an outage, and by `podium rebuild`.
 /// Answers how many board rows changed.
 pub async fn rebuild_boards(
@@ -301,21 +305,43 @@ pub async fn rebuild_boards(
     rules: &CampaignRules,
     now: u64,
 ) -> Result<u64, StoreError> {
+    use crate::ids::{BoardKind, CampaignId, Region, RoomId};
     let started = std::time::Instant::now();
-    let [global, daily] =
-        crate::ids::BoardKey::all_for(&crate::ids::CampaignId::new(campaign), now);
-    let mut changed = redis
-        .rebuild(&global, None, &pg::bests(pool, campaign, None).await?)
-        .await?;
+    let board = |kind| {
+        BoardKey::for_room(
+            &RoomId {
+                campaign: CampaignId::new(campaign),
+                board: kind,
+            },
+            now,
+        )
+    };
     let day_start = now - now % 86_400_000;
     let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
-    changed += redis
+    let mut changed = redis
         .rebuild(
-            &daily,
-            Some(retention),
-            &pg::bests(pool, campaign, Some(day_start)).await?,
+            &board(BoardKind::Global),
+            None,
+            &pg::bests(pool, campaign, None, None).await?,
         )
         .await?;
+    changed += redis
+        .rebuild(
+            &board(BoardKind::Daily),
+            Some(retention),
+            &pg::bests(pool, campaign, Some(day_start), None).await?,
+        )
+        .await?;
+    for region in pg::regions(pool, campaign)
+        .await?
+        .iter()
+        .filter_map(|r| Region::parse(r))
+    {
+        let bests = pg::bests(pool, campaign, None, Some(region.as_str())).await?;
+        changed += redis
+            .rebuild(&board(BoardKind::Region(region)), None, &bests)
+            .await?;
+    }
     crate::telemetry::boards_rebuilt(campaign, changed, started.elapsed());
     Ok(changed)
 }

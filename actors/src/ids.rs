@@ -66,6 +66,28 @@ impl fmt::Display for CampaignId {
     }
 }
 
+/// A player's region, from the optional `region` claim of their token (`eu`, `us-east`): each
+/// campaign has a `region:<code>` board per region.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(Arc<str>);
+
+impl Region {
+    /// 1 to 16 characters of lowercase letters, digits and `-`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 16
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        valid.then(|| Self(raw.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One WebSocket connection, unique for the life of the process.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -77,15 +99,8 @@ pub enum BoardKind {
     Global,
     /// Best score of the current UTC day; the board key rolls over at midnight.
     Daily,
-}
-
-impl BoardKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BoardKind::Global => "global",
-            BoardKind::Daily => "daily",
-        }
-    }
+    /// Best score of the players of one region.
+    Region(Region),
 }
 
 /// A room is one board of one campaign, written `campaign/board` on the wire (`demo/global`).
@@ -104,7 +119,14 @@ impl RoomId {
         let board = match board {
             "global" => BoardKind::Global,
             "daily" => BoardKind::Daily,
-            _ => return Err(ClientError::UnknownRoom("boards are global and daily")),
+            _ => match board.strip_prefix("region:").and_then(Region::parse) {
+                Some(region) => BoardKind::Region(region),
+                None => {
+                    return Err(ClientError::UnknownRoom(
+                        "boards are global, daily and region:<code>",
+                    ))
+                }
+            },
         };
         Ok(Self {
             campaign: CampaignId::new(campaign),
@@ -115,7 +137,11 @@ impl RoomId {
 
 impl fmt::Display for RoomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.campaign, self.board.as_str())
+        match &self.board {
+            BoardKind::Global => write!(f, "{}/global", self.campaign),
+            BoardKind::Daily => write!(f, "{}/daily", self.campaign),
+            BoardKind::Region(r) => write!(f, "{}/region:{}", self.campaign, r.as_str()),
+        }
     }
 }
 
@@ -130,9 +156,10 @@ pub struct BoardKey {
 impl BoardKey {
     /// The board a room shows right now (`now_ms` is the server's clock, UTC).
     pub fn for_room(room: &RoomId, now_ms: u64) -> Self {
-        let board = match room.board {
+        let board = match &room.board {
             BoardKind::Global => "global".to_owned(),
             BoardKind::Daily => format!("daily:{}", utc_date(now_ms)),
+            BoardKind::Region(r) => format!("region:{}", r.as_str()),
         };
         Self {
             campaign: room.campaign.clone(),
@@ -140,17 +167,22 @@ impl BoardKey {
         }
     }
 
-    /// Every board a result counts on.
-    pub fn all_for(campaign: &CampaignId, now_ms: u64) -> [Self; 2] {
-        [BoardKind::Global, BoardKind::Daily].map(|board| {
-            Self::for_room(
-                &RoomId {
-                    campaign: campaign.clone(),
-                    board,
-                },
-                now_ms,
-            )
-        })
+    /// Every board a result counts on: global, today's, and the player's region's if any.
+    pub fn all_for(campaign: &CampaignId, now_ms: u64, region: Option<&Region>) -> Vec<Self> {
+        let mut kinds = vec![BoardKind::Global, BoardKind::Daily];
+        kinds.extend(region.cloned().map(BoardKind::Region));
+        kinds
+            .into_iter()
+            .map(|board| {
+                Self::for_room(
+                    &RoomId {
+                        campaign: campaign.clone(),
+                        board,
+                    },
+                    now_ms,
+                )
+            })
+            .collect()
     }
 }
 
@@ -172,6 +204,12 @@ mod tests {
         assert_eq!(room.to_string(), "demo/global");
         assert!(RoomId::parse("demo").is_err());
         assert!(RoomId::parse("demo/weekly").is_err());
+        assert_eq!(
+            RoomId::parse("demo/region:eu").unwrap().to_string(),
+            "demo/region:eu"
+        );
+        assert!(RoomId::parse("demo/region:EU").is_err());
+        assert!(RoomId::parse("demo/region:").is_err());
     }
 
     #[test]

@@ -14,8 +14,14 @@ use crate::config::PostgresConfig;
 use crate::store::StoreError;
 
 /// Every migration, in order. A test checks this lists every file of `migrations/`.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "region",
+        include_str!("../../migrations/0002_region.sql"),
+    ),
+];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.
 const MIGRATION_LOCK: i64 = 0x706f_6469_756d; // "podium"
@@ -31,6 +37,8 @@ pub struct Row {
     pub at_ms: i64,
     /// `None` for an accepted result, else the refusal code.
     pub reason: Option<String>,
+    /// The player's region, if their token named one.
+    pub region: Option<String>,
 }
 
 pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
@@ -157,6 +165,28 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, Store
     Ok(applied)
 }
 
+/// Records the configured campaigns and their rules, so reports can join results to them.
+pub async fn record_campaigns(
+    pool: &Pool,
+    campaigns: &std::collections::BTreeMap<String, crate::config::CampaignRules>,
+) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    for (id, r) in campaigns {
+        let ms = |v: u64| v as i64;
+        client
+            .execute(
+                "INSERT INTO campaigns (id, min_duration_ms, max_duration_ms, max_score, max_score_per_second, starts_at, ends_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, to_timestamp($6::int8 / 1000.0), to_timestamp($7::int8 / 1000.0), now())
+                 ON CONFLICT (id) DO UPDATE SET min_duration_ms = $2, max_duration_ms = $3, max_score = $4,
+                   max_score_per_second = $5, starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, updated_at = now()",
+                &[id, &ms(r.min_duration_ms), &ms(r.max_duration_ms), &ms(r.max_score), &ms(r.max_score_per_second), &r.starts_at_ms.map(ms), &r.ends_at_ms.map(ms)],
+            )
+            .await
+            .map_err(pg_err)?;
+    }
+    Ok(())
+}
+
 /// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
     let client = pool.get().await.map_err(pg_err)?;
@@ -191,11 +221,11 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Row]) -> Result<u64, StoreErro
         let num = |f: fn(&Row) -> i64| results.iter().map(|r| f(r)).collect::<Vec<_>>();
         written += tx
             .execute(
-                "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-                 SELECT s, to_timestamp(st / 1000.0), u, c, sc, to_timestamp(at / 1000.0)
-                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[]) AS t(s, st, u, c, sc, at)
+                "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
+                 SELECT s, to_timestamp(st / 1000.0), u, c, sc, to_timestamp(at / 1000.0), NULLIF(r, '')
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[]) AS t(s, st, u, c, sc, at, r)
                  ON CONFLICT DO NOTHING",
-                &[&col(|r| r.session_id.clone()), &num(|r| r.started_ms), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &num(|r| r.score), &num(|r| r.at_ms)],
+                &[&col(|r| r.session_id.clone()), &num(|r| r.started_ms), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &num(|r| r.score), &num(|r| r.at_ms), &col(|r| r.region.clone().unwrap_or_default())],
             )
             .await
             .map_err(pg_err)?;
@@ -237,8 +267,8 @@ pub async fn decide_directly(
     let sql = match a.refused {
         None => format!(
             "WITH {PRIOR}, ins AS (
-                INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-                SELECT $1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0)
+                INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
+                SELECT $1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7
                 WHERE NOT EXISTS (SELECT 1 FROM prior)
                 ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
              SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
@@ -252,21 +282,22 @@ pub async fn decide_directly(
              SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
         ),
     };
-    let reason = a.refused.unwrap_or("");
+    // $7 is the refusal for `flagged`, the region for `results`.
+    let seventh: Option<&str> = match a.refused {
+        Some(reason) => Some(reason),
+        None => a.region.map(|r| r.as_str()),
+    };
+    let score = a.score as i64;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
         &a.session_id,
         &started,
         &user,
         &campaign,
-        &(a.score as i64),
+        &score,
         &at,
-        &reason,
+        &seventh,
     ];
-    let params = if a.refused.is_some() {
-        &params[..]
-    } else {
-        &params[..6]
-    };
+    let params = &params[..];
     // Two engines racing on one session in fallback: the loser sees neither row and fails;
     // the client's retry then finds the winner's.
     let first = client.query_opt(&sql, params).await.map_err(pg_err)?;
@@ -288,15 +319,17 @@ pub async fn bests(
     pool: &Pool,
     campaign: &str,
     since_ms: Option<u64>,
+    region: Option<&str>,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
     let client = pool.get().await.map_err(pg_err)?;
     let since = since_ms.map_or(0, |ms| ms as i64);
     let rows = client
         .query(
             "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
-             FROM results WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0)
+             FROM results
+             WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
              ORDER BY user_id, score DESC, accepted_at ASC",
-            &[&campaign, &since],
+            &[&campaign, &since, &region],
         )
         .await
         .map_err(pg_err)?;
@@ -310,6 +343,19 @@ pub async fn bests(
             )
         })
         .collect())
+}
+
+/// The regions a campaign's results came from (one board each).
+pub async fn regions(pool: &Pool, campaign: &str) -> Result<Vec<String>, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT region FROM results WHERE campaign_id = $1 AND region IS NOT NULL",
+            &[&campaign],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 #[cfg(test)]

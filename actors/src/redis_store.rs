@@ -51,8 +51,8 @@ end
 "#;
 
 /// KEYS: mark, stream, then (board, hash, version) per board. ARGV: mark TTL ms, user, score,
-/// member prefix, refusal ('' when accepted), session, campaign, started ms, now ms, then one
-/// TTL in seconds per board (0: none).
+/// member prefix, refusal ('' when accepted), session, campaign, started ms, now ms, region
+/// ('' when none), then one TTL in seconds per board (0: none).
 const DECIDE: &str = r#"
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
@@ -62,7 +62,7 @@ if refused == '' then
   local boards = (#KEYS - 2) / 3
   for i = 0, boards - 1 do
     local z, h, v = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
-    offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[10 + i]))
+    offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[11 + i]))
     if i == 0 then
       local m = redis.call('HGET', h, user)
       best = tonumber(redis.call('ZSCORE', z, m))
@@ -73,7 +73,7 @@ end
 local outcome = cjson.encode({u = user, s = score, r = refused, b = best, k = rank})
 redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'r',
-  table.concat({ARGV[6], user, ARGV[7], ARGV[3], ARGV[8], ARGV[9], refused}, '\t'))
+  table.concat({ARGV[6], user, ARGV[7], ARGV[3], ARGV[8], ARGV[9], refused, ARGV[10]}, '\t'))
 return {1, outcome}
 "#;
 
@@ -424,7 +424,8 @@ impl RedisStore {
             .arg(attempt.session_id)
             .arg(attempt.campaign.as_str())
             .arg(attempt.started_ms)
-            .arg(attempt.now_ms);
+            .arg(attempt.now_ms)
+            .arg(attempt.region.map_or("", |r| r.as_str()));
         for (_, ttl) in attempt.boards {
             invocation.arg(ttl.map_or(0, |d| d.as_secs()));
         }
@@ -542,8 +543,8 @@ fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
         .collect()
 }
 
-/// An entry is one field `r`: session, user, campaign, score, started ms, decided ms and the
-/// refusal ('' when accepted), tab-separated. One field instead of seven keeps the batcher's
+/// An entry is one field `r`: session, user, campaign, score, started ms, decided ms, the
+/// refusal ('' when accepted) and the region ('' when none), tab-separated. One field instead of seven keeps the batcher's
 /// parsing cheap; no part can hold a tab (user ids refuse control characters, the rest are
 /// codes, names and numbers).
 fn row_of(e: &redis::streams::StreamId) -> Option<crate::pg::Row> {
@@ -556,7 +557,7 @@ fn row_of(e: &redis::streams::StreamId) -> Option<crate::pg::Row> {
         next()?.parse().ok()?,
         next()?.parse().ok()?,
     );
-    let reason = next()?;
+    let (reason, region) = (next()?, next()?);
     Some(crate::pg::Row {
         session_id: session.to_owned(),
         user_id: user.to_owned(),
@@ -565,6 +566,7 @@ fn row_of(e: &redis::streams::StreamId) -> Option<crate::pg::Row> {
         started_ms: started,
         at_ms: at,
         reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        region: (!region.is_empty()).then(|| region.to_owned()),
     })
 }
 

@@ -103,7 +103,15 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         .err()
         .map(|e| e.code());
     let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
-    let [global, daily] = BoardKey::all_for(&session.campaign, now);
+    // Daily boards expire; global and region boards are kept for good.
+    let boards: Vec<(BoardKey, Option<Duration>)> =
+        BoardKey::all_for(&session.campaign, now, session.region.as_ref())
+            .into_iter()
+            .map(|key| {
+                let ttl = key.board.starts_with("daily:").then_some(retention);
+                (key, ttl)
+            })
+            .collect();
     let attempt = Attempt {
         session_id: &session.id,
         user: &msg.user,
@@ -114,7 +122,8 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         // Marks outlive the session's validity, after which a resubmit is `too_slow` anyway.
         keep_until_ms: session.started_ms + rules.max_duration_ms * 2,
         refused,
-        boards: &[(global, None), (daily, Some(retention))],
+        region: session.region.as_ref(),
+        boards: &boards,
     };
     let outcome = match (shared.store.decide(&attempt).await, &shared.fallback) {
         (Err(err), Some(pool)) if err.is_unreachable() => {

@@ -362,6 +362,7 @@ mod tests {
             now_ms: now_ms(),
             keep_until_ms: u64::MAX,
             refused: None,
+            region: None,
             boards: &[(board, None)],
         });
     }

@@ -37,6 +37,8 @@ pub struct Attempt<'a> {
     pub keep_until_ms: u64,
     /// `None` to accept, else the refusal code.
     pub refused: Option<&'static str>,
+    /// The player's region, recorded with the result.
+    pub region: Option<&'a crate::ids::Region>,
     /// Boards the score counts on, the first being the one `best`/`rank` report, each with
     /// how long it is kept (`None`: for good).
     pub boards: &'a [(BoardKey, Option<Duration>)],

@@ -89,6 +89,18 @@ impl TestServer {
         )
     }
 
+    /// A socket authenticated as `user` with a `region` claim, welcome consumed.
+    pub async fn player_in(&self, user: &str, region: &str) -> Client {
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let claims = json!({"sub": user, "exp": now_secs() + 600, "region": region});
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        let mut c = self.connect().await;
+        c.send(json!({"type":"auth","token": token})).await;
+        let welcome = c.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c
+    }
+
     /// A socket that has not authenticated.
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.url())

@@ -264,7 +264,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     // Still accepted, now straight into PostgreSQL: ra overtakes everyone, rd is new.
     let r = players[0].play(50).await;
     assert_eq!(r["status"], "accepted", "{r}");
-    let mut rd = server.player("rd").await;
+    let mut rd = server.player_in("rd", "eu").await;
     let fallback = rd.play(30).await;
     assert_eq!(fallback["status"], "accepted", "{fallback}");
     assert_eq!(
@@ -299,11 +299,35 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
         .collect();
     // The same board recomputed from PostgreSQL: best per player, ties to the earlier.
     let pool = podium_actors::pg::pool(&server.config.postgres).unwrap();
-    let mut expected = podium_actors::pg::bests(&pool, "quick", None)
+    let mut expected = podium_actors::pg::bests(&pool, "quick", None, None)
         .await
         .unwrap();
     expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
     let expected: Vec<(String, u64)> = expected.into_iter().map(|(u, s, _)| (u, s)).collect();
     assert_eq!(board, expected);
     assert_eq!(board.first(), Some(&("ra".to_owned(), 50)));
+    // The region board too, though its only result arrived during the outage.
+    let (_, page) = server
+        .http("GET", "/leaderboard/quick/region:eu", None)
+        .await;
+    let eu: Vec<(String, u64)> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_owned(),
+                r["score"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected_eu: Vec<(String, u64)> =
+        podium_actors::pg::bests(&pool, "quick", None, Some("eu"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(u, s, _)| (u, s))
+            .collect();
+    assert_eq!(eu, expected_eu);
+    assert_eq!(eu, vec![("rd".to_owned(), 30)]);
 }

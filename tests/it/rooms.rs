@@ -210,3 +210,34 @@ async fn around_me_and_leaderboard_pages() {
         404
     );
 }
+
+#[tokio::test]
+async fn region_boards_hold_only_that_regions_players() {
+    let server = TestServer::start();
+    let mut eu = server.player_in("eu-player", "eu").await;
+    let mut us = server.player_in("us-player", "us").await;
+    let mut nowhere = server.player("no-region").await;
+    eu.play(10).await;
+    us.play(20).await;
+    nowhere.play(30).await;
+    let (_, page) = server
+        .http("GET", "/leaderboard/quick/region:eu", None)
+        .await;
+    assert_eq!(
+        page["rows"],
+        json!([{"rank":1,"user":"eu-player","score":10}])
+    );
+    let (_, page) = server.http("GET", "/leaderboard/quick/global", None).await;
+    assert_eq!(page["total"], 3, "everyone is on the global board");
+    assert_eq!(
+        eu.join("quick/region:eu").await["me"],
+        json!({"rank":1,"score":10})
+    );
+    // A region claim that is not a region code is refused like any bad token.
+    let mut bad = server.connect().await;
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let claims = json!({"sub": "x", "exp": now_secs() + 60, "region": "Europe West!"});
+    bad.send(json!({"type":"auth","token": jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()})).await;
+    assert_eq!(bad.recv().await["code"], "unauthorized");
+    assert_eq!(bad.closed().await.0, 4401);
+}

@@ -48,6 +48,7 @@ async fn offer(store: &Store, name: &str, score: u64, at: u64) {
         now_ms: at,
         keep_until_ms: at + 60_000,
         refused: None,
+        region: None,
         boards: &[(board(), None)],
     };
     store.decide(&attempt).await.unwrap();
@@ -213,6 +214,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
             now_ms: 1_795_392_000_200,
             keep_until_ms: 1_795_392_060_000,
             refused: None,
+            region: None,
             boards: &[(board(), None)],
         };
         let outcome = store.decide(&again).await.unwrap();
