@@ -307,6 +307,23 @@ async fn connect(common: Common, n: usize, rate: u64, hold_secs: u64) -> anyhow:
     Ok(())
 }
 
+/// What the members and players of `fanout` share.
+struct Fanout {
+    /// Tick-to-member latency of every diff, µs.
+    delivery: Mutex<Histogram<u64>>,
+    frames: AtomicU64,
+    gaps: AtomicU64,
+    dropped: AtomicU64,
+    stop: tokio::sync::Notify,
+    /// Counting starts once every member has joined.
+    measuring: AtomicBool,
+    /// Submit time per (player, score), for submit-to-diff latency measured at member 0: a
+    /// diff row is matched to the very submit that produced it.
+    submitted: Mutex<std::collections::HashMap<(String, u64), Instant>>,
+    submit_to_diff: Mutex<Histogram<u64>>,
+    room: String,
+}
+
 async fn fanout(
     common: Common,
     members: usize,
@@ -316,55 +333,38 @@ async fn fanout(
     rate: u64,
 ) -> anyhow::Result<()> {
     let campaign = room.split('/').next().unwrap_or("bench").to_owned();
-    let delivery = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
-    let frames = Arc::new(AtomicU64::new(0));
-    let gaps = Arc::new(AtomicU64::new(0));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let measuring = Arc::new(AtomicBool::new(false));
-    // Submit time per (player, score), for submit-to-diff latency measured at member 0: a
-    // diff row is matched to the very submit that produced it.
-    let submitted: Arc<Mutex<std::collections::HashMap<(String, u64), Instant>>> = Arc::default();
-    let submit_to_diff = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let st = Arc::new(Fanout {
+        delivery: Mutex::new(Histogram::<u64>::new(3).unwrap()),
+        frames: AtomicU64::new(0),
+        gaps: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        stop: tokio::sync::Notify::new(),
+        measuring: AtomicBool::new(false),
+        submitted: Mutex::default(),
+        submit_to_diff: Mutex::new(Histogram::<u64>::new(3).unwrap()),
+        room,
+    });
 
     let hold = {
-        let (delivery, frames, gaps, dropped, stop, measuring, room) = (
-            delivery.clone(),
-            frames.clone(),
-            gaps.clone(),
-            dropped.clone(),
-            stop.clone(),
-            measuring.clone(),
-            room.clone(),
-        );
-        let (submitted, submit_to_diff) = (submitted.clone(), submit_to_diff.clone());
+        let st = st.clone();
         move |i: usize, mut ws: Ws| {
-            let (delivery, frames, gaps, dropped, stop, measuring, room) = (
-                delivery.clone(),
-                frames.clone(),
-                gaps.clone(),
-                dropped.clone(),
-                stop.clone(),
-                measuring.clone(),
-                room.clone(),
-            );
-            let (submitted, submit_to_diff) = (submitted.clone(), submit_to_diff.clone());
+            let st = st.clone();
             async move {
                 if ws
                     .send(Message::Text(
-                        json!({"type":"join","room": room}).to_string().into(),
+                        json!({"type":"join","room": st.room}).to_string().into(),
                     ))
                     .await
                     .is_err()
                 {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    st.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 let mut seq = None;
                 let mut local = Histogram::<u64>::new(3).unwrap();
                 // One waiter for the whole loop: a timer per frame cost the bench more than
                 // parsing the frame.
-                let stopped = stop.notified();
+                let stopped = st.stop.notified();
                 tokio::pin!(stopped);
                 loop {
                     let next = tokio::select! {
@@ -374,7 +374,7 @@ async fn fanout(
                     let frame = match next {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
+                            st.dropped.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         Some(Ok(_)) => continue,
@@ -389,19 +389,19 @@ async fn fanout(
                         "diff" => {
                             let s = v.seq.unwrap_or(0);
                             if seq.is_some_and(|prev| s != prev + 1) {
-                                gaps.fetch_add(1, Ordering::Relaxed);
+                                st.gaps.fetch_add(1, Ordering::Relaxed);
                             }
                             seq = Some(s);
-                            if measuring.load(Ordering::Relaxed) {
-                                frames.fetch_add(1, Ordering::Relaxed);
+                            if st.measuring.load(Ordering::Relaxed) {
+                                st.frames.fetch_add(1, Ordering::Relaxed);
                                 let sent = v.server_time.unwrap_or(received);
                                 local.record(received.saturating_sub(sent) * 1000).ok();
                                 if i == 0 {
                                     let now = Instant::now();
-                                    let map = submitted.lock().unwrap();
+                                    let map = st.submitted.lock().unwrap();
                                     for c in &v.changed {
                                         if let Some(at) = map.get(&(c.user.to_string(), c.score)) {
-                                            submit_to_diff
+                                            st.submit_to_diff
                                                 .lock()
                                                 .unwrap()
                                                 .record(now.duration_since(*at).as_micros() as u64)
@@ -414,7 +414,7 @@ async fn fanout(
                         _ => {}
                     }
                 }
-                delivery.lock().unwrap().add(&local).ok();
+                st.delivery.lock().unwrap().add(&local).ok();
                 let _ = ws.close(None).await;
             }
         }
@@ -429,15 +429,15 @@ async fn fanout(
 
     let accepted = Arc::new(AtomicU64::new(0));
     let mut player_tasks = Vec::new();
-    measuring.store(true, Ordering::Relaxed);
+    st.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     for p in 0..players {
-        let (common, campaign, accepted, submitted) = (
+        let (common, campaign, accepted, st) = (
             common.clone(),
             campaign.clone(),
             accepted.clone(),
-            submitted.clone(),
+            st.clone(),
         );
         player_tasks.push(tokio::spawn(async move {
             let user = format!("player-{}-{p}", run_tag());
@@ -461,7 +461,7 @@ async fn fanout(
                 };
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 score += 1 + p as u64 % 7;
-                submitted
+                st.submitted
                     .lock()
                     .unwrap()
                     .insert((user.clone(), score), Instant::now());
@@ -489,26 +489,26 @@ async fn fanout(
     }
     // One more tick for the last diff to arrive.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    measuring.store(false, Ordering::Relaxed);
+    st.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    stop.notify_waiters();
+    st.stop.notify_waiters();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let d = delivery.lock().unwrap().clone();
-    let s = submit_to_diff.lock().unwrap().clone();
+    let d = st.delivery.lock().unwrap().clone();
+    let s = st.submit_to_diff.lock().unwrap().clone();
     println!(
         "fanout: members={} players={} accepted={} diff_frames_delivered={} frames_per_s={:.0} tick_to_member p50={:.1}ms p99={:.1}ms max={:.1}ms submit_to_diff p50={:.0}ms p99={:.0}ms seq_gaps={} dropped={} server_rss_kib={}",
         joined.len(),
         players,
         accepted.load(Ordering::Relaxed),
-        frames.load(Ordering::Relaxed),
-        frames.load(Ordering::Relaxed) as f64 / elapsed,
+        st.frames.load(Ordering::Relaxed),
+        st.frames.load(Ordering::Relaxed) as f64 / elapsed,
         ms(&d, 0.5),
         ms(&d, 0.99),
         d.max() as f64 / 1000.0,
         ms(&s, 0.5),
         ms(&s, 0.99),
-        gaps.load(Ordering::Relaxed),
-        dropped.load(Ordering::Relaxed),
+        st.gaps.load(Ordering::Relaxed),
+        st.dropped.load(Ordering::Relaxed),
         rss_kib(common.server_pid).map(|r| r.to_string()).unwrap_or("n/a".into()),
     );
     Ok(())

@@ -181,6 +181,28 @@ impl Drop for TempRedis {
     }
 }
 
+/// A board of the `quick` campaign as (user, score) rows, from the public page route.
+async fn board_rows(server: &TestServer, board: &str) -> Vec<(String, u64)> {
+    let (_, page) = server
+        .http(
+            "GET",
+            &format!("/leaderboard/quick/{board}?limit=100"),
+            None,
+        )
+        .await;
+    page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_owned(),
+                r["score"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn health(server: &TestServer) -> serde_json::Value {
     server.http("GET", "/health", None).await.1
 }
@@ -283,20 +305,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
         !has_issue(&health(&server).await, "redis_down")
     })
     .await;
-    let (_, page) = server
-        .http("GET", "/leaderboard/quick/global?limit=100", None)
-        .await;
-    let board: Vec<(String, u64)> = page["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["user"].as_str().unwrap().to_owned(),
-                r["score"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let board = board_rows(&server, "global").await;
     // The same board recomputed from PostgreSQL: best per player, ties to the earlier.
     let pool = podium_actors::pg::pool(&server.config.postgres).unwrap();
     let mut expected = podium_actors::pg::bests(&pool, "quick", None, None)
@@ -307,20 +316,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     assert_eq!(board, expected);
     assert_eq!(board.first(), Some(&("ra".to_owned(), 50)));
     // The region board too, though its only result arrived during the outage.
-    let (_, page) = server
-        .http("GET", "/leaderboard/quick/region:eu", None)
-        .await;
-    let eu: Vec<(String, u64)> = page["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["user"].as_str().unwrap().to_owned(),
-                r["score"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let eu = board_rows(&server, "region:eu").await;
     let expected_eu: Vec<(String, u64)> =
         podium_actors::pg::bests(&pool, "quick", None, Some("eu"))
             .await
