@@ -181,6 +181,9 @@ pub struct RoomConfig {
     pub top_n: usize,
     /// Rooms one socket may join (`ROOM_MAX_PER_CONNECTION`).
     pub max_rooms_per_connection: usize,
+    /// Rooms on this instance; region boards are named by players, so this bounds them
+    /// (`ROOM_MAX_ROOMS`).
+    pub max_rooms: usize,
 }
 
 /// Thresholds behind `/health`'s status, documented in README.
@@ -354,6 +357,7 @@ impl Default for RoomConfig {
             tick_ms: 1_000,
             top_n: 100,
             max_rooms_per_connection: 8,
+            max_rooms: 1_000,
         }
     }
 }
@@ -612,6 +616,10 @@ pub const ENV_VARS: &[(&str, Setter)] = &[
     }),
     ("ROOM_TOP_N", |c, k, v| {
         c.rooms.top_n = num(k, v, "a whole number of rows")?;
+        Ok(())
+    }),
+    ("ROOM_MAX_ROOMS", |c, k, v| {
+        c.rooms.max_rooms = num(k, v, "a whole number of rooms")?;
         Ok(())
     }),
     ("ROOM_MAX_PER_CONNECTION", |c, k, v| {

@@ -294,7 +294,7 @@ impl RedisStore {
     }
 
     /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
-    /// by [`Self::renew_socket`] each heartbeat, so a crashed instance's places lapse).
+    /// by [`Self::renew_sockets`] each heartbeat, so a crashed instance's places lapse).
     pub async fn claim_socket(
         &self,
         user: &str,

@@ -1,17 +1,18 @@
 //! Room: one board of one campaign (`demo/global`) and the sockets watching it.
 //!
-//! Owns: its members, the top-N list its members hold (as of `seq`), and the dirty flag.
-//! Receives [`Join`], [`Leave`], [`Resync`] (forwarded by the RoomRegistry) and [`Dirty`]
-//! (a result changed a board of this campaign). Sends [`Push`] frames to member Connections:
-//! a `snapshot` to a joining or resyncing member, and on each tick at most one `diff`,
-//! serialized once and shared by every member. It never waits for a member: `Push` is
-//! fire-and-forget and each Connection guards its own outbound queue.
+//! Owns: its members, the top-N list its members hold (as of `seq`), and the board version
+//! that list was read at. Receives [`Join`], [`Leave`] and [`Resync`] (forwarded by the
+//! RoomRegistry). Each tick it reads its board's version from the store, so a result accepted
+//! by any engine instance shows up, and only when the version moved reads the top list. Sends
+//! [`Push`] frames to member Connections: a `snapshot` to a joining or resyncing member, and on
+//! each tick at most one `diff`, serialized once and shared by every member. It never waits
+//! for a member: `Push` is fire-and-forget and each Connection guards its own outbound queue.
 //!
 //! Supervised by actix's `Supervisor` (started by the RoomRegistry). A panic inside a handler
 //! is caught, the room stops, and the supervisor restarts it: `restarting` reloads the top
 //! list from the store, bumps `seq` and sends every member a fresh snapshot, so clients
-//! resync and no member is lost. Rooms live as long as the engine: their number is bounded
-//! by the configured campaigns times the board kinds.
+//! resync and no member is lost. Rooms live as long as the engine; the RoomRegistry caps how
+//! many there are (`ROOM_MAX_ROOMS`).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -43,6 +43,11 @@ impl RoomRegistry {
         if !self.campaigns.contains_key(id.campaign.as_str()) {
             return Err(ClientError::UnknownRoom("no such campaign"));
         }
+        if !self.rooms.contains_key(id) && self.rooms.len() >= self.config.max_rooms {
+            return Err(ClientError::UnknownRoom(
+                "this server has no room for another board",
+            ));
+        }
         let (store, top_n, tick) = (
             self.store.clone(),
             self.config.top_n,

@@ -241,3 +241,17 @@ async fn region_boards_hold_only_that_regions_players() {
     assert_eq!(bad.recv().await["code"], "unauthorized");
     assert_eq!(bad.closed().await.0, 4401);
 }
+
+#[tokio::test]
+async fn the_number_of_rooms_is_capped() {
+    let server = TestServer::with(|c| c.rooms.max_rooms = 2);
+    let mut p = server.player("collector").await;
+    p.join("quick/global").await;
+    p.join("quick/region:a").await;
+    p.send(json!({"type":"join","room":"quick/region:b"})).await;
+    let refused = p.recv().await;
+    assert_eq!(refused["code"], "unknown_room", "{refused}");
+    // Existing rooms still take members.
+    let mut q = server.player("latecomer").await;
+    assert_eq!(q.join("quick/region:a").await["type"], "snapshot");
+}
