@@ -32,17 +32,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/leaderboard/{campaign}/{board}",
         web::get().to(leaderboard),
     )
-    .route("/", web::get().to(index))
+    .route(
+        "/",
+        web::get().to(|| page(INDEX_HTML, "text/html; charset=utf-8")),
+    )
+    .route(
+        "/app.js",
+        web::get().to(|| page(APP_JS, "text/javascript; charset=utf-8")),
+    )
+    .route(
+        "/style.css",
+        web::get().to(|| page(STYLE_CSS, "text/css; charset=utf-8")),
+    )
     .default_service(web::to(|| async { ClientError::NotFound.error_response() }));
 }
 
-async fn index() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "name": "podium",
-        "version": env!("CARGO_PKG_VERSION"),
-        "websocket": "/ws",
-        "docs": "docs/PROTOCOL.md",
-    }))
+// The demo game (web/), compiled in so the binary and the Docker image serve it with nothing
+// beside them.
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+
+async fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-cache"))
+        .body(body)
 }
 
 /// `/health`: the status is the worst of the checks below, each with thresholds from

@@ -1,0 +1,298 @@
+// Tap Rush: the demo promo game for podium. One WebSocket, the protocol of docs/PROTOCOL.md:
+// auth, join a room, start a game, submit the score, and apply the room's diffs live.
+
+const params = new URLSearchParams(location.search);
+const CAMPAIGN = params.get("campaign") ?? "demo";
+const ROOM = `${CAMPAIGN}/${params.get("board") ?? "global"}`;
+const DURATION_S = Math.max(3, Math.min(60, Number(params.get("duration") ?? 20)));
+const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+
+// A readable message for every error and rejection code the server sends.
+const MESSAGES = {
+  bad_message: "The game sent something the server did not understand. Reload the page.",
+  unauthorized: "Your session has expired. Sign in again.",
+  too_many_connections_for_user: "You are already playing in too many tabs. Close one and retry.",
+  too_many_connections_for_ip: "Too many players on your network right now. Try again soon.",
+  server_at_capacity: "The game is very busy right now. Retrying…",
+  rate_limited: "Easy there! Too many actions at once.",
+  unknown_room: "That leaderboard does not exist.",
+  too_many_rooms: "Too many leaderboards open at once.",
+  unknown_campaign: "This game is not running right now.",
+  campaign_closed: "This campaign is not open right now.",
+  bad_session: "That game could not be verified. Start a new one.",
+  already_submitted: "This game was already submitted.",
+  too_fast: "That game ended too quickly to count.",
+  too_slow: "That game took too long and expired.",
+  score_too_high: "That score is above what this game allows.",
+  score_rate_too_high: "That score is too high for the time played.",
+  not_found: "Guest play is not available on this server.",
+  shutting_down: "The server is restarting. Reconnecting…",
+  internal: "Something went wrong on our side. Try again.",
+};
+const explain = (code) => MESSAGES[code] ?? `Unexpected error (${code}).`;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"), login: $("login"), form: $("login-form"), name: $("name"),
+  game: $("game"), score: $("score"), timer: $("timer"), rank: $("rank"),
+  start: $("start"), tap: $("tap"), message: $("message"),
+  board: $("board"), empty: $("board-empty"), roomLabel: $("room-label"), durationLabel: $("duration-label"),
+};
+
+const state = {
+  user: null, token: null, ws: null, attempts: 0, nextId: 1,
+  seq: null, top: [], resyncing: false,
+  session: null, taps: 0, playing: false,
+};
+
+function say(text, tone = "") {
+  ui.message.textContent = text;
+  ui.message.className = `message ${tone}`;
+}
+
+function setStatus(text, kind) {
+  ui.status.textContent = text;
+  ui.status.dataset.state = kind;
+}
+
+// ---- connection: auth, join, reconnect with backoff, resync ----
+
+function send(msg) {
+  if (state.ws?.readyState !== WebSocket.OPEN) return false;
+  state.ws.send(JSON.stringify({ ...msg, id: state.nextId++ }));
+  return true;
+}
+
+function connect() {
+  setStatus(state.attempts ? `Reconnecting (try ${state.attempts})…` : "Connecting…", "connecting");
+  const ws = new WebSocket(WS_URL);
+  state.ws = ws;
+  ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: state.token }));
+  ws.onmessage = (event) => handle(JSON.parse(event.data));
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    state.seq = null;
+    if (state.playing) endGame(false);
+    if (event.code === 4401) {
+      setStatus("Signed out", "error");
+      say(explain("unauthorized"), "bad");
+      return signOut();
+    }
+    if (event.code === 4429 && event.reason === "too_many_connections_for_user") {
+      setStatus("Offline", "error");
+      return say(explain("too_many_connections_for_user"), "bad");
+    }
+    // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to 15 s.
+    const delay = Math.min(15000, 500 * 2 ** state.attempts) * (0.5 + Math.random() / 2);
+    state.attempts += 1;
+    setStatus(`Offline, retrying in ${Math.round(delay / 100) / 10}s`, "offline");
+    setTimeout(connect, delay);
+  };
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "welcome":
+      state.attempts = 0;
+      setStatus(`Online as ${msg.user}`, "online");
+      send({ type: "join", room: ROOM });
+      break;
+    case "snapshot":
+      state.seq = msg.seq;
+      state.resyncing = false;
+      render(msg.top);
+      if (msg.me) ui.rank.textContent = `#${msg.me.rank}`;
+      break;
+    case "diff":
+      if (msg.room !== ROOM || state.resyncing) break;
+      if (state.seq === null || msg.seq !== state.seq + 1) {
+        // Missed a diff: ask for the whole list again.
+        state.resyncing = true;
+        send({ type: "snapshot", room: ROOM });
+        break;
+      }
+      state.seq = msg.seq;
+      render(applyDiff(state.top, msg), msg);
+      break;
+    case "game_started":
+      state.session = msg.session;
+      beginGame();
+      break;
+    case "result":
+      showResult(msg);
+      break;
+    case "error":
+      say(explain(msg.code), "bad");
+      if (msg.code === "bad_session" || msg.code === "campaign_closed") resetGame();
+      break;
+  }
+}
+
+// ---- the leaderboard: apply diffs exactly as docs/PROTOCOL.md says, animate moves ----
+
+function applyDiff(top, diff) {
+  const out = new Set([...diff.removed, ...diff.changed.map((c) => c.user)]);
+  const kept = top.filter((e) => !out.has(e.user));
+  const changed = [...diff.changed].sort((a, b) => a.rank - b.rank);
+  const list = [];
+  while (kept.length || changed.length) {
+    const rank = list.length + 1;
+    const row = changed[0]?.rank === rank ? changed.shift() : kept.shift() ?? changed.shift();
+    list.push({ rank, user: row.user, score: row.score });
+  }
+  return list;
+}
+
+function render(top, diff = null) {
+  const before = new Map([...ui.board.children].map((li) => [li.dataset.user, li.getBoundingClientRect().top]));
+  const rows = new Map([...ui.board.children].map((li) => [li.dataset.user, li]));
+  const moved = new Map((diff?.changed ?? []).map((c) => [c.user, c]));
+  ui.board.replaceChildren(...top.map((entry) => {
+    const li = rows.get(entry.user) ?? document.createElement("li");
+    li.dataset.user = entry.user;
+    li.className = entry.user === state.user ? "me" : "";
+    li.innerHTML = "";
+    for (const [cls, text] of [["rank", `#${entry.rank}`], ["name", entry.user], ["points", entry.score.toLocaleString()]]) {
+      const span = document.createElement("span");
+      span.className = cls;
+      span.textContent = text;
+      li.append(span);
+    }
+    const change = moved.get(entry.user);
+    if (change) li.classList.add(change.from === null ? "new" : change.from > entry.rank ? "up" : "moved");
+    if (entry.user === state.user) ui.rank.textContent = `#${entry.rank}`;
+    return li;
+  }));
+  // FLIP: rows slide from where they were to where they are.
+  for (const li of ui.board.children) {
+    const was = before.get(li.dataset.user);
+    if (was === undefined) continue;
+    const dy = was - li.getBoundingClientRect().top;
+    if (dy) li.animate([{ transform: `translateY(${dy}px)` }, { transform: "none" }], { duration: 450, easing: "ease-out" });
+  }
+  state.top = top;
+  ui.empty.hidden = top.length > 0;
+}
+
+// ---- the game: the server's clock decides; the page only counts taps ----
+
+function resetGame() {
+  state.playing = false;
+  state.session = null;
+  ui.start.disabled = false;
+  ui.tap.disabled = true;
+  ui.timer.textContent = DURATION_S.toFixed(1);
+}
+
+function beginGame() {
+  state.taps = 0;
+  state.playing = true;
+  ui.score.textContent = "0";
+  ui.start.disabled = true;
+  ui.tap.disabled = false;
+  say("Go! Tap tap tap!");
+  const ends = performance.now() + DURATION_S * 1000;
+  const tick = () => {
+    if (!state.playing) return;
+    const left = Math.max(0, ends - performance.now());
+    ui.timer.textContent = (left / 1000).toFixed(1);
+    if (left === 0) return endGame(true);
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+
+function endGame(submit) {
+  state.playing = false;
+  ui.tap.disabled = true;
+  if (submit && state.session) {
+    say("Submitting your score…");
+    if (!send({ type: "submit", session: state.session, score: state.taps })) say("Offline: your game could not be sent.", "bad");
+  } else {
+    resetGame();
+  }
+}
+
+function showResult(result) {
+  if (result.status === "accepted") {
+    // The rank box shows the live rank; the message stays true as others overtake.
+    say(`Score ${result.score} accepted! Your best: ${result.best ?? result.score}.`, "good");
+    if (result.rank) ui.rank.textContent = `#${result.rank}`;
+  } else {
+    say(explain(result.reason), "bad");
+  }
+  resetGame();
+}
+
+ui.tap.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  if (!state.playing) return;
+  state.taps += 1;
+  ui.score.textContent = String(state.taps);
+});
+ui.start.addEventListener("click", () => {
+  say("");
+  ui.start.disabled = true;
+  if (!send({ type: "start_game", campaign: CAMPAIGN })) {
+    ui.start.disabled = false;
+    say("Offline: wait for the connection to come back.", "bad");
+  }
+});
+
+// ---- sign in: a token from the page address, or a guest token from the server ----
+
+function signOut() {
+  sessionStorage.removeItem("podium.token");
+  ui.login.hidden = false;
+  ui.game.hidden = true;
+}
+
+async function signIn(name) {
+  const response = await fetch("/dev/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: name }) });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(explain(body.error?.code ?? "internal"));
+  return body;
+}
+
+function start(token, user) {
+  state.token = token;
+  state.user = user;
+  sessionStorage.setItem("podium.token", JSON.stringify({ token, user }));
+  ui.login.hidden = true;
+  ui.game.hidden = false;
+  connect();
+}
+
+function userOf(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+  } catch {
+    return null;
+  }
+}
+
+ui.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = ui.name.value.trim();
+  if (!name) return;
+  try {
+    const { token, user } = await signIn(name);
+    start(token, user);
+  } catch (error) {
+    say(error.message, "bad");
+    ui.game.hidden = false;
+  }
+});
+
+ui.roomLabel.textContent = ROOM;
+ui.durationLabel.textContent = String(DURATION_S);
+ui.timer.textContent = DURATION_S.toFixed(1);
+
+const fromAddress = params.get("token");
+const saved = JSON.parse(sessionStorage.getItem("podium.token") ?? "null");
+if (fromAddress) start(fromAddress, userOf(fromAddress));
+else if (saved) start(saved.token, saved.user);
+else if (params.get("name")) {
+  ui.name.value = params.get("name");
+  ui.form.requestSubmit();
+}
