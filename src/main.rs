@@ -25,6 +25,8 @@ enum Command {
     Serve,
     /// Apply the PostgreSQL migrations not yet applied (DATABASE_URL), then exit.
     Migrate,
+    /// Ask the local engine's /ready (for container health checks); exit 0 when ready.
+    Probe,
     /// Recompute a campaign's boards from PostgreSQL and raise the Redis boards to them.
     Rebuild {
         #[arg(long)]
@@ -64,6 +66,7 @@ fn main() {
                 }
             }
         }
+        Command::Probe => std::process::exit(if probe(&config.listen) { 0 } else { 1 }),
         Command::Serve => {
             let result = actix_rt::System::new().block_on(podium::run(config, shutdown_signal()));
             if let Err(err) = result {
@@ -97,4 +100,20 @@ async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
     let pool = podium_actors::pg::pool(&config.postgres)?;
     let now = podium_actors::time::now_ms();
     Ok(podium_actors::engine::rebuild_boards(&redis, &pool, &campaign, rules, now).await?)
+}
+
+/// `GET /ready` on this engine's own port, over a plain socket (the image has no curl).
+fn probe(listen: &str) -> bool {
+    use std::io::{Read, Write};
+    let port = listen.rsplit(':').next().unwrap_or("8080");
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap_or(8080)))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let asked = stream
+        .write_all(b"GET /ready HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        .is_ok();
+    let mut head = [0u8; 12];
+    asked && stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }

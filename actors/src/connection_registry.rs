@@ -112,6 +112,7 @@ impl Actor for ConnectionRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        telemetry::connection_cap(self.limits.max_connections);
         let every = Duration::from_millis(self.limits.cleanup_interval_ms);
         ctx.run_interval(every, |act, _| {
             act.limiter.sweep();

@@ -130,7 +130,9 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                     batch.clear();
                     oldest = None;
                     backoff = Duration::from_millis(100);
-                    shared.status.postgres_ok.store(true, Ordering::Relaxed);
+                    let up = pg::ping(&shared.pg).await.is_ok();
+                    shared.status.postgres_ok.store(up, Ordering::Relaxed);
+                    telemetry::postgres_up(up);
                 }
                 Err(err) => {
                     telemetry::batch_failed(batch.len(), &err);

@@ -10,6 +10,16 @@ use metrics::{counter, gauge, histogram};
 
 use crate::error::CloseReason;
 
+/// The configured cap, so dashboards and alerts can show the share in use.
+pub fn connection_cap(max: usize) {
+    gauge!("podium_ws_connections_max").set(max as f64);
+}
+
+/// Whether this engine reached PostgreSQL at its last probe (every second).
+pub fn postgres_up(up: bool) {
+    gauge!("podium_postgres_up").set(if up { 1.0 } else { 0.0 });
+}
+
 /// Published by the connection registry, which holds the true counts.
 pub fn connection_counts(connections: usize, users: usize) {
     gauge!("podium_ws_connections").set(connections as f64);
@@ -231,6 +241,9 @@ impl Stats {
     /// and is recorded then with [`Stats::response`].
     pub fn message(&self, error: bool, answered_in: Option<Duration>) {
         self.total_messages.fetch_add(1, Ordering::Relaxed);
+        if let Some(took) = answered_in {
+            histogram!("podium_ws_response_seconds").record(took.as_secs_f64());
+        }
         self.with_bucket(|b| {
             b.messages += 1;
             b.errors += error as u64;
@@ -243,6 +256,7 @@ impl Stats {
 
     /// The time to answer a message whose answer came later than its handling.
     pub fn response(&self, took: Duration) {
+        histogram!("podium_ws_response_seconds").record(took.as_secs_f64());
         self.with_bucket(|b| {
             b.response_us += took.as_micros() as u64;
             b.responses += 1;
