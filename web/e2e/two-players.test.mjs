@@ -22,17 +22,31 @@ const freePort = () =>
     });
   });
 
-before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  // The memory engine in dev mode, so guest tokens are served.
-  server = spawn(binary, [], { env: { ...process.env, PODIUM_LISTEN: `127.0.0.1:${port}`, PODIUM_ENGINE: "memory", RUST_LOG: "warn" }, stdio: "inherit" });
+// Starts podium on `port` (memory engine, dev mode: guest tokens are served; a fixed secret, so
+// tokens outlive a restart as in production) and waits for it.
+async function startServer(port) {
+  server = spawn(binary, [], { env: { ...process.env, PODIUM_LISTEN: `127.0.0.1:${port}`, PODIUM_ENGINE: "memory", JWT_SECRET: "e2e-secret-0123456789abcdef", RUST_LOG: "warn" }, stdio: "inherit" });
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${base}/ready`)).ok) break;
+      if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) return;
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
+  throw new Error("podium did not start");
+}
+
+async function stopServer() {
+  const exited = new Promise((r) => server.once("exit", r));
+  server.kill("SIGTERM");
+  await exited;
+}
+
+let port;
+
+before(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer(port);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -89,4 +103,24 @@ test("the second player's board shows both players in order, live", async () => 
   await pageB.waitForFunction(() => document.getAnimations().length === 0, null, { timeout: 5000 });
   mkdirSync(artifacts, { recursive: true });
   await pageB.screenshot({ path: `${artifacts}/e2e-two-players.png`, fullPage: true });
+});
+
+test("a page reconnects with backoff after the server goes away and resyncs its board", async () => {
+  const tag = Date.now().toString(36);
+  const [carol, dave] = [`carol-${tag}`, `dave-${tag}`];
+  const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await page.goto(`${base}/?name=${carol}&duration=3`);
+  await page.waitForFunction((n) => document.querySelector("#status").textContent === `Online as ${n}`, carol);
+
+  await stopServer();
+  await page.waitForFunction(() => document.querySelector("#status").dataset.state === "offline", null, { timeout: 10000 });
+  await startServer(port);
+  await page.waitForFunction((n) => document.querySelector("#status").textContent === `Online as ${n}`, carol, { timeout: 20000 });
+
+  // The fresh server's board reaches the reconnected page: a new player's score shows up live.
+  const other = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await other.goto(`${base}/?name=${dave}&duration=3`);
+  await other.waitForFunction((n) => document.querySelector("#status").textContent === `Online as ${n}`, dave);
+  await play(other, 4);
+  await page.waitForFunction((n) => [...document.querySelectorAll("#board li .name")].some((e) => e.textContent === n), dave, { timeout: 10000 });
 });
