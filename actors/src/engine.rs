@@ -77,7 +77,7 @@ pub struct Engine {
     pub campaigns: Arc<BTreeMap<String, CampaignRules>>,
     /// Per-user message windows across this instance's sockets.
     pub messages: Arc<MessageLimiter>,
-    pub dev_tokens: WindowLimiter<IpAddr>,
+    pub dev_tokens: Arc<WindowLimiter<IpAddr>>,
     pub connections: Addr<ConnectionRegistry>,
     pub rooms: Addr<RoomRegistry>,
     /// One ResultsPipeline per core, each on its own arbiter (see [`Engine::results_for`]).
@@ -202,6 +202,21 @@ impl Engine {
                 ResultsPipeline::start_in_arbiter(&arbiter.handle(), move |_| pipeline)
             })
             .collect();
+        let dev_tokens = Arc::new(WindowLimiter::new(
+            Duration::from_secs(60),
+            DEV_TOKENS_PER_MINUTE,
+        ));
+        // Forget the windows of addresses that stopped asking, so the map stays small.
+        let sweeping = Arc::downgrade(&dev_tokens);
+        actix_rt::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            while let Some(limiter) = {
+                every.tick().await;
+                sweeping.upgrade()
+            } {
+                limiter.sweep();
+            }
+        });
         Ok(Arc::new(Self {
             dev_mode,
             stats,
@@ -209,7 +224,7 @@ impl Engine {
             signer,
             campaigns,
             messages,
-            dev_tokens: WindowLimiter::new(Duration::from_secs(60), DEV_TOKENS_PER_MINUTE),
+            dev_tokens,
             connections,
             rooms,
             results,
