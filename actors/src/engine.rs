@@ -195,11 +195,13 @@ impl Engine {
         let arbiters: Vec<actix::Arbiter> = (0..workers(&config))
             .map(|_| actix::Arbiter::new())
             .collect();
+        let siblings: Vec<ResultsPipeline> =
+            (1..arbiters.len()).map(|_| pipeline.sibling()).collect();
         let results = arbiters
             .iter()
-            .map(|arbiter| {
-                let pipeline = pipeline.clone();
-                ResultsPipeline::start_in_arbiter(&arbiter.handle(), move |_| pipeline)
+            .zip(std::iter::once(pipeline).chain(siblings))
+            .map(|(arbiter, instance)| {
+                ResultsPipeline::start_in_arbiter(&arbiter.handle(), move |_| instance)
             })
             .collect();
         let dev_tokens = Arc::new(WindowLimiter::new(

@@ -40,11 +40,12 @@ struct Shared {
     fallback: Option<deadpool_postgres::Pool>,
 }
 
-/// Cheap to clone: every instance (one per core) shares the same state.
-#[derive(Clone)]
+/// Every instance (one per core, see [`ResultsPipeline::sibling`]) shares the same state.
 pub struct ResultsPipeline {
     shared: Arc<Shared>,
-    cleanup: Duration,
+    /// How often expired marks and windows are swept; `None` on all instances but the first,
+    /// since they share what is swept.
+    cleanup: Option<Duration>,
 }
 
 impl ResultsPipeline {
@@ -65,7 +66,7 @@ impl ResultsPipeline {
                 submits,
                 fallback,
             }),
-            cleanup,
+            cleanup: Some(cleanup),
         }
     }
 }
@@ -168,11 +169,22 @@ pub fn check_rules(
     Ok(())
 }
 
+impl ResultsPipeline {
+    /// Another instance over the same state, which leaves the sweeping to this one.
+    pub fn sibling(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            cleanup: None,
+        }
+    }
+}
+
 impl Actor for ResultsPipeline {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.cleanup, |act, _| {
+        let Some(every) = self.cleanup else { return };
+        ctx.run_interval(every, |act, _| {
             act.shared.store.sweep(now_ms());
             act.shared.submits.sweep();
         });
