@@ -243,6 +243,11 @@ impl Default for CampaignRules {
 }
 
 impl CampaignRules {
+    /// How long a daily board is kept.
+    pub fn daily_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.daily_retention_days) * 86_400)
+    }
+
     /// Whether the campaign takes games at `ms` (server clock, Unix ms).
     pub fn is_open_at(&self, ms: u64) -> bool {
         self.starts_at_ms.is_none_or(|t| ms >= t) && self.ends_at_ms.is_none_or(|t| ms <= t)

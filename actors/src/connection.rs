@@ -196,6 +196,11 @@ impl Connection {
         self.slot.id
     }
 
+    /// Counts a frame of `payload` bytes as queued for the client (see [`Metered`]).
+    fn queue(&self, payload: usize) {
+        self.queued.set(self.queued.get() + wire_len(payload));
+    }
+
     /// Writes one frame, or closes the socket when the client has stopped reading.
     fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
         if self.closing.is_some() {
@@ -570,7 +575,7 @@ impl Actor for Connection {
             } else {
                 // A sample per socket per heartbeat shows backlog building before any 4008.
                 telemetry::outbound_queue(act.queued.get());
-                act.queued.set(act.queued.get() + wire_len(0));
+                act.queue(0);
                 ctx.ping(b"");
             }
         });
@@ -595,7 +600,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
         match frame {
             Ok(ws::Message::Text(text)) => self.on_text(ctx, &text),
             Ok(ws::Message::Ping(payload)) => {
-                self.queued.set(self.queued.get() + wire_len(payload.len()));
+                self.queue(payload.len());
                 ctx.pong(&payload);
             }
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}

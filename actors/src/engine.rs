@@ -334,7 +334,7 @@ pub async fn rebuild_boards(
         )
     };
     let day_start = now - now % 86_400_000;
-    let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
+    let retention = rules.daily_retention();
     let mut changed = redis
         .rebuild(
             &board(BoardKind::Global),

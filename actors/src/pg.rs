@@ -211,14 +211,21 @@ pub async fn write_batch(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
     timed("write_batch", write_batch_untimed(pool, rows)).await
 }
 
+/// One column of a batch, for an `UNNEST($n::type[])` parameter.
+fn column<T>(rows: &[&Row], field: fn(&Row) -> T) -> Vec<T> {
+    rows.iter().map(|r| field(r)).collect()
+}
+
 async fn write_batch_untimed(pool: &Pool, rows: &[Row]) -> Result<u64, StoreError> {
     let mut client = pool.get().await.map_err(pg_err)?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let (results, flagged): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.reason.is_none());
     let mut written = 0;
     if !results.is_empty() {
-        let col = |f: fn(&Row) -> String| results.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let num = |f: fn(&Row) -> i64| results.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let (col, num) = (
+            |f: fn(&Row) -> String| column(&results, f),
+            |f: fn(&Row) -> i64| column(&results, f),
+        );
         written += tx
             .execute(
                 "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
@@ -231,8 +238,10 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Row]) -> Result<u64, StoreErro
             .map_err(pg_err)?;
     }
     if !flagged.is_empty() {
-        let col = |f: fn(&Row) -> String| flagged.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let num = |f: fn(&Row) -> i64| flagged.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let (col, num) = (
+            |f: fn(&Row) -> String| column(&flagged, f),
+            |f: fn(&Row) -> i64| column(&flagged, f),
+        );
         written += tx
             .execute(
                 "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)

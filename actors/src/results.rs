@@ -90,8 +90,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
             other => other.map_err(store_failed)?,
         };
         return match earlier {
-            Some(done) if done.score == msg.score => Ok(done),
-            Some(_) => Err(ClientError::AlreadySubmitted),
+            Some(done) => same_session(done, msg.score),
             // Not recorded: a rate-limited player may submit this session again later.
             None => Err(ClientError::RateLimited),
         };
@@ -103,7 +102,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
     let refused = check_rules(rules, session.started_ms, now, msg.score)
         .err()
         .map(|e| e.code());
-    let retention = Duration::from_secs(u64::from(rules.daily_retention_days) * 86_400);
+    let retention = rules.daily_retention();
     // Daily boards expire; global and region boards are kept for good.
     let boards: Vec<(BoardKey, Option<Duration>)> =
         BoardKey::all_for(&session.campaign, now, session.region.as_ref())
@@ -135,11 +134,17 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         }
         (decided, _) => decided.map_err(store_failed)?,
     };
-    // Another engine may have decided this session first with another score.
-    if outcome.score != msg.score {
-        return Err(ClientError::AlreadySubmitted);
+    // The store answers a session decided before (here or on another engine) with that decision.
+    same_session(outcome, msg.score)
+}
+
+/// A session's decision answers a submit of the same score again; another score is refused.
+fn same_session(decided: Outcome, score: u64) -> Result<Outcome, ClientError> {
+    if decided.score == score {
+        Ok(decided)
+    } else {
+        Err(ClientError::AlreadySubmitted)
     }
-    Ok(outcome)
 }
 
 /// The anti-cheat rules that depend only on the campaign, the server's clock and the score.

@@ -151,26 +151,40 @@ impl Room {
         }));
     }
 
-    /// Looks up the joiner's standing, then sends its snapshot and adds it as a member, so it
-    /// never sees a diff before its base.
-    fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
-        let (store, board) = (self.store.clone(), self.board.clone());
-        let user = msg.user.clone();
+    /// Looks up the player's standing, then sends them a snapshot. A joiner becomes a member
+    /// only then, so it never sees a diff before its base; a resync is skipped if the member
+    /// left meanwhile.
+    fn send_snapshot(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn: ConnId,
+        member: Member,
+        re: Option<MsgId>,
+        joining: bool,
+    ) {
+        let (store, board, user) = (self.store.clone(), self.board.clone(), member.user.clone());
         let lookup = async move { store.standing(&board, &user).await };
         ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
             room.guarded(ctx, |room, _| {
-                let me = room.standing_in_top(&msg.user).or(me.ok().flatten());
-                msg.out.do_send(room.snapshot(me, msg.re.as_ref()));
-                room.members.insert(
-                    msg.conn,
-                    Member {
-                        user: msg.user,
-                        out: msg.out,
-                    },
-                );
-                telemetry::room_members(&room.label, room.members.len());
+                if !joining && !room.members.contains_key(&conn) {
+                    return;
+                }
+                let me = room.standing_in_top(&member.user).or(me.ok().flatten());
+                member.out.do_send(room.snapshot(me, re.as_ref()));
+                if joining {
+                    room.members.insert(conn, member);
+                    telemetry::room_members(&room.label, room.members.len());
+                }
             })
         }));
+    }
+
+    fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        let member = Member {
+            user: msg.user,
+            out: msg.out,
+        };
+        self.send_snapshot(ctx, msg.conn, member, msg.re, true);
     }
 
     fn publish(&mut self, board: BoardKey, version: u64, top: Vec<Entry>) {
@@ -299,16 +313,11 @@ impl Handler<Resync> for Room {
         let Some(member) = self.members.get(&msg.conn) else {
             return;
         };
-        let (store, board, user) = (self.store.clone(), self.board.clone(), member.user.clone());
-        let lookup = async move { store.standing(&board, &user).await };
-        ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
-            room.guarded(ctx, |room, _| {
-                if let Some(member) = room.members.get(&msg.conn) {
-                    let me = room.standing_in_top(&member.user).or(me.ok().flatten());
-                    member.out.do_send(room.snapshot(me, msg.re.as_ref()));
-                }
-            })
-        }));
+        let member = Member {
+            user: member.user.clone(),
+            out: member.out.clone(),
+        };
+        self.send_snapshot(ctx, msg.conn, member, msg.re, false);
     }
 }
 

@@ -245,7 +245,8 @@ where
             }
         }));
     }
-    // Wait for every socket to be open (or failed): each task signals by finishing `open`.
+    // Wait for every socket to be open (or failed). Tasks hold `latency` while they live, so if
+    // every one ended without counting (a panic), the wait ends too instead of hanging.
     while Arc::strong_count(&latency) > 1
         && latency.lock().unwrap().len() + errors.load(Ordering::Relaxed) < n as u64
     {

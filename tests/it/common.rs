@@ -201,32 +201,14 @@ impl TestServer {
 }
 
 pub async fn pg_count(config: &Config, table: &str) -> i64 {
-    let url = format!(
-        "{} options='-c search_path={}'",
-        pg_url_kv(config),
-        config.postgres.schema
-    );
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(conn);
+    // The engine's own pool: same URL, same schema on the search path.
+    let pool = podium_actors::pg::pool(&config.postgres).expect("a DATABASE_URL");
+    let client = pool.get().await.expect("connect to PostgreSQL");
     client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .expect("count")
         .get(0)
-}
-
-/// The test database URL in key=value form, which takes an `options` parameter.
-fn pg_url_kv(config: &Config) -> String {
-    let url = config.postgres.url.as_deref().expect("a DATABASE_URL");
-    let rest = url
-        .trim_start_matches("postgres://")
-        .trim_start_matches("postgresql://");
-    let (user, rest) = rest.split_once('@').unwrap_or(("postgres", rest));
-    let (hostport, db) = rest.split_once('/').unwrap_or((rest, "test"));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-    format!("host={host} port={port} user={user} dbname={db}")
 }
 
 /// Polls `check` every 20 ms until it holds or `WAIT` passes.
