@@ -29,14 +29,16 @@ pub struct Running {
 /// server runs once `server` is awaited.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let prometheus = observe::prometheus();
-    let workers = podium_actors::engine::workers(&config);
+    let workers = config.worker_threads();
     let listen = config.listen.clone();
     let send_buffer = config.ws.socket_send_buffer_bytes;
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
+    let gateway = web::Data::new(engine.gateway.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(gateway.clone())
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
     })

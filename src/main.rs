@@ -88,18 +88,17 @@ async fn shutdown_signal() {
 }
 
 async fn migrate(config: Config) -> Result<Vec<i32>, podium_actors::store::StoreError> {
-    let pool = podium_actors::pg::pool(&config.postgres)?;
-    podium_actors::pg::migrate(&pool, &config.postgres.schema).await
+    let pool = podium_actors::store::postgres::pool(&config.postgres)?;
+    podium_actors::store::postgres::migrate::migrate(&pool, &config.postgres.schema).await
 }
 
 async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
     let rules = config.campaigns.get(&campaign).ok_or_else(|| {
         anyhow::anyhow!("--campaign: no campaign {campaign:?} in the configuration")
     })?;
-    let redis = podium_actors::store::RedisStore::new(&config.redis, 1)?;
-    let pool = podium_actors::pg::pool(&config.postgres)?;
-    let now = podium_actors::time::now_ms();
-    Ok(podium_actors::engine::rebuild_boards(&redis, &pool, &campaign, rules, now).await?)
+    let store = podium_actors::store::durable::Durable::connect(&config)?;
+    let now = podium_actors::domain::clock::now_ms();
+    Ok(store.rebuild_boards(&campaign, rules, now).await?)
 }
 
 /// `GET /ready` on this engine's own port, over a plain socket (the image has no curl).

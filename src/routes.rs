@@ -7,13 +7,13 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use podium_actors::connection;
+use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::error::ClientError;
+use podium_actors::domain::ids::{BoardKey, RoomId, UserId};
+use podium_actors::domain::window::Verdict;
 use podium_actors::engine::Engine;
-use podium_actors::error::ClientError;
-use podium_actors::ids::{BoardKey, RoomId, UserId};
-use podium_actors::limits::Verdict;
 use podium_actors::store::StoreError;
 use podium_actors::telemetry;
-use podium_actors::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -64,7 +64,7 @@ async fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
 /// `[health]` in the config (documented in README). Critical answers 503 so a load balancer
 /// stops sending players here.
 async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
-    let stats = &engine.stats;
+    let stats = &engine.gateway.stats;
     let limits = &engine.config.health;
     let connections = stats.connections.load(Ordering::Relaxed).max(0) as f64;
     let minute = stats.last_minute();
@@ -112,23 +112,23 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         limits.response_time_critical_ms,
         "response_time",
     );
-    let persist = &engine.persist;
-    let (backlog, lag_ms) = (
-        persist.backlog.load(Ordering::Relaxed),
-        persist.oldest_ms.load(Ordering::Relaxed),
-    );
-    if engine.batcher.is_some() {
+    let store = engine.gateway.store.health();
+    let (backlog, lag_ms) = store
+        .persist
+        .as_ref()
+        .map_or((0, 0), |p| (p.backlog, p.lag_ms));
+    if let Some(persist) = &store.persist {
         let mut warn = |check: &str, value: serde_json::Value| {
             issues.push(json!({"severity": "warning", "check": check, "value": value}));
             status = status.max(1);
         };
-        if !engine.redis_ok.load(Ordering::Relaxed) {
+        if store.redis_down {
             warn(
                 "redis_down",
                 json!("results go straight to PostgreSQL; boards are rebuilt when Redis returns"),
             );
         }
-        if !persist.postgres_ok.load(Ordering::Relaxed) {
+        if persist.postgres_down {
             warn("postgres_down", json!({"backlog": backlog}));
         }
         if lag_ms >= limits.persist_lag_warning_ms {
@@ -202,7 +202,7 @@ async fn leaderboard(
 ) -> Result<HttpResponse, ClientError> {
     let (campaign, board) = path.into_inner();
     let room = RoomId::parse(&format!("{campaign}/{board}"))?;
-    if !engine.campaigns.contains_key(&campaign) {
+    if !engine.gateway.campaigns.contains_key(&campaign) {
         return Err(ClientError::UnknownRoom("no such campaign"));
     }
     let from = query.from.unwrap_or(1);
@@ -217,8 +217,9 @@ async fn leaderboard(
         tracing::warn!(%err, "leaderboard read failed");
         ClientError::Internal
     };
-    let total = engine.store.count(&key).await.map_err(failed)?;
-    let rows = engine.store.page(&key, from, limit).await.map_err(failed)?;
+    let store = &engine.gateway.store;
+    let total = store.count(&key).await.map_err(failed)?;
+    let rows = store.page(&key, from, limit).await.map_err(failed)?;
     Ok(HttpResponse::Ok().json(json!({ "room": room.to_string(), "total": total, "rows": rows })))
 }
 
@@ -247,6 +248,7 @@ async fn dev_token(
         .map_err(|_| ClientError::BadMessage("user must be 1 to 64 printable characters".into()))?;
     // Only HS256 servers hold a key that can sign; with a public key there is nothing to mint.
     let token = engine
+        .gateway
         .verifier
         .mint_dev_token(&user, now_ms() / 1000)
         .ok_or(ClientError::NotFound)?;

@@ -4,10 +4,11 @@
 //! it can close them all at shutdown. Receives [`Reserve`] (from the `/ws` route, before the
 //! upgrade), [`Attach`] (from a Connection's `started`), [`Authenticate`] (per-user cap),
 //! [`Release`] (sent by a [`ConnSlot`] when it drops), and [`CloseAll`] (shutdown). Sends
-//! [`Kick`] to Connections. With the redis engine the per-user cap holds across instances: each
-//! authenticated socket also holds a place in Redis, leased for three heartbeats and renewed
-//! every heartbeat, so the places of a crashed instance lapse on their own. Started by [`crate::engine::Engine`]; it never panics on input, and
-//! when it stops the engine is shutting down.
+//! [`Kick`] to Connections. The per-user cap holds across instances through the store's shared
+//! [`Counters`]: each authenticated socket also holds a place there, leased for three
+//! heartbeats and renewed every heartbeat, so the places of a crashed instance lapse on their
+//! own. It also sweeps and syncs the per-user message windows the Connections check. Started by
+//! the Engine; it never panics on input, and when it stops the engine is shutting down.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,13 +19,12 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::WsConfig;
-use crate::connection::Kick;
-use crate::error::{ClientError, CloseReason};
-use crate::ids::{ConnId, UserId};
-use crate::limits::MessageLimiter;
-use crate::redis_store::RedisStore;
+use crate::connection::inbox::Kick;
+use crate::domain::error::{ClientError, CloseReason};
+use crate::domain::ids::{ConnId, UserId};
+use crate::domain::session::random_secret;
+use crate::store::counters::{Counters, MessageLimiter};
 use crate::telemetry::{self, Stats};
-use crate::time::now_ms;
 
 struct Entry {
     ip: IpAddr,
@@ -46,8 +46,8 @@ pub struct ConnectionRegistry {
     stats: Arc<Stats>,
     /// Per-user message windows, checked by Connections directly; swept here.
     limiter: Arc<MessageLimiter>,
-    /// Redis, where per-user places are shared with the other instances (redis engine).
-    shared: Option<RedisStore>,
+    /// Where per-user places are shared with the other instances.
+    counters: Counters,
     /// This process in the members of the per-user sets: unique per start.
     instance: String,
 }
@@ -57,11 +57,11 @@ impl ConnectionRegistry {
         limits: WsConfig,
         stats: Arc<Stats>,
         limiter: Arc<MessageLimiter>,
-        shared: Option<RedisStore>,
+        counters: Counters,
     ) -> Self {
         Self {
-            shared,
-            instance: crate::auth::random_secret()[..12].to_owned(),
+            counters,
+            instance: random_secret()[..12].to_owned(),
             limits,
             conns: HashMap::new(),
             per_ip: HashMap::new(),
@@ -123,27 +123,25 @@ impl Actor for ConnectionRegistry {
                 actix_rt::spawn(async move { limiter.sync().await });
             });
         }
-        if self.shared.is_some() {
-            ctx.run_interval(
-                Duration::from_millis(self.limits.heartbeat_interval_ms),
-                |act, _| {
-                    let Some(redis) = act.shared.clone() else {
-                        return;
-                    };
-                    let held: Vec<(String, String)> = act
-                        .conns
-                        .iter()
-                        .filter_map(|(id, e)| Some((e.user.as_ref()?.to_string(), act.member(*id))))
-                        .collect();
-                    let lease = act.lease();
-                    actix_rt::spawn(async move {
-                        if let Err(err) = redis.renew_sockets(&held, lease, now_ms()).await {
-                            tracing::warn!(%err, "could not renew per-user socket places");
-                        }
-                    });
-                },
-            );
-        }
+        ctx.run_interval(
+            Duration::from_millis(self.limits.heartbeat_interval_ms),
+            |act, _| {
+                let held: Vec<(String, String)> = act
+                    .conns
+                    .iter()
+                    .filter_map(|(id, e)| Some((e.user.as_ref()?.to_string(), act.member(*id))))
+                    .collect();
+                if held.is_empty() {
+                    return;
+                }
+                let (counters, lease) = (act.counters.clone(), act.lease());
+                actix_rt::spawn(async move {
+                    if let Err(err) = counters.renew_sockets(&held, lease).await {
+                        tracing::warn!(%err, "could not renew per-user socket places");
+                    }
+                });
+            },
+        );
     }
 }
 
@@ -234,27 +232,22 @@ impl Handler<Authenticate> for ConnectionRegistry {
     fn handle(&mut self, msg: Authenticate, _: &mut Self::Context) -> Self::Result {
         let at_cap = self.per_user.get(&msg.user).copied().unwrap_or(0)
             >= self.limits.max_connections_per_user;
-        let Some(redis) = self.shared.clone().filter(|_| !at_cap) else {
-            let admitted = !at_cap && self.admit(msg.id, msg.user);
-            return Box::pin(actix::fut::ready(if admitted {
-                Ok(())
-            } else {
-                Err(ClientError::TooManyConnectionsForUser)
-            }));
-        };
-        let (member, cap, lease) = (
+        if at_cap {
+            return Box::pin(actix::fut::ready(Err(
+                ClientError::TooManyConnectionsForUser,
+            )));
+        }
+        let (counters, member, cap, lease) = (
+            self.counters.clone(),
             self.member(msg.id),
             self.limits.max_connections_per_user,
             self.lease(),
         );
         let user = msg.user.to_string();
-        let claim = async move {
-            redis
-                .claim_socket(&user, &member, cap, lease, now_ms())
-                .await
-        };
+        let claim = async move { counters.claim_socket(&user, &member, cap, lease).await };
         Box::pin(claim.into_actor(self).map(move |claimed, act, _| {
-            // Redis unreachable: this instance's own count is the cap until it returns.
+            // The shared counters unreachable: this instance's own count is the cap until
+            // they return.
             if matches!(claimed, Ok(false)) || !act.admit(msg.id, msg.user) {
                 return Err(ClientError::TooManyConnectionsForUser);
             }
@@ -291,13 +284,11 @@ impl Handler<Release> for ConnectionRegistry {
         release_one(&mut self.per_ip, &entry.ip);
         if let Some(user) = entry.user {
             release_one(&mut self.per_user, &user);
-            if let Some(redis) = self.shared.clone() {
-                let member = self.member(msg.id);
-                actix_rt::spawn(async move {
-                    // A place left behind lapses with its lease anyway.
-                    let _ = redis.release_socket(user.as_str(), &member).await;
-                });
-            }
+            let (counters, member) = (self.counters.clone(), self.member(msg.id));
+            actix_rt::spawn(async move {
+                // A place left behind lapses with its lease anyway.
+                let _ = counters.release_socket(user.as_str(), &member).await;
+            });
         }
         self.publish_counts();
     }

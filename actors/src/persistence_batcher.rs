@@ -9,43 +9,34 @@
 //! PostgreSQL outage builds a backlog, which drains when it returns). On start, and after
 //! taking over a dead engine's entries (XAUTOCLAIM), it first re-reads its own pending ones.
 //! Receives [`Drain`] at shutdown: it stops reading, writes what it holds and answers. Sends
-//! nothing to other actors; publishes its state in [`PersistStatus`] for `/health`. Started by
+//! nothing to other actors; publishes its state in the store's `PersistStatus` for `/health`. Started by
 //! the Engine with the `redis` engine only; if it stops, nothing is lost: entries wait in the
 //! stream for the next batcher.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use deadpool_postgres::Pool;
 
 use crate::config::PersistConfig;
-use crate::pg;
-use crate::redis_store::{RedisStore, StreamEntry};
+use crate::domain::clock::now_ms;
+use crate::domain::decision::Record;
+use crate::store::durable::Durable;
+use crate::store::postgres::{pool, results};
+use crate::store::redis::StreamEntry;
+use crate::store::StoreError;
 use crate::telemetry;
-use crate::time::now_ms;
 
 /// The consumer group every engine's batcher reads the results stream in.
 pub const GROUP: &str = "persist";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What `/health` needs to know of the write-behind path.
-pub struct PersistStatus {
-    /// Entries in the stream not yet written to PostgreSQL.
-    pub backlog: AtomicU64,
-    /// Age of the oldest of them, ms.
-    pub oldest_ms: AtomicU64,
-    /// False while writes to PostgreSQL fail.
-    pub postgres_ok: AtomicBool,
-}
-
 struct Shared {
-    redis: RedisStore,
-    pg: Pool,
+    /// Redis (the stream), PostgreSQL (the tables) and the status `/health` reads.
+    store: Durable,
     config: PersistConfig,
     consumer: String,
-    status: Arc<PersistStatus>,
 }
 
 pub struct PersistenceBatcher {
@@ -57,33 +48,14 @@ pub struct PersistenceBatcher {
     finished: Arc<AtomicBool>,
 }
 
-impl Default for PersistStatus {
-    /// The engine starts only once PostgreSQL answered, so it starts healthy.
-    fn default() -> Self {
-        Self {
-            backlog: AtomicU64::new(0),
-            oldest_ms: AtomicU64::new(0),
-            postgres_ok: AtomicBool::new(true),
-        }
-    }
-}
-
 impl PersistenceBatcher {
-    pub fn new(
-        redis: RedisStore,
-        pg: Pool,
-        config: PersistConfig,
-        consumer: String,
-        status: Arc<PersistStatus>,
-    ) -> Self {
+    pub fn new(store: Durable, config: PersistConfig, consumer: String) -> Self {
         let (stop, _) = tokio::sync::watch::channel(false);
         Self {
             shared: Arc::new(Shared {
-                redis,
-                pg,
+                store,
                 config,
                 consumer,
-                status,
             }),
             stop,
             done: Arc::new(tokio::sync::Notify::new()),
@@ -92,18 +64,18 @@ impl PersistenceBatcher {
     }
 }
 
-async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), crate::store::StoreError> {
+async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), StoreError> {
     let started = Instant::now();
-    let rows: Vec<pg::Row> = batch.iter().filter_map(|e| e.row.clone()).collect();
+    let rows: Vec<Record> = batch.iter().filter_map(|e| e.row.clone()).collect();
     for bad in batch.iter().filter(|e| e.row.is_none()) {
         tracing::error!(
             id = bad.id,
             "malformed results stream entry; acknowledged without writing"
         );
     }
-    pg::write_batch(&shared.pg, &rows).await?;
+    results::write_batch(&shared.store.pg, &rows).await?;
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
-    shared.redis.ack(GROUP, &ids).await?;
+    shared.store.redis.ack(GROUP, &ids).await?;
     telemetry::batch_flushed(rows.len(), started.elapsed());
     Ok(())
 }
@@ -130,13 +102,17 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                     batch.clear();
                     oldest = None;
                     backoff = Duration::from_millis(100);
-                    let up = pg::ping(&shared.pg).await.is_ok();
-                    shared.status.postgres_ok.store(up, Ordering::Relaxed);
+                    let up = pool::ping(&shared.store.pg).await.is_ok();
+                    shared.store.status.postgres_ok.store(up, Ordering::Relaxed);
                     telemetry::postgres_up(up);
                 }
                 Err(err) => {
                     telemetry::batch_failed(batch.len(), &err);
-                    shared.status.postgres_ok.store(false, Ordering::Relaxed);
+                    shared
+                        .store
+                        .status
+                        .postgres_ok
+                        .store(false, Ordering::Relaxed);
                     if stopping {
                         // Unwritten entries stay pending in the stream for the next batcher.
                         break;
@@ -154,6 +130,7 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
             last_claim = Instant::now();
             let idle = Duration::from_millis(shared.config.claim_idle_ms);
             match shared
+                .store
                 .redis
                 .autoclaim(GROUP, &shared.consumer, idle, shared.config.batch_size)
                 .await
@@ -174,6 +151,7 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
             .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
             .max(Duration::from_millis(1));
         match shared
+            .store
             .redis
             .read_group(GROUP, &shared.consumer, want, recovering, wait)
             .await
@@ -210,7 +188,7 @@ impl Actor for PersistenceBatcher {
             self.finished.clone(),
         );
         actix_rt::spawn(async move {
-            if let Err(err) = shared.redis.ensure_group(GROUP).await {
+            if let Err(err) = shared.store.redis.ensure_group(GROUP).await {
                 tracing::warn!(%err, "could not create the results consumer group; the loop retries reads");
             }
             run(shared, stop).await;
@@ -221,27 +199,27 @@ impl Actor for PersistenceBatcher {
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             let shared = act.shared.clone();
             actix_rt::spawn(async move {
-                if let Ok((len, age)) = shared.redis.backlog(now_ms()).await {
-                    shared.status.backlog.store(len, Ordering::Relaxed);
-                    shared.status.oldest_ms.store(age, Ordering::Relaxed);
+                if let Ok((len, age)) = shared.store.redis.backlog(now_ms()).await {
+                    shared.store.status.backlog.store(len, Ordering::Relaxed);
+                    shared.store.status.oldest_ms.store(age, Ordering::Relaxed);
                     telemetry::persist_backlog(len, age);
                 }
-                let (size, idle, max) = shared.redis.pool_usage();
+                let (size, idle, max) = shared.store.redis.pool_usage();
                 telemetry::pool_usage("redis", size, idle, max);
-                let (size, idle, max) = pg::pool_usage(&shared.pg);
+                let (size, idle, max) = pool::pool_usage(&shared.store.pg);
                 telemetry::pool_usage("postgres", size, idle, max);
                 // An outage shows on /health even when no batch is being written.
-                shared
-                    .status
-                    .postgres_ok
-                    .store(pg::ping(&shared.pg).await.is_ok(), Ordering::Relaxed);
+                shared.store.status.postgres_ok.store(
+                    pool::ping(&shared.store.pg).await.is_ok(),
+                    Ordering::Relaxed,
+                );
             });
         });
         ctx.run_interval(Duration::from_secs(3600), |act, _| {
             let shared = act.shared.clone();
             actix_rt::spawn(async move {
-                let _ = pg::ensure_partitions(
-                    &shared.pg,
+                let _ = results::ensure_partitions(
+                    &shared.store.pg,
                     now_ms(),
                     shared.config.partitions_ahead_days,
                 )

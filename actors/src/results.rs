@@ -10,9 +10,10 @@
 //! decision in one step (idempotency mark, boards, and the results stream that feeds
 //! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
 //! review. The engine runs one instance per core on its own arbiter, all sharing one state; a
-//! socket always submits to the same instance. With Redis unreachable (redis engine), the decision goes straight to PostgreSQL and
-//! the answer follows its commit. Started by the Engine; it holds no state a restart would lose, and each submit runs
-//! as its own future, so a slow store never queues other players' submits behind it.
+//! socket always submits to the same instance. Where the store decides (Redis, or PostgreSQL
+//! while Redis is unreachable) is the Store's business. Started by the Engine; it holds no
+//! state a restart would lose, and each submit runs as its own future, so a slow store never
+//! queues other players' submits behind it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,14 +21,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::auth::SessionSigner;
-use crate::config::CampaignRules;
-use crate::error::ClientError;
-use crate::ids::{BoardKey, UserId};
-use crate::limits::{Verdict, WindowLimiter};
-use crate::store::{Attempt, Outcome, Store};
+use crate::domain::campaign::CampaignRules;
+use crate::domain::clock::now_ms;
+use crate::domain::decision::{Attempt, Outcome};
+use crate::domain::error::ClientError;
+use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::session::SessionSigner;
+use crate::domain::window::{Verdict, WindowLimiter};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
-use crate::time::now_ms;
 
 /// What every submit needs, shared by the in-flight futures.
 struct Shared {
@@ -36,8 +38,6 @@ struct Shared {
     campaigns: Arc<BTreeMap<String, CampaignRules>>,
     /// Submits per user per minute.
     submits: WindowLimiter<UserId>,
-    /// PostgreSQL, where results go straight when Redis is unreachable (redis engine only).
-    fallback: Option<deadpool_postgres::Pool>,
 }
 
 /// Every instance (one per core, see [`ResultsPipeline::sibling`]) shares the same state.
@@ -55,7 +55,6 @@ impl ResultsPipeline {
         campaigns: Arc<BTreeMap<String, CampaignRules>>,
         max_submits_per_minute: u32,
         cleanup: Duration,
-        fallback: Option<deadpool_postgres::Pool>,
     ) -> Self {
         let submits = WindowLimiter::new(Duration::from_secs(60), max_submits_per_minute);
         Self {
@@ -64,7 +63,6 @@ impl ResultsPipeline {
                 signer,
                 campaigns,
                 submits,
-                fallback,
             }),
             cleanup: Some(cleanup),
         }
@@ -78,17 +76,18 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
             "this session belongs to another player",
         ));
     }
-    let store_failed = |err| {
+    let store_failed = |err: StoreError| {
         tracing::warn!(%err, "store failed while deciding a submit");
         ClientError::Internal
     };
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
         // A retry of a decided session still gets its answer; anything else waits. Only this
         // rare path reads the mark first: otherwise the decide step below answers a retry.
-        let earlier = match shared.store.outcome(&session.id).await {
-            Err(err) if err.is_unreachable() && shared.fallback.is_some() => None,
-            other => other.map_err(store_failed)?,
-        };
+        let earlier = shared
+            .store
+            .outcome(&session.id)
+            .await
+            .map_err(store_failed)?;
         return match earlier {
             Some(done) => same_session(done, msg.score),
             // Not recorded: a rate-limited player may submit this session again later.
@@ -99,16 +98,14 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         .campaigns
         .get(session.campaign.as_str())
         .ok_or(ClientError::UnknownCampaign)?;
-    let refused = check_rules(rules, session.started_ms, now, msg.score)
-        .err()
-        .map(|e| e.code());
+    let refused = rules.check(session.started_ms, now, msg.score).err();
     let retention = rules.daily_retention();
     // Daily boards expire; global and region boards are kept for good.
     let boards: Vec<(BoardKey, Option<Duration>)> =
         BoardKey::all_for(&session.campaign, now, session.region.as_ref())
             .into_iter()
             .map(|key| {
-                let ttl = key.board.starts_with("daily:").then_some(retention);
+                let ttl = key.board.expires().then_some(retention);
                 (key, ttl)
             })
             .collect();
@@ -125,15 +122,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         region: session.region.as_ref(),
         boards: &boards,
     };
-    let outcome = match (shared.store.decide(&attempt).await, &shared.fallback) {
-        (Err(err), Some(pool)) if err.is_unreachable() => {
-            telemetry::fallback_submit(&err);
-            crate::pg::decide_directly(pool, &attempt)
-                .await
-                .map_err(store_failed)?
-        }
-        (decided, _) => decided.map_err(store_failed)?,
-    };
+    let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
     // The store answers a session decided before (here or on another engine) with that decision.
     same_session(outcome, msg.score)
 }
@@ -145,33 +134,6 @@ fn same_session(decided: Outcome, score: u64) -> Result<Outcome, ClientError> {
     } else {
         Err(ClientError::AlreadySubmitted)
     }
-}
-
-/// The anti-cheat rules that depend only on the campaign, the server's clock and the score.
-pub fn check_rules(
-    rules: &CampaignRules,
-    started_ms: u64,
-    now_ms: u64,
-    score: u64,
-) -> Result<(), ClientError> {
-    if !rules.is_open_at(started_ms) || !rules.is_open_at(now_ms) {
-        return Err(ClientError::CampaignClosed);
-    }
-    let played_ms = now_ms.saturating_sub(started_ms);
-    if played_ms < rules.min_duration_ms {
-        return Err(ClientError::TooFast);
-    }
-    if played_ms > rules.max_duration_ms {
-        return Err(ClientError::TooSlow);
-    }
-    if score > rules.max_score {
-        return Err(ClientError::ScoreTooHigh);
-    }
-    // score / seconds > rate, kept in integers: score * 1000 > rate * ms.
-    if u128::from(score) * 1000 > u128::from(rules.max_score_per_second) * u128::from(played_ms) {
-        return Err(ClientError::ScoreRateTooHigh);
-    }
-    Ok(())
 }
 
 impl ResultsPipeline {
@@ -222,42 +184,12 @@ impl Handler<Submit> for ResultsPipeline {
                     } else {
                         "accepted"
                     },
-                    o.refused.as_deref(),
+                    o.refused.map(|r| r.code()),
                 ),
                 Err(e) => ("rejected", Some(e.code())),
             };
             telemetry::submit(outcome, reason, msg.user.as_str(), msg.score);
             result
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_rule_refuses_with_its_reason() {
-        let r = CampaignRules::default();
-        let code = |started: u64, now: u64, score: u64| {
-            check_rules(&r, started, now, score).err().map(|e| e.code())
-        };
-        assert_eq!(code(0, 1_999, 10), Some("too_fast"));
-        assert_eq!(code(0, 120_001, 10), Some("too_slow"));
-        assert_eq!(code(0, 10_000, 100_001), Some("score_too_high"));
-        assert_eq!(code(0, 10_000, 501), Some("score_rate_too_high"));
-        assert_eq!(
-            code(0, 10_000, 500),
-            None,
-            "exactly the allowed rate is fine"
-        );
-        let closed = CampaignRules {
-            ends_at_ms: Some(5_000),
-            ..CampaignRules::default()
-        };
-        assert_eq!(
-            check_rules(&closed, 0, 10_000, 1).unwrap_err().code(),
-            "campaign_closed"
-        );
     }
 }

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::board::{diff, Entry};
-use crate::connection::Push;
-use crate::ids::{BoardKey, ConnId, RoomId, UserId};
-use crate::protocol::{encode, MsgId, ServerMsg, Standing};
-use crate::store::Store;
+use crate::connection::inbox::Push;
+use crate::domain::board::{diff, Entry, Standing};
+use crate::domain::clock::Clock;
+use crate::domain::error::ClientError;
+use crate::domain::ids::{BoardKey, ConnId, RoomId, UserId};
+use crate::domain::protocol::{encode, MsgId, ServerMsg};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
-use crate::time::now_ms;
 
 struct Member {
     user: UserId,
@@ -54,11 +55,13 @@ pub struct Room {
     resync: bool,
     /// Joins that arrived before the first read of the board; answered right after it.
     waiting: Vec<Join>,
+    /// The clock that says which day a daily room shows.
+    clock: Clock,
 }
 
 impl Room {
-    pub fn new(id: RoomId, store: Store, top_n: usize, tick: Duration) -> Self {
-        let board = BoardKey::for_room(&id, now_ms());
+    pub fn new(id: RoomId, store: Store, top_n: usize, tick: Duration, clock: Clock) -> Self {
+        let board = BoardKey::for_room(&id, clock.now_ms());
         Self {
             label: id.to_string(),
             id,
@@ -73,6 +76,7 @@ impl Room {
             loading: false,
             resync: false,
             waiting: Vec::new(),
+            clock,
         }
     }
 
@@ -121,7 +125,7 @@ impl Room {
             return;
         }
         self.loading = true;
-        let board = BoardKey::for_room(&self.id, now_ms());
+        let board = BoardKey::for_room(&self.id, self.clock.now_ms());
         let known = if board == self.board {
             self.version
         } else {
@@ -134,7 +138,7 @@ impl Room {
                 return Ok(None);
             }
             let top = store.top(&board, top_n).await?;
-            Ok::<_, crate::store::StoreError>(Some((board, version, top)))
+            Ok::<_, StoreError>(Some((board, version, top)))
         };
         ctx.spawn(read.into_actor(self).map(|read, room, ctx| {
             room.loading = false;
@@ -212,7 +216,7 @@ impl Room {
                 &ServerMsg::Diff {
                     room: &self.label,
                     seq: self.seq,
-                    server_time: now_ms(),
+                    server_time: self.clock.now_ms(),
                     diff: &d,
                 },
                 None,
@@ -253,7 +257,7 @@ impl Supervised for Room {
 
 /// Sent through the RoomRegistry, which answers whether the room exists.
 #[derive(Message)]
-#[rtype(result = "Result<(), crate::error::ClientError>")]
+#[rtype(result = "Result<(), ClientError>")]
 pub struct Join {
     pub room: RoomId,
     pub conn: ConnId,
@@ -263,7 +267,7 @@ pub struct Join {
 }
 
 impl Handler<Join> for Room {
-    type Result = Result<(), crate::error::ClientError>;
+    type Result = Result<(), ClientError>;
 
     /// Joining twice is a resync: the member gets a fresh snapshot. A room that has not read
     /// its board yet answers once it has.
@@ -339,8 +343,12 @@ impl Handler<Crash> for Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::CampaignId;
-    use crate::store::MemoryStore;
+    use crate::domain::clock::now_ms;
+    use crate::domain::decision::Attempt;
+    use crate::domain::ids::{BoardKind, CampaignId};
+    use crate::store::memory::MemoryStore;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
     /// Collects the frames a member receives.
     struct Sink(tokio::sync::mpsc::UnboundedSender<String>);
@@ -362,14 +370,25 @@ mod tests {
     }
 
     fn accept(store: &MemoryStore, session: &str, user: &UserId, score: u64, room: &RoomId) {
-        let board = BoardKey::for_room(room, now_ms());
-        store.decide(&crate::store::Attempt {
+        accept_at(store, session, user, score, room, now_ms());
+    }
+
+    fn accept_at(
+        store: &MemoryStore,
+        session: &str,
+        user: &UserId,
+        score: u64,
+        room: &RoomId,
+        at: u64,
+    ) {
+        let board = BoardKey::for_room(room, at);
+        store.decide(&Attempt {
             session_id: session,
             user,
             campaign: &room.campaign,
             score,
             started_ms: 0,
-            now_ms: now_ms(),
+            now_ms: at,
             keep_until_ms: u64::MAX,
             refused: None,
             region: None,
@@ -383,12 +402,12 @@ mod tests {
         let store = Store::Memory(memory.clone());
         let id = RoomId {
             campaign: CampaignId::new("demo"),
-            board: crate::ids::BoardKind::Global,
+            board: BoardKind::Global,
         };
         let alice = UserId::parse("alice").unwrap();
         let room = Supervisor::start({
             let id = id.clone();
-            move |_| Room::new(id, store, 10, Duration::from_millis(20))
+            move |_| Room::new(id, store, 10, Duration::from_millis(20), Clock::System)
         });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Sink(tx).start();
@@ -425,5 +444,54 @@ mod tests {
             (Some("diff"), Some(2))
         );
         assert_eq!(d["changed"][0]["score"], 20);
+    }
+
+    #[actix_rt::test]
+    async fn a_live_daily_room_rolls_over_to_the_new_day_at_midnight() {
+        let memory = Arc::new(MemoryStore::default());
+        let id = RoomId {
+            campaign: CampaignId::new("demo"),
+            board: BoardKind::Daily,
+        };
+        // 2026-11-22T23:59:59.900Z, then one second later.
+        let before_midnight = 1_795_391_999_900;
+        let after_midnight = before_midnight + 1_000;
+        let now = Arc::new(AtomicU64::new(before_midnight));
+        let (alice, bob) = (
+            UserId::parse("alice").unwrap(),
+            UserId::parse("bob").unwrap(),
+        );
+        accept_at(&memory, "d1", &alice, 50, &id, before_midnight);
+        let room = Room::new(
+            id.clone(),
+            Store::Memory(memory.clone()),
+            10,
+            Duration::from_millis(20),
+            Clock::Manual(now.clone()),
+        )
+        .start();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let join = Join {
+            room: id.clone(),
+            conn: ConnId(1),
+            user: bob.clone(),
+            out: Sink(tx).start().recipient(),
+            re: None,
+        };
+        room.send(join).await.unwrap().unwrap();
+        let snap = recv(&mut rx).await;
+        assert_eq!(
+            snap["top"][0]["user"], "alice",
+            "yesterday's board until midnight"
+        );
+
+        // Midnight passes; the new day's board has only bob.
+        accept_at(&memory, "d2", &bob, 10, &id, after_midnight);
+        now.store(after_midnight, Ordering::Relaxed);
+        let d = recv(&mut rx).await;
+        assert_eq!(d["type"], "diff");
+        assert_eq!(d["removed"], serde_json::json!(["alice"]));
+        assert_eq!(d["changed"][0]["user"], "bob");
+        assert_eq!(d["changed"][0]["rank"], 1);
     }
 }

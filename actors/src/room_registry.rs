@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::config::{CampaignRules, RoomConfig};
-use crate::error::ClientError;
-use crate::ids::RoomId;
+use crate::config::RoomConfig;
+use crate::domain::campaign::CampaignRules;
+use crate::domain::clock::Clock;
+use crate::domain::error::ClientError;
+use crate::domain::ids::RoomId;
 use crate::room::{Join, Leave, Resync, Room};
 use crate::store::Store;
 
@@ -55,7 +57,7 @@ impl RoomRegistry {
         );
         Ok(self.rooms.entry(id.clone()).or_insert_with(|| {
             let id = id.clone();
-            Supervisor::start(move |_| Room::new(id, store, top_n, tick))
+            Supervisor::start(move |_| Room::new(id, store, top_n, tick, Clock::System))
         }))
     }
 }

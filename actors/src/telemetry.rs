@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 
-use crate::error::CloseReason;
+use crate::domain::error::CloseReason;
 
 /// The configured cap, so dashboards and alerts can show the share in use.
 pub fn connection_cap(max: usize) {
@@ -100,7 +100,7 @@ pub fn submit(outcome: &'static str, reason: Option<&str>, user: &str, score: u6
 }
 
 /// A room could not read its board; it keeps its list and tries again next tick.
-pub fn room_read_failed(room: &str, err: &crate::store::StoreError) {
+pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
     counter!("podium_room_read_failures_total").increment(1);
     tracing::warn!(room, %err, "room could not read its board");
 }
@@ -121,7 +121,7 @@ pub fn batch_flushed(rows: usize, took: Duration) {
     tracing::debug!(rows, took_ms = took.as_millis() as u64, "batch persisted");
 }
 
-pub fn batch_failed(rows: usize, err: &crate::store::StoreError) {
+pub fn batch_failed(rows: usize, err: &dyn std::fmt::Display) {
     counter!("podium_persist_failures_total").increment(1);
     tracing::warn!(rows, %err, "batch not persisted; kept and retried");
 }
@@ -132,7 +132,7 @@ pub fn persist_backlog(entries: u64, oldest_ms: u64) {
 }
 
 /// A submit decided straight in PostgreSQL because Redis was unreachable.
-pub fn fallback_submit(err: &crate::store::StoreError) {
+pub fn fallback_submit(err: &dyn std::fmt::Display) {
     counter!("podium_fallback_submits_total").increment(1);
     tracing::debug!(%err, "Redis unreachable; result written straight to PostgreSQL");
 }

@@ -109,7 +109,7 @@ async fn es256_with_a_public_key_accepts_its_tokens_and_nothing_else() {
     );
     let private = include_bytes!("../fixtures/es256-private.pem");
     let server = TestServer::with(|c| {
-        c.jwt.algorithm = "ES256".into();
+        c.jwt.algorithm = podium_actors::domain::token::JwtAlgorithm::ES256;
         c.jwt.secret = None;
         c.jwt.public_key = Some(public.into());
     });

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 pub use podium::Config;
-use podium_actors::config::CampaignRules;
+use podium_actors::domain::campaign::CampaignRules;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -202,7 +202,7 @@ impl TestServer {
 
 pub async fn pg_count(config: &Config, table: &str) -> i64 {
     // The engine's own pool: same URL, same schema on the search path.
-    let pool = podium_actors::pg::pool(&config.postgres).expect("a DATABASE_URL");
+    let pool = podium_actors::store::postgres::pool(&config.postgres).expect("a DATABASE_URL");
     let client = pool.get().await.expect("connect to PostgreSQL");
     client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])

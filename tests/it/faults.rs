@@ -307,8 +307,8 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     .await;
     let board = board_rows(&server, "global").await;
     // The same board recomputed from PostgreSQL: best per player, ties to the earlier.
-    let pool = podium_actors::pg::pool(&server.config.postgres).unwrap();
-    let mut expected = podium_actors::pg::bests(&pool, "quick", None, None)
+    let pool = podium_actors::store::postgres::pool(&server.config.postgres).unwrap();
+    let mut expected = podium_actors::store::postgres::results::bests(&pool, "quick", None, None)
         .await
         .unwrap();
     expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
@@ -318,7 +318,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     // The region board too, though its only result arrived during the outage.
     let eu = board_rows(&server, "region:eu").await;
     let expected_eu: Vec<(String, u64)> =
-        podium_actors::pg::bests(&pool, "quick", None, Some("eu"))
+        podium_actors::store::postgres::results::bests(&pool, "quick", None, Some("eu"))
             .await
             .unwrap()
             .into_iter()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use podium_actors::config::CampaignRules;
+use podium_actors::domain::campaign::CampaignRules;
 use serde_json::json;
 
 use crate::common::*;

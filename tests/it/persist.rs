@@ -65,7 +65,7 @@ async fn two_engines_starting_together_apply_each_migration_once() {
     let (a, b) = (a.join().unwrap(), b.join().unwrap());
     assert_eq!(
         a.pg_count("schema_migrations").await,
-        podium_actors::pg::MIGRATIONS.len() as i64
+        podium_actors::store::postgres::migrate::MIGRATIONS.len() as i64
     );
     assert_eq!(b.config.postgres.schema, a.config.postgres.schema);
 }

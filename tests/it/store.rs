@@ -4,30 +4,34 @@
 
 use std::sync::Arc;
 
-use podium_actors::board::Entry;
-use podium_actors::config::RedisConfig;
-use podium_actors::ids::{BoardKey, CampaignId, UserId};
-use podium_actors::protocol::Standing;
-use podium_actors::store::{Attempt, MemoryStore, RedisStore, Store};
+use podium_actors::domain::board::{Entry, Standing};
+use podium_actors::domain::decision::Attempt;
+use podium_actors::domain::ids::{BoardKey, BoardName, CampaignId, UserId};
+use podium_actors::store::durable::Durable;
+use podium_actors::store::memory::MemoryStore;
+use podium_actors::store::Store;
 
-use crate::common::unique_tag;
+use crate::common::use_redis_engine;
+
+/// The redis engine's store on this machine's Redis (and PostgreSQL, which these calls do not
+/// reach while Redis answers), in a fresh key prefix.
+fn durable() -> Durable {
+    let mut config = podium::Config::default();
+    use_redis_engine(&mut config);
+    Durable::connect(&config).unwrap()
+}
 
 fn stores() -> Vec<(&'static str, Store)> {
-    let redis = RedisConfig {
-        url: Some(std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into())),
-        prefix: format!("test:{}:", unique_tag()),
-        ..RedisConfig::default()
-    };
     vec![
         ("memory", Store::Memory(Arc::new(MemoryStore::default()))),
-        ("redis", Store::Redis(RedisStore::new(&redis, 1).unwrap())),
+        ("redis", Store::Durable(durable())),
     ]
 }
 
 fn board() -> BoardKey {
     BoardKey {
         campaign: CampaignId::new("edge"),
-        board: "global".into(),
+        board: BoardName::Global,
     }
 }
 

@@ -4,8 +4,8 @@
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::board::{Diff, Entry};
-use crate::error::ClientError;
+use super::board::{Diff, Entry, Standing};
+use super::error::ClientError;
 
 /// The optional `id` a client puts on a message; the direct reply echoes it as `re`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,13 +91,6 @@ pub fn parse(
             Err((id, ClientError::BadMessage(err.to_string())))
         }
     }
-}
-
-/// Where a player stands on a board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Standing {
-    pub rank: u64,
-    pub score: u64,
 }
 
 /// `result.status`.

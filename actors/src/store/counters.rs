@@ -1,67 +1,60 @@
-//! A fixed-window rate limiter keyed by user or address, shared by the connections of one
-//! instance (per-user message rate), the results pipeline (submits per minute) and the dev
-//! token route (per IP). The memory engine keeps windows here; stale ones are swept by their
-//! owner's cleanup tick.
+//! Counters shared by every instance of a deployment: per-user socket places and per-user
+//! message windows. With the redis engine they live in Redis; with the memory engine there is
+//! one instance and the counts it keeps itself are the whole truth. The Store hands out
+//! [`Counters`]; the ConnectionRegistry and the Connections use them without knowing which.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// What a check says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    /// Over the limit; `strikes` counts the refusals in this window so far (1 for the first).
-    Refused {
-        strikes: u32,
-    },
+use super::error::StoreError;
+use super::redis::RedisStore;
+use crate::domain::clock::now_ms;
+use crate::domain::ids::UserId;
+use crate::domain::window::{Verdict, WindowLimiter};
+
+/// Where shared counts live.
+#[derive(Clone)]
+pub enum Counters {
+    /// This instance alone: its own counts are the cap.
+    Local,
+    Redis(RedisStore),
 }
 
-pub struct WindowLimiter<K> {
-    window: Duration,
-    max: u32,
-    /// Window start and count per key. A std mutex: held for a hash lookup, never across an
-    /// await, so an async mutex would only add cost.
-    windows: Mutex<HashMap<K, (Instant, u32)>>,
-}
-
-impl<K: Hash + Eq + Clone> WindowLimiter<K> {
-    pub fn new(window: Duration, max: u32) -> Self {
-        Self {
-            window,
-            max,
-            windows: Mutex::new(HashMap::new()),
+impl Counters {
+    /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
+    /// by [`Self::renew_sockets`] each heartbeat, so a crashed instance's places lapse). The
+    /// caller has already checked its own count against the cap.
+    pub async fn claim_socket(
+        &self,
+        user: &str,
+        member: &str,
+        cap: usize,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Counters::Local => Ok(true),
+            Counters::Redis(r) => r.claim_socket(user, member, cap, lease, now_ms()).await,
         }
     }
 
-    pub fn check(&self, key: &K) -> Verdict {
-        self.check_at(key, Instant::now())
-    }
-
-    fn check_at(&self, key: &K, now: Instant) -> Verdict {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, count) = windows.entry(key.clone()).or_insert((now, 0));
-        if now.duration_since(*start) >= self.window {
-            *start = now;
-            *count = 0;
-        }
-        *count = count.saturating_add(1);
-        if *count <= self.max {
-            Verdict::Allowed
-        } else {
-            Verdict::Refused {
-                strikes: *count - self.max,
-            }
+    /// Renews the leases of this instance's places, (user, member) pairs.
+    pub async fn renew_sockets(
+        &self,
+        held: &[(String, String)],
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Counters::Local => Ok(()),
+            Counters::Redis(r) => r.renew_sockets(held, lease, now_ms()).await,
         }
     }
 
-    /// Forgets windows that ended, so the map holds only recently active keys.
-    pub fn sweep(&self) -> usize {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        windows.len()
+    pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
+        match self {
+            Counters::Local => Ok(()),
+            Counters::Redis(r) => r.release_socket(user, member).await,
+        }
     }
 }
 
@@ -72,12 +65,12 @@ impl<K: Hash + Eq + Clone> WindowLimiter<K> {
 /// limit across instances by at most what they send within one sync. If Redis is unreachable
 /// each instance keeps limiting on its own counts.
 pub struct MessageLimiter {
-    local: WindowLimiter<crate::ids::UserId>,
+    local: WindowLimiter<UserId>,
     shared: Option<SharedWindows>,
 }
 
 struct SharedWindows {
-    redis: crate::redis_store::RedisStore,
+    redis: RedisStore,
     window: Duration,
     max: u32,
     /// A std mutex: held for map updates only, never across the sync's await.
@@ -89,15 +82,19 @@ struct SyncState {
     /// The fixed window these counts belong to (now / window).
     window_index: u64,
     /// This instance's count per user in the window.
-    mine: HashMap<crate::ids::UserId, u64>,
+    mine: HashMap<UserId, u64>,
     /// Counted here since the last sync, not yet added in Redis.
-    unsent: HashMap<crate::ids::UserId, u64>,
+    unsent: HashMap<UserId, u64>,
     /// The other instances' count per user, as of the last sync.
-    elsewhere: HashMap<crate::ids::UserId, u64>,
+    elsewhere: HashMap<UserId, u64>,
 }
 
 impl MessageLimiter {
-    pub fn new(window: Duration, max: u32, shared: Option<crate::redis_store::RedisStore>) -> Self {
+    pub fn new(window: Duration, max: u32, counters: &Counters) -> Self {
+        let shared = match counters {
+            Counters::Local => None,
+            Counters::Redis(redis) => Some(redis.clone()),
+        };
         let shared = shared.map(|redis| SharedWindows {
             redis,
             window,
@@ -110,11 +107,11 @@ impl MessageLimiter {
         }
     }
 
-    pub fn check(&self, user: &crate::ids::UserId) -> Verdict {
+    pub fn check(&self, user: &UserId) -> Verdict {
         let Some(shared) = &self.shared else {
             return self.local.check(user);
         };
-        let index = crate::time::now_ms() / shared.window.as_millis().max(1) as u64;
+        let index = now_ms() / shared.window.as_millis().max(1) as u64;
         let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.window_index != index {
             *state = SyncState {
@@ -192,28 +189,5 @@ impl MessageLimiter {
 
     pub fn sweep(&self) {
         self.local.sweep();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_past_the_limit_and_resets_with_the_window() {
-        let l = WindowLimiter::new(Duration::from_secs(1), 2);
-        let t0 = Instant::now();
-        assert_eq!(l.check_at(&"a", t0), Verdict::Allowed);
-        assert_eq!(l.check_at(&"a", t0), Verdict::Allowed);
-        assert_eq!(l.check_at(&"a", t0), Verdict::Refused { strikes: 1 });
-        assert_eq!(
-            l.check_at(&"b", t0),
-            Verdict::Allowed,
-            "keys are independent"
-        );
-        assert_eq!(
-            l.check_at(&"a", t0 + Duration::from_secs(1)),
-            Verdict::Allowed
-        );
     }
 }

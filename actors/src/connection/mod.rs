@@ -1,51 +1,46 @@
-//! Connection: one per WebSocket, on the HTTP worker's arbiter. This is the only file that
-//! uses actix-web-actors, so a move to actix-ws touches one place.
+//! Connection: one per WebSocket, on the HTTP worker's arbiter. This directory is the only
+//! place that uses actix-web-actors, so a move to actix-ws touches it alone.
 //!
 //! Owns: the socket's identity (user once authenticated), the rooms it joined, its heartbeat
-//! and activity clocks, and the count of bytes queued for the client ([`Metered`]).
+//! and activity clocks, and the count of bytes queued for the client ([`outbound`]).
 //! Receives WebSocket frames (the stream), [`Push`] (frames from Rooms) and [`Kick`] (from the
-//! ConnectionRegistry: shutdown). Sends [`Authenticate`]/[`Attach`] to the
+//! ConnectionRegistry: shutdown), both in [`inbox`]. Sends [`Authenticate`]/[`Attach`] to the
 //! ConnectionRegistry, [`Join`]/[`Leave`]/[`Resync`] to the RoomRegistry and [`Submit`] to the
-//! ResultsPipeline. Its whole life is here: the caps are checked in [`upgrade`] before the
-//! handshake completes, `started` arms the auth deadline and heartbeat, `stopping` leaves
-//! every room, and the [`ConnSlot`] it holds releases its place in the registry on drop.
-//! Nobody restarts a Connection: when it stops, the client reconnects.
+//! ResultsPipeline, all reached through its [`Gateway`]. Its whole life is here: the caps are
+//! checked in [`upgrade`] before the handshake completes, `started` arms the auth deadline and
+//! heartbeat, `stopping` leaves every room, and the [`ConnSlot`] it holds releases its place in
+//! the registry on drop. Nobody restarts a Connection: when it stops, the client reconnects.
+
+pub mod gateway;
+pub mod inbox;
+pub mod outbound;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::net::IpAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actix_web_actors::ws;
-use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
-use crate::auth::GameSession;
 use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
-use crate::engine::Engine;
-use crate::error::{ClientError, CloseReason};
-use crate::ids::{BoardKey, CampaignId, ConnId, Region, RoomId, UserId};
-use crate::limits::Verdict;
-use crate::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
+use crate::domain::clock::now_ms;
+use crate::domain::error::{ClientError, CloseReason};
+use crate::domain::ids::{BoardKey, ConnId, Region, RoomId, UserId};
+use crate::domain::protocol::{self, encode, ClientMsg, MsgId, ResultStatus, ServerMsg};
+use crate::domain::window::Verdict;
 use crate::results::Submit;
 use crate::room::{Join, Leave, Resync};
 use crate::telemetry;
-use crate::time::now_ms;
-
-/// A frame for the client, already serialized (shared bytes when broadcast). Whoever builds
-/// a frame counts it in `podium_ws_messages_out_total`, so a broadcast is counted once.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Push {
-    pub frame: ByteString,
-}
+pub use gateway::{client_ip, Gateway};
+pub use inbox::{Kick, Push};
+use outbound::{wire_len, Metered};
 
 /// Longest a shutdown waits for this socket's submits in flight to be answered.
 const SUBMIT_GRACE: Duration = Duration::from_secs(2);
@@ -53,16 +48,11 @@ const SUBMIT_GRACE: Duration = Duration::from_secs(2);
 /// Ranks shown above and below a player by `around`.
 const AROUND_RADIUS: u64 = 5;
 
-/// Close this socket for `reason`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Kick(pub CloseReason);
-
 /// `GET /ws`: checks the caps before upgrading, then starts a Connection.
 pub async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
-    engine: web::Data<Arc<Engine>>,
+    gateway: web::Data<Arc<Gateway>>,
 ) -> HttpResponse {
     let mut response = match ws::handshake(&req) {
         Ok(response) => response,
@@ -71,8 +61,8 @@ pub async fn upgrade(
                 .error_response()
         }
     };
-    let ip = client_ip(&req, engine.config.trust_proxy);
-    let slot = match engine.connections.send(Reserve { ip }).await {
+    let ip = client_ip(&req, gateway.trust_proxy);
+    let slot = match gateway.connections.send(Reserve { ip }).await {
         Ok(Ok(slot)) => slot,
         Ok(Err(err)) => {
             telemetry::connection_refused(err.code());
@@ -81,8 +71,8 @@ pub async fn upgrade(
         Err(_) => return ClientError::Internal.error_response(),
     };
     let queued = Rc::new(Cell::new(0));
-    let codec = actix_http::ws::Codec::new().max_size(engine.config.ws.max_payload_bytes);
-    let actor = Connection::new(slot, engine.get_ref().clone(), queued.clone());
+    let codec = actix_http::ws::Codec::new().max_size(gateway.ws.max_payload_bytes);
+    let actor = Connection::new(slot, gateway.get_ref().clone(), queued.clone());
     let context = ws::WebsocketContext::with_codec(actor, payload, codec);
     // The actor runs inside its context's stream. Left as the response body, it would run
     // only while the socket takes bytes: a client that stops reading would freeze its actor,
@@ -100,60 +90,10 @@ pub async fn upgrade(
     response.streaming(Metered { frames: rx, queued })
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if !trust_proxy {
-        return peer;
-    }
-    req.headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
-}
-
-/// The size a server frame takes on the wire: payload plus an unmasked header.
-fn wire_len(payload: usize) -> usize {
-    payload
-        + if payload < 126 {
-            2
-        } else if payload <= 0xFFFF {
-            4
-        } else {
-            10
-        }
-}
-
-/// The response body: the context's encoded frames. Every byte handed to the socket writer
-/// comes off `queued`, which the Connection raised when it wrote the frame, so `queued` is
-/// what the client has not taken yet (the writer stops polling while the socket is full).
-struct Metered<E> {
-    frames: tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, E>>,
-    queued: Rc<Cell<usize>>,
-}
-
-impl<E> Stream for Metered<E> {
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.frames.poll_recv(cx);
-        if let Poll::Ready(Some(Ok(bytes))) = &polled {
-            self.queued
-                .set(self.queued.get().saturating_sub(bytes.len()));
-        }
-        polled
-    }
-}
-
 pub struct Connection {
     /// Our place in the ConnectionRegistry; released when this actor is dropped.
     slot: ConnSlot,
-    engine: Arc<Engine>,
+    gateway: Arc<Gateway>,
     /// Set once `auth` succeeded; every other message waits for it.
     user: Option<UserId>,
     /// The player's region, from their token, carried into their game sessions.
@@ -175,11 +115,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(slot: ConnSlot, engine: Arc<Engine>, queued: Rc<Cell<usize>>) -> Self {
+    fn new(slot: ConnSlot, gateway: Arc<Gateway>, queued: Rc<Cell<usize>>) -> Self {
         let now = Instant::now();
         Self {
             slot,
-            engine,
+            gateway,
             user: None,
             region: None,
             rooms: HashSet::new(),
@@ -207,7 +147,7 @@ impl Connection {
             return;
         }
         let queued = self.queued.get() + wire_len(frame.len());
-        if queued > self.engine.config.ws.outbound_queue_max_bytes {
+        if queued > self.gateway.ws.outbound_queue_max_bytes {
             telemetry::outbound_queue(self.queued.get());
             return self.close(ctx, CloseReason::SlowConsumer);
         }
@@ -248,12 +188,12 @@ impl Connection {
 
     fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         let started = Instant::now();
-        let (id, msg) = match protocol::parse(text, self.engine.config.ws.max_message_length) {
+        let (id, msg) = match protocol::parse(text, self.gateway.ws.max_message_length) {
             Ok(parsed) => parsed,
             Err((id, err)) => {
                 telemetry::message_in("invalid");
                 self.reply_error(ctx, &err, id.as_ref());
-                self.engine.stats.message(true, Some(started.elapsed()));
+                self.gateway.stats.message(true, Some(started.elapsed()));
                 return;
             }
         };
@@ -272,10 +212,10 @@ impl Connection {
                     self.close(ctx, CloseReason::Unauthorized);
                 }
             }
-            self.engine.stats.message(!ok, Some(started.elapsed()));
+            self.gateway.stats.message(!ok, Some(started.elapsed()));
             return;
         };
-        let verdict = self.engine.messages.check(&user);
+        let verdict = self.gateway.messages.check(&user);
         self.admitted(ctx, verdict, user, msg, id, started);
     }
 
@@ -291,8 +231,8 @@ impl Connection {
     ) {
         if let Verdict::Refused { strikes } = verdict {
             self.reply_error(ctx, &ClientError::RateLimited, id.as_ref());
-            self.engine.stats.message(true, Some(started.elapsed()));
-            if strikes >= self.engine.config.ws.rate_limit_max_strikes {
+            self.gateway.stats.message(true, Some(started.elapsed()));
+            if strikes >= self.gateway.ws.rate_limit_max_strikes {
                 self.close(ctx, CloseReason::RateLimitAbuse);
             }
             return;
@@ -306,7 +246,7 @@ impl Connection {
             self.reply_error(ctx, err, id.as_ref());
         }
         let answered_in = (!deferred || result.is_err()).then(|| started.elapsed());
-        self.engine.stats.message(result.is_err(), answered_in);
+        self.gateway.stats.message(result.is_err(), answered_in);
     }
 
     fn authenticate(
@@ -315,7 +255,7 @@ impl Connection {
         token: &str,
         id: Option<MsgId>,
     ) {
-        let (user, region) = match self.engine.verifier.verify(token) {
+        let (user, region) = match self.gateway.verifier.verify(token) {
             Ok(identity) => (identity.user, identity.region),
             Err(err) => {
                 telemetry::auth("invalid");
@@ -323,7 +263,7 @@ impl Connection {
                 return self.close(ctx, CloseReason::Unauthorized);
             }
         };
-        let ask = self.engine.connections.send(Authenticate {
+        let ask = self.gateway.connections.send(Authenticate {
             id: self.id(),
             user: user.clone(),
         });
@@ -337,7 +277,7 @@ impl Connection {
                         let welcome = ServerMsg::Welcome {
                             user: user.as_str(),
                             server_time: now_ms(),
-                            heartbeat_ms: act.engine.config.ws.heartbeat_interval_ms,
+                            heartbeat_ms: act.gateway.ws.heartbeat_interval_ms,
                         };
                         act.reply(ctx, &welcome, id.as_ref());
                         act.user = Some(user);
@@ -366,119 +306,21 @@ impl Connection {
         match msg {
             ClientMsg::Auth { .. } => Err(ClientError::BadMessage("already authenticated".into())),
             ClientMsg::Ping => {
-                self.reply(
-                    ctx,
-                    &ServerMsg::Pong {
-                        server_time: now_ms(),
-                    },
-                    id.as_ref(),
-                );
-                Ok(())
-            }
-            ClientMsg::Join { room } => {
-                let room = RoomId::parse(&room)?;
-                if !self.rooms.contains(&room)
-                    && self.rooms.len() >= self.engine.config.rooms.max_rooms_per_connection
-                {
-                    return Err(ClientError::TooManyRooms);
-                }
-                let join = Join {
-                    room: room.clone(),
-                    conn: self.id(),
-                    user,
-                    out: ctx.address().recipient(),
-                    re: id.clone(),
+                let pong = ServerMsg::Pong {
+                    server_time: now_ms(),
                 };
-                let ask = self.engine.rooms.send(join);
-                ctx.spawn(
-                    ask.into_actor(self)
-                        .map(move |answer, act, ctx| match answer {
-                            Ok(Ok(())) => {
-                                act.rooms.insert(room);
-                            }
-                            Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
-                            Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
-                        }),
-                );
+                self.reply(ctx, &pong, id.as_ref());
                 Ok(())
             }
-            ClientMsg::Leave { room } => {
-                let room = RoomId::parse(&room)?;
-                if !self.rooms.remove(&room) {
-                    return Err(ClientError::UnknownRoom("not joined"));
-                }
-                self.engine.rooms.do_send(Leave {
-                    room: room.clone(),
-                    conn: self.id(),
-                });
-                self.reply(
-                    ctx,
-                    &ServerMsg::Left {
-                        room: &room.to_string(),
-                    },
-                    id.as_ref(),
-                );
-                Ok(())
-            }
-            ClientMsg::Snapshot { room } => {
-                let room = RoomId::parse(&room)?;
-                if !self.rooms.contains(&room) {
-                    return Err(ClientError::UnknownRoom("join the room first"));
-                }
-                self.engine.rooms.do_send(Resync {
-                    room,
-                    conn: self.id(),
-                    re: id,
-                });
-                Ok(())
-            }
-            ClientMsg::Around { room } => {
-                let room = RoomId::parse(&room)?;
-                if !self.engine.campaigns.contains_key(room.campaign.as_str()) {
-                    return Err(ClientError::UnknownRoom("no such campaign"));
-                }
-                let (store, board) = (
-                    self.engine.store.clone(),
-                    BoardKey::for_room(&room, now_ms()),
-                );
-                let read = async move { store.around(&board, &user, AROUND_RADIUS).await };
-                ctx.spawn(read.into_actor(self).map(move |rows, act, ctx| match rows {
-                    Ok(rows) => {
-                        let label = room.to_string();
-                        act.reply(
-                            ctx,
-                            &ServerMsg::Around {
-                                room: &label,
-                                rows: &rows,
-                            },
-                            id.as_ref(),
-                        );
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "around-me read failed");
-                        act.reply_error(ctx, &ClientError::Internal, id.as_ref());
-                    }
-                }));
-                Ok(())
-            }
+            ClientMsg::Join { room } => self.join(ctx, user, RoomId::parse(&room)?, id),
+            ClientMsg::Leave { room } => self.leave(ctx, RoomId::parse(&room)?, id),
+            ClientMsg::Snapshot { room } => self.resync(RoomId::parse(&room)?, id),
+            ClientMsg::Around { room } => self.around(ctx, user, RoomId::parse(&room)?, id),
             ClientMsg::StartGame { campaign } => {
-                let rules = self
-                    .engine
-                    .campaigns
-                    .get(&campaign)
-                    .ok_or(ClientError::UnknownCampaign)?;
                 let now = now_ms();
-                if !rules.is_open_at(now) {
-                    return Err(ClientError::CampaignClosed);
-                }
-                let session = GameSession {
-                    id: session_id(),
-                    user,
-                    campaign: CampaignId::new(&campaign),
-                    started_ms: now,
-                    region: self.region.clone(),
-                };
-                let token = self.engine.signer.sign(&session);
+                let (token, rules) =
+                    self.gateway
+                        .start_game(user, self.region.clone(), &campaign, now)?;
                 telemetry::game_started();
                 let started = ServerMsg::GameStarted {
                     session: &token,
@@ -491,69 +333,177 @@ impl Connection {
                 Ok(())
             }
             ClientMsg::Submit { session, score } => {
-                let asked = Instant::now();
-                self.in_flight += 1;
-                let ask = self.engine.results_for(self.id()).send(Submit {
-                    user,
-                    session,
-                    score,
-                });
-                ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
-                    act.in_flight -= 1;
-                    // A refusal that is not about this session's numbers comes back as `Err`
-                    // and is answered the same way: a rejected `result` naming the reason.
-                    match answer {
-                        Ok(answer) => {
-                            let (refused, best, rank) = match answer {
-                                Ok(outcome) => (outcome.refused, outcome.best, outcome.rank),
-                                Err(err) => (Some(err.code().to_owned()), None, None),
-                            };
-                            let status = if refused.is_some() {
-                                ResultStatus::Rejected
-                            } else {
-                                ResultStatus::Accepted
-                            };
-                            let result = ServerMsg::Result {
-                                status,
-                                reason: refused.as_deref(),
-                                score,
-                                best,
-                                rank,
-                            };
-                            act.reply(ctx, &result, id.as_ref());
-                        }
-                        Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
-                    }
-                    act.engine.stats.response(asked.elapsed());
-                    if act.in_flight == 0 {
-                        if let Some(reason) = act.close_after.take() {
-                            act.close(ctx, reason);
-                        }
-                    }
-                }));
+                self.submit(ctx, user, session, score, id);
                 Ok(())
             }
         }
     }
-}
 
-/// 128 random bits, hex: unguessable, so one player cannot collide with another's session.
-fn session_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// Joins through the RoomRegistry, which answers whether the room exists; the room sends
+    /// the snapshot.
+    fn join(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        room: RoomId,
+        id: Option<MsgId>,
+    ) -> Result<(), ClientError> {
+        if !self.rooms.contains(&room) && self.rooms.len() >= self.gateway.max_rooms_per_connection
+        {
+            return Err(ClientError::TooManyRooms);
+        }
+        let join = Join {
+            room: room.clone(),
+            conn: self.id(),
+            user,
+            out: ctx.address().recipient(),
+            re: id.clone(),
+        };
+        let ask = self.gateway.rooms.send(join);
+        ctx.spawn(
+            ask.into_actor(self)
+                .map(move |answer, act, ctx| match answer {
+                    Ok(Ok(())) => {
+                        act.rooms.insert(room);
+                    }
+                    Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
+                    Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                }),
+        );
+        Ok(())
+    }
+
+    fn leave(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        room: RoomId,
+        id: Option<MsgId>,
+    ) -> Result<(), ClientError> {
+        if !self.rooms.remove(&room) {
+            return Err(ClientError::UnknownRoom("not joined"));
+        }
+        self.gateway.rooms.do_send(Leave {
+            room: room.clone(),
+            conn: self.id(),
+        });
+        let left = ServerMsg::Left {
+            room: &room.to_string(),
+        };
+        self.reply(ctx, &left, id.as_ref());
+        Ok(())
+    }
+
+    /// A member that saw a gap in `seq` asks its room for a fresh snapshot.
+    fn resync(&mut self, room: RoomId, id: Option<MsgId>) -> Result<(), ClientError> {
+        if !self.rooms.contains(&room) {
+            return Err(ClientError::UnknownRoom("join the room first"));
+        }
+        self.gateway.rooms.do_send(Resync {
+            room,
+            conn: self.id(),
+            re: id,
+        });
+        Ok(())
+    }
+
+    /// The rows around the player, read straight from the store (no room needed).
+    fn around(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        room: RoomId,
+        id: Option<MsgId>,
+    ) -> Result<(), ClientError> {
+        if !self.gateway.campaigns.contains_key(room.campaign.as_str()) {
+            return Err(ClientError::UnknownRoom("no such campaign"));
+        }
+        let (store, board) = (
+            self.gateway.store.clone(),
+            BoardKey::for_room(&room, now_ms()),
+        );
+        let read = async move { store.around(&board, &user, AROUND_RADIUS).await };
+        ctx.spawn(read.into_actor(self).map(move |rows, act, ctx| match rows {
+            Ok(rows) => {
+                let label = room.to_string();
+                let around = ServerMsg::Around {
+                    room: &label,
+                    rows: &rows,
+                };
+                act.reply(ctx, &around, id.as_ref());
+            }
+            Err(err) => {
+                tracing::warn!(%err, "around-me read failed");
+                act.reply_error(ctx, &ClientError::Internal, id.as_ref());
+            }
+        }));
+        Ok(())
+    }
+
+    /// Hands the submit to this socket's pipeline and answers when it has decided. A refusal
+    /// that is not about this session's numbers comes back as `Err` and is answered the same
+    /// way: a rejected `result` naming the reason.
+    fn submit(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        session: String,
+        score: u64,
+        id: Option<MsgId>,
+    ) {
+        let asked = Instant::now();
+        self.in_flight += 1;
+        let ask = self.gateway.results_for(self.id()).send(Submit {
+            user,
+            session,
+            score,
+        });
+        ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
+            act.in_flight -= 1;
+            match answer {
+                Ok(answer) => {
+                    let (refused, best, rank) = match answer {
+                        Ok(outcome) => (
+                            outcome.refused.map(|r| r.code()),
+                            outcome.best,
+                            outcome.rank,
+                        ),
+                        Err(err) => (Some(err.code()), None, None),
+                    };
+                    let status = if refused.is_some() {
+                        ResultStatus::Rejected
+                    } else {
+                        ResultStatus::Accepted
+                    };
+                    let result = ServerMsg::Result {
+                        status,
+                        reason: refused,
+                        score,
+                        best,
+                        rank,
+                    };
+                    act.reply(ctx, &result, id.as_ref());
+                }
+                Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+            }
+            act.gateway.stats.response(asked.elapsed());
+            if act.in_flight == 0 {
+                if let Some(reason) = act.close_after.take() {
+                    act.close(ctx, reason);
+                }
+            }
+        }));
+    }
 }
 
 impl Actor for Connection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.engine.connections.do_send(Attach {
+        self.gateway.connections.do_send(Attach {
             id: self.id(),
             conn: ctx.address().recipient(),
         });
-        let ws = &self.engine.config.ws;
+        let ws = &self.gateway.ws;
         ctx.run_later(Duration::from_millis(ws.auth_timeout_ms), |act, ctx| {
             if act.user.is_none() {
                 telemetry::auth("timeout");
@@ -583,7 +533,7 @@ impl Actor for Connection {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         for room in self.rooms.drain() {
-            self.engine.rooms.do_send(Leave {
+            self.gateway.rooms.do_send(Leave {
                 room,
                 conn: self.slot.id,
             });
@@ -608,7 +558,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
                 telemetry::message_in("invalid");
                 let err = ClientError::BadMessage("send JSON in single text frames".into());
                 self.reply_error(ctx, &err, None);
-                self.engine.stats.message(true, Some(Duration::ZERO));
+                self.gateway.stats.message(true, Some(Duration::ZERO));
             }
             Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),

@@ -10,8 +10,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::ids::UserId;
-use crate::protocol::Standing;
+use super::ids::UserId;
+
+/// Where a player stands on a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    pub rank: u64,
+    pub score: u64,
+}
 
 /// One row of a top-N list as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ClientError;
+use super::error::ClientError;
 
 /// A player, as named by the `sub` claim of their JWT. Cheap to clone: it is shared by every
 /// room membership and board entry of that player.
@@ -145,24 +145,58 @@ impl fmt::Display for RoomId {
     }
 }
 
-/// The key of one stored board: a campaign and a board key such as `global` or
-/// `daily:2026-11-22`. Rooms map to a board key at read time, so a daily room rolls over.
+/// One stored board of a campaign. Rooms map to a board at read time, so a daily room rolls
+/// over at midnight UTC.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum BoardName {
+    /// The whole campaign, kept for good.
+    Global,
+    /// One UTC day, kept for the campaign's `daily_retention_days`.
+    Daily(time::Date),
+    /// The players of one region, kept for good.
+    Region(Region),
+}
+
+impl BoardName {
+    /// Whether the board expires (daily boards do; the others are kept for good).
+    pub fn expires(&self) -> bool {
+        matches!(self, BoardName::Daily(_))
+    }
+}
+
+/// How stored keys name a board: `global`, `daily:2026-11-22`, `region:eu`.
+impl fmt::Display for BoardName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoardName::Global => f.write_str("global"),
+            BoardName::Daily(day) => write!(f, "daily:{}", format_date(*day)),
+            BoardName::Region(r) => write!(f, "region:{}", r.as_str()),
+        }
+    }
+}
+
+/// The key of one stored board: a campaign and which of its boards.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct BoardKey {
     pub campaign: CampaignId,
-    pub board: String,
+    pub board: BoardName,
 }
 
 impl BoardKey {
     /// The board a room shows right now (`now_ms` is the server's clock, UTC).
     pub fn for_room(room: &RoomId, now_ms: u64) -> Self {
-        let board = match &room.board {
-            BoardKind::Global => "global".to_owned(),
-            BoardKind::Daily => format!("daily:{}", utc_date(now_ms)),
-            BoardKind::Region(r) => format!("region:{}", r.as_str()),
+        Self::of(&room.campaign, &room.board, now_ms)
+    }
+
+    /// The board of `kind` of `campaign` at `now_ms`.
+    pub fn of(campaign: &CampaignId, kind: &BoardKind, now_ms: u64) -> Self {
+        let board = match kind {
+            BoardKind::Global => BoardName::Global,
+            BoardKind::Daily => BoardName::Daily(utc_day(now_ms)),
+            BoardKind::Region(r) => BoardName::Region(r.clone()),
         };
         Self {
-            campaign: room.campaign.clone(),
+            campaign: campaign.clone(),
             board,
         }
     }
@@ -172,26 +206,27 @@ impl BoardKey {
         let mut kinds = vec![BoardKind::Global, BoardKind::Daily];
         kinds.extend(region.cloned().map(BoardKind::Region));
         kinds
-            .into_iter()
-            .map(|board| {
-                Self::for_room(
-                    &RoomId {
-                        campaign: campaign.clone(),
-                        board,
-                    },
-                    now_ms,
-                )
-            })
+            .iter()
+            .map(|kind| Self::of(campaign, kind, now_ms))
             .collect()
     }
 }
 
+/// The UTC day of a Unix time in milliseconds.
+pub fn utc_day(now_ms: u64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp((now_ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date()
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
 /// `YYYY-MM-DD` of a Unix time in milliseconds, UTC.
 pub fn utc_date(now_ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((now_ms / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    format_date(utc_day(now_ms))
 }
 
 #[cfg(test)]
@@ -217,11 +252,15 @@ mod tests {
         let room = RoomId::parse("demo/daily").unwrap();
         // 2026-11-22T23:59:59Z and one second later.
         assert_eq!(
-            BoardKey::for_room(&room, 1_795_391_999_000).board,
+            BoardKey::for_room(&room, 1_795_391_999_000)
+                .board
+                .to_string(),
             "daily:2026-11-22"
         );
         assert_eq!(
-            BoardKey::for_room(&room, 1_795_392_000_000).board,
+            BoardKey::for_room(&room, 1_795_392_000_000)
+                .board
+                .to_string(),
             "daily:2026-11-23"
         );
     }

@@ -1,0 +1,378 @@
+//! The one configuration struct, every field documented with the environment variable that
+//! overrides it. Compiled defaults here; `config/default.toml` mirrors them (a test checks).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::campaign::CampaignRules;
+use crate::domain::token::JwtAlgorithm;
+
+/// Everything podium can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP and WebSocket server binds (`PODIUM_LISTEN`).
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per core (`PODIUM_WORKERS`).
+    pub workers: usize,
+    /// Serves `POST /dev/token`. Unset: on with the memory engine (`PODIUM_DEV_MODE`).
+    pub dev_mode: Option<bool>,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you run)
+    /// (`PODIUM_TRUST_PROXY`).
+    pub trust_proxy: bool,
+    /// `text` or `json` log lines (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+    pub ws: WsConfig,
+    pub jwt: JwtConfig,
+    pub game: GameConfig,
+    pub rooms: RoomConfig,
+    pub health: HealthConfig,
+    /// `memory` or `redis` (Redis + PostgreSQL, for production). Unset: `redis` when
+    /// `REDIS_URL` or `DATABASE_URL` is set, else `memory` (`PODIUM_ENGINE`).
+    pub engine: Option<EngineKind>,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub persist: PersistConfig,
+    /// Campaigns by name, with their anti-cheat rules.
+    pub campaigns: BTreeMap<String, CampaignRules>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    Memory,
+    Redis,
+}
+
+/// Redis: boards, idempotency marks, the results stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (`REDIS_URL`).
+    pub url: Option<String>,
+    /// Prefix of every key, so several deployments (or tests) share one Redis (`REDIS_PREFIX`).
+    pub prefix: String,
+    /// Connections in the pool; never more are opened (`REDIS_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Longest wait for a free connection before the call fails (`REDIS_POOL_WAIT_TIMEOUT`).
+    pub pool_wait_timeout_ms: u64,
+    /// Longest a command may take (`REDIS_COMMAND_TIMEOUT`).
+    pub command_timeout_ms: u64,
+}
+
+/// PostgreSQL: campaigns and every result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db` (`DATABASE_URL`).
+    pub url: Option<String>,
+    /// Schema podium's tables live in; created if missing (`DATABASE_SCHEMA`).
+    pub schema: String,
+    /// Connections in the pool; never more are opened (`DATABASE_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Longest wait for a free connection (`DATABASE_POOL_WAIT_TIMEOUT`).
+    pub pool_wait_timeout_ms: u64,
+    /// Longest a statement may run, set as the session's statement_timeout
+    /// (`DATABASE_STATEMENT_TIMEOUT`).
+    pub statement_timeout_ms: u64,
+}
+
+/// The write-behind path from the results stream to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistConfig {
+    /// Rows per batch at most (`PERSIST_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Oldest a batch may get before it is written (`PERSIST_FLUSH_INTERVAL`).
+    pub flush_interval_ms: u64,
+    /// Daily partitions of `results` created ahead of today (`PERSIST_PARTITIONS_AHEAD`).
+    pub partitions_ahead_days: u32,
+    /// Stream entries pending this long on a dead consumer are claimed (`PERSIST_CLAIM_IDLE`).
+    pub claim_idle_ms: u64,
+    /// This engine's name in the results consumer group; unset: the host name
+    /// (`PERSIST_CONSUMER`).
+    pub consumer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// WebSocket limits. Env names are the ones operators already know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Sockets open at once on this instance (`WS_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Authenticated sockets per user (`WS_MAX_CONNECTIONS_PER_USER`).
+    pub max_connections_per_user: usize,
+    /// Sockets per client address; 0 turns the check off (`WS_MAX_CONNECTIONS_PER_IP`).
+    pub max_connections_per_ip: usize,
+    /// Length of a rate-limit window (`WS_RATE_LIMIT_WINDOW`).
+    pub rate_limit_window_ms: u64,
+    /// Messages a user may send per window, across their sockets (`WS_RATE_LIMIT_MAX_MESSAGES`).
+    pub rate_limit_max_messages: u32,
+    /// Refused messages in one window after which the socket is closed with 4429
+    /// (`WS_RATE_LIMIT_MAX_STRIKES`).
+    pub rate_limit_max_strikes: u32,
+    /// How often stale rate-limit windows and idempotency marks are swept (`WS_CLEANUP_INTERVAL`).
+    pub cleanup_interval_ms: u64,
+    /// A socket that sends nothing but pings for this long is closed (`WS_INACTIVE_TIMEOUT`).
+    pub inactive_timeout_ms: u64,
+    /// Largest frame accepted; larger closes with 1009 (`WS_MAX_PAYLOAD`).
+    pub max_payload_bytes: usize,
+    /// Longest room name, campaign name or message id (`WS_MAX_MESSAGE_LENGTH`).
+    pub max_message_length: usize,
+    /// Time a new socket has to send `auth` (`WS_AUTH_TIMEOUT`).
+    pub auth_timeout_ms: u64,
+    /// Server ping interval; silent for two intervals closes the socket (`WS_HEARTBEAT_INTERVAL`).
+    pub heartbeat_interval_ms: u64,
+    /// Bytes queued for a client that is not reading before it is closed with 4008
+    /// (`WS_OUTBOUND_QUEUE_MAX`).
+    pub outbound_queue_max_bytes: usize,
+    /// SO_SNDBUF of accepted sockets; 0 keeps the kernel's autotuning. A cap bounds the kernel
+    /// memory a stalled client can hold before `outbound_queue_max_bytes` applies
+    /// (`WS_SOCKET_SEND_BUFFER`).
+    pub socket_send_buffer_bytes: usize,
+}
+
+/// How player tokens are checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// The only algorithm accepted: `HS256`, `RS256` or `ES256` (`JWT_ALGORITHM`).
+    pub algorithm: JwtAlgorithm,
+    /// HS256 shared secret (`JWT_SECRET`). Unset in dev mode: a random one per process.
+    pub secret: Option<String>,
+    /// RS256/ES256 public key: PEM text or a path to a PEM file (`JWT_PUBLIC_KEY`).
+    pub public_key: Option<String>,
+    /// Required `iss`, if set (`JWT_ISSUER`).
+    pub issuer: Option<String>,
+    /// Required `aud`, if set (`JWT_AUDIENCE`).
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` (`JWT_LEEWAY`).
+    pub leeway_secs: u64,
+    /// Lifetime of tokens minted by `POST /dev/token` (`DEV_TOKEN_TTL`).
+    pub dev_token_ttl_secs: u64,
+}
+
+/// Game sessions and submissions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GameConfig {
+    /// Key that signs session tokens; every instance must share it (`SESSION_SECRET`).
+    /// Unset: a random one per process (fine for one instance).
+    pub session_secret: Option<String>,
+    /// Submits a user may make per minute (`GAME_MAX_SUBMITS_PER_MINUTE`).
+    pub max_submits_per_minute: u32,
+}
+
+/// Rooms and their broadcasts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomConfig {
+    /// At most one diff per room per tick (`ROOM_TICK`).
+    pub tick_ms: u64,
+    /// Rows in a room's top list (`ROOM_TOP_N`).
+    pub top_n: usize,
+    /// Rooms one socket may join (`ROOM_MAX_PER_CONNECTION`).
+    pub max_rooms_per_connection: usize,
+    /// Rooms on this instance; region boards are named by players, so this bounds them
+    /// (`ROOM_MAX_ROOMS`).
+    pub max_rooms: usize,
+}
+
+/// Thresholds behind `/health`'s status, documented in README.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Share of `WS_MAX_CONNECTIONS` in use that makes `warning` / `critical`.
+    pub connections_warning_ratio: f64,
+    pub connections_critical_ratio: f64,
+    /// Share of messages answered with an error frame over the last minute.
+    pub error_rate_warning: f64,
+    pub error_rate_critical: f64,
+    /// Average time to answer a message over the last minute.
+    pub response_time_warning_ms: f64,
+    pub response_time_critical_ms: f64,
+    /// Age of the oldest result not yet in PostgreSQL that makes `warning` (redis engine).
+    pub persist_lag_warning_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            workers: 0,
+            dev_mode: None,
+            trust_proxy: false,
+            log_format: LogFormat::Text,
+            ws: WsConfig::default(),
+            jwt: JwtConfig::default(),
+            game: GameConfig::default(),
+            rooms: RoomConfig::default(),
+            health: HealthConfig::default(),
+            engine: None,
+            redis: RedisConfig::default(),
+            postgres: PostgresConfig::default(),
+            persist: PersistConfig::default(),
+            campaigns: BTreeMap::from([("demo".to_owned(), CampaignRules::default())]),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "podium:".into(),
+            pool_size: 16,
+            pool_wait_timeout_ms: 500,
+            command_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            schema: "public".into(),
+            pool_size: 8,
+            pool_wait_timeout_ms: 1_000,
+            statement_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for PersistConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1_000,
+            flush_interval_ms: 200,
+            partitions_ahead_days: 3,
+            claim_idle_ms: 30_000,
+            consumer: None,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 19_000,
+            max_connections_per_user: 5,
+            max_connections_per_ip: 500,
+            rate_limit_window_ms: 1_000,
+            rate_limit_max_messages: 20,
+            rate_limit_max_strikes: 20,
+            cleanup_interval_ms: 30_000,
+            inactive_timeout_ms: 600_000,
+            max_payload_bytes: 16_384,
+            max_message_length: 128,
+            auth_timeout_ms: 10_000,
+            heartbeat_interval_ms: 20_000,
+            outbound_queue_max_bytes: 262_144,
+            socket_send_buffer_bytes: 0,
+        }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::HS256,
+            secret: None,
+            public_key: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+            dev_token_ttl_secs: 3_600,
+        }
+    }
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        Self {
+            session_secret: None,
+            max_submits_per_minute: 30,
+        }
+    }
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            top_n: 100,
+            max_rooms_per_connection: 8,
+            max_rooms: 1_000,
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            connections_warning_ratio: 0.8,
+            connections_critical_ratio: 0.95,
+            error_rate_warning: 0.05,
+            error_rate_critical: 0.25,
+            response_time_warning_ms: 250.0,
+            response_time_critical_ms: 1_000.0,
+            persist_lag_warning_ms: 2_000,
+        }
+    }
+}
+
+impl Config {
+    /// The engine in use: as configured, else `redis` once either store has a URL.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.engine
+            .unwrap_or(if self.redis.url.is_some() || self.postgres.url.is_some() {
+                EngineKind::Redis
+            } else {
+                EngineKind::Memory
+            })
+    }
+
+    /// HTTP worker threads: as configured, or one per core.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "memory" => Ok(EngineKind::Memory),
+            "redis" => Ok(EngineKind::Redis),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Checks serde cannot express, each naming its environment key, and the JWT key material,
+//! read and parsed at start so a bad key stops start-up instead of refusing every player.
+
+use super::error::{bad, ConfigError};
+use super::schema::{Config, EngineKind, JwtConfig};
+use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl Config {
+    /// Range checks that serde cannot express, each naming its environment key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ws = &self.ws;
+        let checks: &[(&str, bool, &str, String)] = &[
+            (
+                "PODIUM_LISTEN",
+                self.listen.parse::<std::net::SocketAddr>().is_ok(),
+                "host:port such as 127.0.0.1:8080",
+                self.listen.clone(),
+            ),
+            (
+                "WS_MAX_CONNECTIONS",
+                ws.max_connections >= 1,
+                "at least 1",
+                ws.max_connections.to_string(),
+            ),
+            (
+                "WS_MAX_CONNECTIONS_PER_USER",
+                ws.max_connections_per_user >= 1,
+                "at least 1",
+                ws.max_connections_per_user.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_WINDOW",
+                (10..=3_600_000).contains(&ws.rate_limit_window_ms),
+                "10 to 3600000 ms",
+                ws.rate_limit_window_ms.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_MAX_MESSAGES",
+                ws.rate_limit_max_messages >= 1,
+                "at least 1",
+                ws.rate_limit_max_messages.to_string(),
+            ),
+            (
+                "WS_RATE_LIMIT_MAX_STRIKES",
+                ws.rate_limit_max_strikes >= 1,
+                "at least 1",
+                ws.rate_limit_max_strikes.to_string(),
+            ),
+            (
+                "WS_CLEANUP_INTERVAL",
+                ws.cleanup_interval_ms >= 100,
+                "at least 100 ms",
+                ws.cleanup_interval_ms.to_string(),
+            ),
+            (
+                "WS_INACTIVE_TIMEOUT",
+                ws.inactive_timeout_ms >= 100,
+                "at least 100 ms",
+                ws.inactive_timeout_ms.to_string(),
+            ),
+            (
+                "WS_MAX_PAYLOAD",
+                (256..=16 << 20).contains(&ws.max_payload_bytes),
+                "256 to 16777216 bytes",
+                ws.max_payload_bytes.to_string(),
+            ),
+            (
+                "WS_MAX_MESSAGE_LENGTH",
+                (8..=4096).contains(&ws.max_message_length),
+                "8 to 4096 characters",
+                ws.max_message_length.to_string(),
+            ),
+            (
+                "WS_AUTH_TIMEOUT",
+                ws.auth_timeout_ms >= 10,
+                "at least 10 ms",
+                ws.auth_timeout_ms.to_string(),
+            ),
+            (
+                "WS_HEARTBEAT_INTERVAL",
+                ws.heartbeat_interval_ms >= 10,
+                "at least 10 ms",
+                ws.heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "WS_OUTBOUND_QUEUE_MAX",
+                ws.outbound_queue_max_bytes >= 1024,
+                "at least 1024 bytes",
+                ws.outbound_queue_max_bytes.to_string(),
+            ),
+            (
+                "GAME_MAX_SUBMITS_PER_MINUTE",
+                self.game.max_submits_per_minute >= 1,
+                "at least 1",
+                self.game.max_submits_per_minute.to_string(),
+            ),
+            (
+                "ROOM_TICK",
+                (10..=60_000).contains(&self.rooms.tick_ms),
+                "10 to 60000 ms",
+                self.rooms.tick_ms.to_string(),
+            ),
+            (
+                "ROOM_TOP_N",
+                (1..=1000).contains(&self.rooms.top_n),
+                "1 to 1000 rows",
+                self.rooms.top_n.to_string(),
+            ),
+            (
+                "ROOM_MAX_PER_CONNECTION",
+                self.rooms.max_rooms_per_connection >= 1,
+                "at least 1",
+                self.rooms.max_rooms_per_connection.to_string(),
+            ),
+            (
+                "REDIS_POOL_SIZE",
+                self.redis.pool_size >= 1,
+                "at least 1",
+                self.redis.pool_size.to_string(),
+            ),
+            (
+                "REDIS_COMMAND_TIMEOUT",
+                self.redis.command_timeout_ms >= 1,
+                "at least 1 ms",
+                self.redis.command_timeout_ms.to_string(),
+            ),
+            (
+                "DATABASE_POOL_SIZE",
+                self.postgres.pool_size >= 2,
+                "at least 2 (the batcher holds one while the pipeline may need another)",
+                self.postgres.pool_size.to_string(),
+            ),
+            (
+                "DATABASE_SCHEMA",
+                is_identifier(&self.postgres.schema),
+                "a schema name of letters, digits and _",
+                self.postgres.schema.clone(),
+            ),
+            (
+                "PERSIST_BATCH_SIZE",
+                (1..=100_000).contains(&self.persist.batch_size),
+                "1 to 100000 rows",
+                self.persist.batch_size.to_string(),
+            ),
+            (
+                "PERSIST_FLUSH_INTERVAL",
+                self.persist.flush_interval_ms >= 1,
+                "at least 1 ms",
+                self.persist.flush_interval_ms.to_string(),
+            ),
+        ];
+        for (key, ok, expected, got) in checks {
+            if !ok {
+                return Err(bad(key, expected, got));
+            }
+        }
+        if self.engine_kind() == EngineKind::Redis {
+            if self.redis.url.is_none() {
+                return Err(bad(
+                    "REDIS_URL",
+                    "a redis:// URL (the redis engine needs Redis and PostgreSQL)",
+                    "",
+                ));
+            }
+            if self.postgres.url.is_none() {
+                return Err(bad(
+                    "DATABASE_URL",
+                    "a postgres:// URL (the redis engine needs Redis and PostgreSQL)",
+                    "",
+                ));
+            }
+        }
+        if let Some(secret) = &self.jwt.secret {
+            if secret.len() < 16 {
+                return Err(bad("JWT_SECRET", "at least 16 characters", "(hidden)"));
+            }
+        }
+        for (name, rules) in &self.campaigns {
+            let key = format!("campaigns.{name}");
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                return Err(bad(&key, "a name of letters, digits, - and _", name));
+            }
+            if rules.min_duration_ms >= rules.max_duration_ms {
+                return Err(bad(
+                    &format!("{key}.min_duration_ms"),
+                    "less than max_duration_ms",
+                    rules.min_duration_ms,
+                ));
+            }
+            if rules.max_score == 0 || rules.max_score_per_second == 0 {
+                return Err(bad(
+                    &format!("{key}.max_score"),
+                    "max_score and max_score_per_second above 0",
+                    rules.max_score,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JwtConfig {
+    /// The verifier these settings describe. `generated_secret` stands in for a missing HS256
+    /// secret (dev mode only).
+    pub fn verifier(&self, generated_secret: Option<&str>) -> Result<TokenVerifier, ConfigError> {
+        let rules = TokenRules {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway_secs: self.leeway_secs,
+            dev_ttl_secs: self.dev_token_ttl_secs,
+        };
+        let key = match self.algorithm {
+            JwtAlgorithm::HS256 => self
+                .secret
+                .as_deref()
+                .or(generated_secret)
+                .ok_or_else(|| {
+                    bad(
+                        "JWT_SECRET",
+                        "a secret of at least 16 characters (required outside dev mode)",
+                        "",
+                    )
+                })?
+                .to_owned(),
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                let raw = self.public_key.as_deref().ok_or_else(|| {
+                    bad("JWT_PUBLIC_KEY", "a PEM public key or a path to one", "")
+                })?;
+                if raw.trim_start().starts_with("-----BEGIN") {
+                    raw.to_owned()
+                } else {
+                    std::fs::read_to_string(raw).map_err(|e| {
+                        bad(
+                            "JWT_PUBLIC_KEY",
+                            "a PEM public key or a readable path to one",
+                            format!("{raw}: {e}"),
+                        )
+                    })?
+                }
+            }
+        };
+        TokenVerifier::new(self.algorithm, key.as_bytes(), &rules).map_err(|e| {
+            bad(
+                "JWT_PUBLIC_KEY",
+                &format!("a valid {} public key in PEM", self.algorithm),
+                e,
+            )
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! What a Connection needs, and nothing more: the socket limits, the token verifier and
+//! session signer, the campaigns, the message windows, the registries, the results pipelines
+//! and the store. Built once by the Engine and shared by every Connection (an `Arc`), so a
+//! Connection can be built and tested without an Engine.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::HttpRequest;
+
+use crate::config::WsConfig;
+use crate::connection_registry::ConnectionRegistry;
+use crate::domain::campaign::CampaignRules;
+use crate::domain::error::ClientError;
+use crate::domain::ids::{CampaignId, ConnId, Region, UserId};
+use crate::domain::session::{GameSession, SessionSigner};
+use crate::domain::token::TokenVerifier;
+use crate::results::ResultsPipeline;
+use crate::room_registry::RoomRegistry;
+use crate::store::counters::MessageLimiter;
+use crate::store::Store;
+use crate::telemetry::Stats;
+
+pub struct Gateway {
+    /// The socket limits (`[ws]`).
+    pub ws: WsConfig,
+    /// Rooms one socket may join (`ROOM_MAX_PER_CONNECTION`).
+    pub max_rooms_per_connection: usize,
+    /// Whether the client address comes from `X-Forwarded-For` (`PODIUM_TRUST_PROXY`).
+    pub trust_proxy: bool,
+    pub verifier: TokenVerifier,
+    pub signer: Arc<SessionSigner>,
+    pub campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    /// Per-user message windows across the player's sockets (on every instance).
+    pub messages: Arc<MessageLimiter>,
+    /// The one-minute figures behind `/health`.
+    pub stats: Arc<Stats>,
+    pub connections: Addr<ConnectionRegistry>,
+    pub rooms: Addr<RoomRegistry>,
+    /// One ResultsPipeline per core (see [`Gateway::results_for`]); never empty.
+    pub results: Vec<Addr<ResultsPipeline>>,
+    /// For reads that need no actor (around-me).
+    pub store: Store,
+}
+
+impl Gateway {
+    /// The results pipeline a connection submits to: always the same one for a socket, so its
+    /// submits are decided in order.
+    pub fn results_for(&self, conn: ConnId) -> &Addr<ResultsPipeline> {
+        &self.results[conn.0 as usize % self.results.len()]
+    }
+
+    /// Starts a game of `campaign` for `user` at `now_ms`: the signed session token, and the
+    /// campaign's rules the client is told.
+    pub fn start_game(
+        &self,
+        user: UserId,
+        region: Option<Region>,
+        campaign: &str,
+        now_ms: u64,
+    ) -> Result<(String, &CampaignRules), ClientError> {
+        let rules = self
+            .campaigns
+            .get(campaign)
+            .ok_or(ClientError::UnknownCampaign)?;
+        if !rules.is_open_at(now_ms) {
+            return Err(ClientError::CampaignClosed);
+        }
+        let session = GameSession::start(user, CampaignId::new(campaign), region, now_ms);
+        Ok((self.signer.sign(&session), rules))
+    }
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if !trust_proxy {
+        return peer;
+    }
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
+}

@@ -1,0 +1,238 @@
+//! The `redis` engine's store: Redis decides (marks, boards, the results stream), PostgreSQL
+//! keeps every result, and the fallback between them lives here, so nothing above the Store
+//! knows there are two services.
+//!
+//! While Redis is unreachable a submit is decided straight in PostgreSQL and answered after
+//! the commit; a watchdog pings Redis every second and, when it answers again, rebuilds the
+//! boards from PostgreSQL before declaring the fallback over. The PersistenceBatcher drains
+//! the stream and publishes its state in [`PersistStatus`], which [`Durable::health`] reads.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use super::error::StoreError;
+use super::postgres::{self, migrate, results};
+use super::redis::RedisStore;
+use crate::config::{Config, ConfigError};
+use crate::domain::campaign::CampaignRules;
+use crate::domain::clock::now_ms;
+use crate::domain::decision::{Attempt, Outcome};
+use crate::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
+use crate::telemetry;
+
+/// Attempts to reach Redis and PostgreSQL at start before giving up, and the longest pause.
+const STARTUP_ATTEMPTS: u32 = 30;
+const STARTUP_MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// How often the watchdog pings Redis.
+const REDIS_WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{service} unreachable after {STARTUP_ATTEMPTS} attempts: {error}")]
+    Unreachable {
+        service: &'static str,
+        error: StoreError,
+    },
+}
+
+/// What `/health` needs to know of the write-behind path; written by the PersistenceBatcher.
+pub struct PersistStatus {
+    /// Entries in the stream not yet written to PostgreSQL.
+    pub backlog: AtomicU64,
+    /// Age of the oldest of them, ms.
+    pub oldest_ms: AtomicU64,
+    /// False while writes to PostgreSQL fail.
+    pub postgres_ok: AtomicBool,
+}
+
+impl Default for PersistStatus {
+    /// The store opens only once PostgreSQL answered, so it starts healthy.
+    fn default() -> Self {
+        Self {
+            backlog: AtomicU64::new(0),
+            oldest_ms: AtomicU64::new(0),
+            postgres_ok: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Redis and PostgreSQL together. Cheap to clone: every part is shared.
+#[derive(Clone)]
+pub struct Durable {
+    pub redis: RedisStore,
+    pub pg: Pool,
+    /// False while Redis is unreachable and results go straight to PostgreSQL; set by the
+    /// watchdog only, so it turns true again only after the boards were rebuilt.
+    redis_ok: Arc<AtomicBool>,
+    pub status: Arc<PersistStatus>,
+}
+
+/// Retries `attempt` with growing pauses, logging each failure, until it succeeds or the
+/// attempts run out: a service that is down at start is waited for, loudly.
+async fn with_retries<T>(
+    service: &'static str,
+    mut attempt: impl AsyncFnMut() -> Result<T, StoreError>,
+) -> Result<T, OpenError> {
+    let mut pause = Duration::from_millis(500);
+    for n in 1..=STARTUP_ATTEMPTS {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(error) if n == STARTUP_ATTEMPTS => {
+                return Err(OpenError::Unreachable { service, error })
+            }
+            Err(error) => {
+                tracing::warn!(service, attempt = n, of = STARTUP_ATTEMPTS, %error, retry_in_ms = pause.as_millis() as u64, "{service} unreachable at start; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(STARTUP_MAX_PAUSE);
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+impl Durable {
+    /// The clients, without touching either service (for `podium rebuild` and tests).
+    pub fn connect(config: &Config) -> Result<Self, OpenError> {
+        let redis =
+            RedisStore::new(&config.redis, config.worker_threads()).map_err(|e| ConfigError {
+                key: "REDIS_URL".into(),
+                expected: "a redis:// URL".into(),
+                got: e.to_string(),
+            })?;
+        let pg = postgres::pool(&config.postgres).map_err(|e| ConfigError {
+            key: "DATABASE_URL".into(),
+            expected: "a postgres:// URL".into(),
+            got: e.to_string(),
+        })?;
+        Ok(Self {
+            redis,
+            pg,
+            redis_ok: Arc::new(AtomicBool::new(true)),
+            status: Arc::new(PersistStatus::default()),
+        })
+    }
+
+    /// Connects, waits for both services, brings the schema up to date, records the
+    /// configured campaigns and starts the Redis watchdog.
+    pub async fn open(config: &Config) -> Result<Self, OpenError> {
+        let store = Self::connect(config)?;
+        with_retries("Redis", async || store.redis.ping().await).await?;
+        let applied = with_retries("PostgreSQL", async || {
+            migrate::migrate(&store.pg, &config.postgres.schema).await
+        })
+        .await?;
+        tracing::info!(?applied, "PostgreSQL schema is current");
+        if let Err(err) = results::record_campaigns(&store.pg, &config.campaigns).await {
+            tracing::warn!(%err, "could not record the campaigns in PostgreSQL");
+        }
+        results::ensure_partitions(&store.pg, now_ms(), config.persist.partitions_ahead_days)
+            .await
+            .ok();
+        tokio::spawn(store.clone().watch_redis(config.campaigns.clone()));
+        Ok(store)
+    }
+
+    /// The session's decision, or `None` when it has none, or when Redis cannot say (the
+    /// fallback decides such a session in PostgreSQL, where its primary key keeps it once).
+    pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
+        match self.redis.outcome(session).await {
+            Err(err) if err.is_unreachable() => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Decides in Redis; with Redis unreachable, straight in PostgreSQL.
+    pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
+        match self.redis.decide(attempt).await {
+            Err(err) if err.is_unreachable() => {
+                telemetry::fallback_submit(&err);
+                results::decide_directly(&self.pg, attempt).await
+            }
+            decided => decided,
+        }
+    }
+
+    /// Whether results are being decided in PostgreSQL right now.
+    pub fn redis_down(&self) -> bool {
+        !self.redis_ok.load(Ordering::Relaxed)
+    }
+
+    /// Pings Redis every second. When it stops answering, submits are already falling back
+    /// on their own; when it answers again, the boards are rebuilt from PostgreSQL (the
+    /// results written there meanwhile) before the fallback is declared over.
+    async fn watch_redis(self, campaigns: BTreeMap<String, CampaignRules>) {
+        let mut tick = tokio::time::interval(REDIS_WATCH_EVERY);
+        loop {
+            tick.tick().await;
+            let up = self.redis.ping().await.is_ok();
+            let was_up = self.redis_ok.load(Ordering::Relaxed);
+            if !up && was_up {
+                self.redis_ok.store(false, Ordering::Relaxed);
+                telemetry::fallback(true);
+            } else if up && !was_up {
+                let mut rebuilt = true;
+                for (name, rules) in &campaigns {
+                    if let Err(err) = self.rebuild_boards(name, rules, now_ms()).await {
+                        tracing::warn!(campaign = name, %err, "rebuild failed; retrying");
+                        rebuilt = false;
+                        break;
+                    }
+                }
+                if rebuilt {
+                    self.redis_ok.store(true, Ordering::Relaxed);
+                    telemetry::fallback(false);
+                }
+            }
+        }
+    }
+
+    /// Recomputes a campaign's boards (global, today's daily, and one per region) from
+    /// PostgreSQL and raises the Redis boards to them. Used when Redis returns after an
+    /// outage, and by `podium rebuild`. Answers how many board rows changed.
+    pub async fn rebuild_boards(
+        &self,
+        campaign: &str,
+        rules: &CampaignRules,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let started = std::time::Instant::now();
+        let id = CampaignId::new(campaign);
+        let board = |kind| BoardKey::of(&id, &kind, now);
+        let day_start = now - now % 86_400_000;
+        let (redis, pg) = (&self.redis, &self.pg);
+        let mut changed = redis
+            .rebuild(
+                &board(BoardKind::Global),
+                None,
+                &results::bests(pg, campaign, None, None).await?,
+            )
+            .await?;
+        changed += redis
+            .rebuild(
+                &board(BoardKind::Daily),
+                Some(rules.daily_retention()),
+                &results::bests(pg, campaign, Some(day_start), None).await?,
+            )
+            .await?;
+        for region in results::regions(pg, campaign)
+            .await?
+            .iter()
+            .filter_map(|r| Region::parse(r))
+        {
+            let bests = results::bests(pg, campaign, None, Some(region.as_str())).await?;
+            changed += redis
+                .rebuild(&board(BoardKind::Region(region)), None, &bests)
+                .await?;
+        }
+        telemetry::boards_rebuilt(campaign, changed, started.elapsed());
+        Ok(changed)
+    }
+}

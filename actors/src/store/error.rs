@@ -1,0 +1,21 @@
+//! Why a store call failed.
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store timed out")]
+    Timeout,
+    #[error("store command failed: {0}")]
+    Command(String),
+    #[error("corrupt {0} in the store")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// The store could not be reached (as opposed to refusing a command): the case the
+    /// PostgreSQL fallback is for.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout)
+    }
+}

@@ -1,0 +1,8 @@
+//! The production engine's PostgreSQL half: the pool ([`pool`]), migrations ([`migrate`]) and
+//! every read and write of results ([`results`]).
+
+pub mod migrate;
+pub mod pool;
+pub mod results;
+
+pub use pool::pool;

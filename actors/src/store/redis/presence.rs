@@ -1,0 +1,90 @@
+//! Per-user socket places in Redis (`uc:{user}`: a sorted set of `instance:conn` members
+//! scored by lease expiry), so the per-user cap holds across instances and the places of a
+//! crashed instance lapse on their own.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, Script};
+
+use super::client::RedisStore;
+use crate::store::error::StoreError;
+
+/// KEYS: the user's sockets. ARGV: now ms, expiry ms, member, cap, key TTL ms. Answers 1 when
+/// the socket got a place, 0 when the user is at the cap.
+const CLAIM_SOCKET: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
+static CLAIM_SOCKET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_SOCKET));
+
+impl RedisStore {
+    /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
+    /// by [`Self::renew_sockets`] each heartbeat, so a crashed instance's places lapse).
+    pub async fn claim_socket(
+        &self,
+        user: &str,
+        member: &str,
+        cap: usize,
+        lease: Duration,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&["uc", user]);
+        let lease_ms = lease.as_millis() as u64;
+        let got: u8 = self
+            .run(async |c| {
+                CLAIM_SOCKET_SCRIPT
+                    .key(&key)
+                    .arg(now_ms)
+                    .arg(now_ms + lease_ms)
+                    .arg(member)
+                    .arg(cap)
+                    .arg(lease_ms)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(got == 1)
+    }
+
+    /// Renews the leases of this instance's places, (user, member) pairs, in one pipeline.
+    pub async fn renew_sockets(
+        &self,
+        held: &[(String, String)],
+        lease: Duration,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let lease_ms = lease.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for (user, member) in held {
+            let key = self.key(&["uc", user]);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg("XX")
+                .arg(now_ms + lease_ms)
+                .arg(member)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
+        }
+        self.run(async |c| pipe.query_async(c).await).await
+    }
+
+    pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
+        let key = self.key(&["uc", user]);
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(&key)
+                .arg(member)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,219 @@
+//! The results stream (`results`): every decided attempt, appended by the decide script and
+//! drained into PostgreSQL by the PersistenceBatcher through the consumer group.
+//!
+//! An entry is one field, [`FIELD`], holding the record's parts tab-separated in the order
+//! [`pack`] writes and [`unpack`] reads: session, user, campaign, score, started ms, decided ms,
+//! the refusal ('' when accepted) and the region ('' when none). This file is the only place
+//! that knows that order; the Lua script stores the value it is handed. One field instead of
+//! eight keeps the batcher's parsing cheap; no part can hold a tab (user ids refuse control
+//! characters, the rest are codes, names and numbers).
+
+use std::time::Duration;
+
+use deadpool_redis::redis;
+
+use super::client::RedisStore;
+use crate::domain::campaign::Refusal;
+use crate::domain::decision::Record;
+use crate::store::error::StoreError;
+
+/// The one field of an entry.
+pub const FIELD: &str = "r";
+
+/// An entry's field and value for `record`.
+pub fn pack(record: &Record) -> (&'static str, String) {
+    let value = [
+        record.session_id.as_str(),
+        record.user_id.as_str(),
+        record.campaign_id.as_str(),
+        &record.score.to_string(),
+        &record.started_ms.to_string(),
+        &record.at_ms.to_string(),
+        record.reason.map_or("", Refusal::code),
+        record.region.as_deref().unwrap_or(""),
+    ]
+    .join("\t");
+    (FIELD, value)
+}
+
+/// The record an entry's value holds; `None` when it is malformed.
+pub fn unpack(packed: &str) -> Option<Record> {
+    let mut parts = packed.split('\t');
+    let mut next = || parts.next();
+    let (session, user, campaign) = (next()?, next()?, next()?);
+    let (score, started, at) = (
+        next()?.parse().ok()?,
+        next()?.parse().ok()?,
+        next()?.parse().ok()?,
+    );
+    let (reason, region) = (next()?, next()?);
+    Some(Record {
+        session_id: session.to_owned(),
+        user_id: user.to_owned(),
+        campaign_id: campaign.to_owned(),
+        score,
+        started_ms: started,
+        at_ms: at,
+        reason: match reason {
+            "" => None,
+            code => Some(Refusal::from_code(code)?),
+        },
+        region: (!region.is_empty()).then(|| region.to_owned()),
+    })
+}
+
+/// One entry of the results stream.
+pub struct StreamEntry {
+    pub id: String,
+    /// `None` when the entry is malformed (logged and acknowledged, so it cannot block the
+    /// stream forever).
+    pub row: Option<Record>,
+}
+
+fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
+    reply
+        .keys
+        .into_iter()
+        .flat_map(|k| k.ids)
+        .map(|e| StreamEntry {
+            row: e.get::<String>(FIELD).as_deref().and_then(unpack),
+            id: e.id,
+        })
+        .collect()
+}
+
+impl RedisStore {
+    pub fn stream_key(&self) -> String {
+        self.key(&["results"])
+    }
+
+    /// Creates the group at the stream's start (entries written before the first batcher ran
+    /// are not skipped); an existing group is left as it is.
+    pub async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
+        let key = self.stream_key();
+        let created: Result<(), StoreError> = self
+            .run(async |c| {
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(group)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(c)
+                    .await
+            })
+            .await;
+        match created {
+            Err(StoreError::Command(msg)) if msg.contains("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Entries for `consumer`: its own unacknowledged ones (`pending`), or new ones, waiting up
+    /// to `block` for the first.
+    pub async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        pending: bool,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let key = self.stream_key();
+        let reply: Option<redis::streams::StreamReadReply> = self
+            .run(async |c| {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(count);
+                if !pending {
+                    cmd.arg("BLOCK").arg(block.as_millis() as u64);
+                }
+                cmd.arg("STREAMS")
+                    .arg(&key)
+                    .arg(if pending { "0" } else { ">" });
+                cmd.query_async(c).await
+            })
+            .await?;
+        Ok(reply.map(parse_entries).unwrap_or_default())
+    }
+
+    /// Takes over entries another consumer left pending for `min_idle` (it died); they then
+    /// appear among this consumer's pending entries. Answers how many were taken.
+    pub async fn autoclaim(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<usize, StoreError> {
+        let key = self.stream_key();
+        let reply: redis::streams::StreamAutoClaimReply = self
+            .run(async |c| {
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&key)
+                    .arg(group)
+                    .arg(consumer)
+                    .arg(min_idle.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(reply.claimed.len())
+    }
+
+    /// Acknowledges written entries and deletes them, so the stream holds exactly what is not
+    /// yet in PostgreSQL.
+    pub async fn ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let key = self.stream_key();
+        self.run(async |c| {
+            redis::pipe()
+                .cmd("XACK")
+                .arg(&key)
+                .arg(group)
+                .arg(ids)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&key)
+                .arg(ids)
+                .ignore()
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// Entries not yet written to PostgreSQL, and the age of the oldest in ms.
+    pub async fn backlog(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
+        let key = self.stream_key();
+        let (len, first): (u64, redis::streams::StreamRangeReply) = self
+            .run(async |c| {
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&key)
+                    .cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let oldest = first
+            .ids
+            .first()
+            .and_then(|e| e.id.split('-').next()?.parse::<u64>().ok())
+            .map_or(0, |ms| now_ms.saturating_sub(ms));
+        Ok((len, oldest))
+    }
+}

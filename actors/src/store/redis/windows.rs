@@ -1,0 +1,33 @@
+//! Per-user message windows in Redis (`rl:{user}:{window}`: a counter per fixed window), which
+//! the instances add their local counts to.
+
+use std::time::Duration;
+
+use deadpool_redis::redis;
+
+use super::client::RedisStore;
+use crate::store::error::StoreError;
+
+impl RedisStore {
+    /// Adds each user's new message count to their window `index` in one pipeline; answers
+    /// each window's total across instances, in order.
+    pub async fn add_message_counts(
+        &self,
+        counts: &[(String, u64)],
+        index: u64,
+        window: Duration,
+    ) -> Result<Vec<u64>, StoreError> {
+        let window_ms = window.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        for (user, n) in counts {
+            let key = self.key(&["rl", user, &index.to_string()]);
+            pipe.cmd("INCRBY").arg(&key).arg(*n);
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(window_ms * 2)
+                .arg("NX")
+                .ignore();
+        }
+        self.run(async |c| pipe.query_async(c).await).await
+    }
+}
