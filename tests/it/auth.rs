@@ -1,6 +1,7 @@
 //! The first frame must be a valid `auth`; everything else closes with 4401.
 
 use jsonwebtoken::Algorithm;
+use podium_actors::domain::token::JwtAlgorithm;
 use serde_json::json;
 
 use crate::common::*;
@@ -109,7 +110,7 @@ async fn es256_with_a_public_key_accepts_its_tokens_and_nothing_else() {
     );
     let private = include_bytes!("../fixtures/es256-private.pem");
     let server = TestServer::with(|c| {
-        c.jwt.algorithm = podium_actors::domain::token::JwtAlgorithm::ES256;
+        c.jwt.algorithm = JwtAlgorithm::ES256;
         c.jwt.secret = None;
         c.jwt.public_key = Some(public.into());
     });
@@ -132,4 +133,37 @@ async fn es256_with_a_public_key_accepts_its_tokens_and_nothing_else() {
             .0,
         404
     );
+}
+
+#[tokio::test]
+async fn rs256_with_a_public_key_accepts_its_tokens_and_nothing_else() {
+    let public = include_str!("../fixtures/rs256-public.pem");
+    let private = include_bytes!("../fixtures/rs256-private.pem");
+    let server = TestServer::with(|c| {
+        c.jwt.algorithm = JwtAlgorithm::RS256;
+        c.jwt.secret = None;
+        // PEM text in the variable itself, as a container's environment would carry it.
+        c.jwt.public_key = Some(public.into());
+    });
+    let mut c = server.connect().await;
+    c.send(json!({"type":"auth","token": token_with("rita", now_secs() + 600, Algorithm::RS256, private)})).await;
+    assert_eq!(c.recv().await["user"], "rita");
+    let es256 = token_with(
+        "rita",
+        now_secs() + 600,
+        Algorithm::ES256,
+        include_bytes!("../fixtures/es256-private.pem"),
+    );
+    assert_eq!(
+        refused(&server, es256).await.1 .0,
+        4401,
+        "only RS256 is accepted"
+    );
+    let confused = token_with(
+        "rita",
+        now_secs() + 600,
+        Algorithm::HS256,
+        public.as_bytes(),
+    );
+    assert_eq!(refused(&server, confused).await.1 .0, 4401);
 }

@@ -22,6 +22,9 @@ pub struct TestServer {
     /// The config it runs with (its key prefix and schema, with the redis engine).
     pub config: Config,
     handle: actix_web::dev::ServerHandle,
+    /// Sends the shutdown signal `podium::serve` waits for (see [`TestServer::shut_down`]).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -59,12 +62,19 @@ impl TestServer {
         use_test_engine(&mut config);
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let kept = config.clone();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let running = podium::start(config).await.expect("server starts");
                 tx.send((running.addr, running.server.handle())).unwrap();
-                let _ = running.server.await;
+                // A dropped sender is no signal: such servers stop through their handle.
+                let signal = async move {
+                    if signal.await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                };
+                let _ = podium::serve(running, signal).await;
             })
         });
         let (addr, handle) = rx.recv_timeout(WAIT).expect("server reports its address");
@@ -72,7 +82,21 @@ impl TestServer {
             addr,
             config: kept,
             handle,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
         }
+    }
+
+    /// The shutdown a SIGTERM starts (close sockets with 1001 after answering submits in
+    /// flight, stop, drain the batcher); answers once the server has stopped.
+    pub async fn shut_down(mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        let thread = self.thread.take().expect("a server thread");
+        tokio::task::spawn_blocking(move || thread.join().expect("the server thread ends"))
+            .await
+            .unwrap();
     }
 
     pub fn url(&self) -> String {
@@ -211,6 +235,25 @@ pub async fn pg_count(config: &Config, table: &str) -> i64 {
         .get(0)
 }
 
+/// The (text, int8) rows `sql` selects in this config's schema.
+pub async fn pg_pairs(config: &Config, sql: &str) -> Vec<(String, i64)> {
+    let pool = podium_actors::store::postgres::pool(&config.postgres).expect("a DATABASE_URL");
+    let client = pool.get().await.expect("connect to PostgreSQL");
+    client
+        .query(sql, &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Results-stream entries not yet written to PostgreSQL and acknowledged.
+pub async fn stream_backlog(config: &Config) -> u64 {
+    let store = podium_actors::store::durable::Durable::connect(config).expect("store clients");
+    store.redis.backlog(0).await.expect("read the stream").0
+}
+
 /// Polls `check` every 20 ms until it holds or `WAIT` passes.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
@@ -243,6 +286,7 @@ pub fn now_secs() -> u64 {
 pub fn token_with(user: &str, exp: u64, alg: jsonwebtoken::Algorithm, key: &[u8]) -> String {
     let key = match alg {
         jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(key).unwrap(),
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(key).unwrap(),
         _ => jsonwebtoken::EncodingKey::from_secret(key),
     };
     jsonwebtoken::encode(

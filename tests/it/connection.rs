@@ -234,3 +234,56 @@ async fn a_slow_reader_is_closed_with_4008_while_the_room_keeps_sending_to_other
     // Reading now, the slow member finds what had been queued, then the close.
     assert_eq!(slow.closed().await, (4008, "slow_consumer".into()));
 }
+
+#[tokio::test]
+async fn a_socket_joins_at_most_its_cap_of_rooms() {
+    let server = TestServer::with(|c| c.rooms.max_rooms_per_connection = 2);
+    let mut p = server.player("roamer").await;
+    p.join("quick/global").await;
+    p.join("quick/daily").await;
+    p.send(json!({"type":"join","room":"quick/region:eu","id":3}))
+        .await;
+    let refused = p.recv().await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["re"].as_u64()),
+        (Some("too_many_rooms"), Some(3))
+    );
+    // Joining a room again is a resync, not another room; leaving makes room for another.
+    assert_eq!(p.join("quick/global").await["type"], "snapshot");
+    p.send(json!({"type":"leave","room":"quick/daily"})).await;
+    assert_eq!(p.recv().await["type"], "left");
+    assert_eq!(p.join("quick/region:eu").await["type"], "snapshot");
+}
+
+/// Upgrades with `X-Forwarded-For: ip`; answers the HTTP status (101 when upgraded).
+async fn upgrade_from(server: &TestServer, ip: &str) -> (u16, Option<Client>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "x-forwarded-for",
+        format!("{ip}, 10.0.0.1").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, response)) => (response.status().as_u16(), Some(Client { ws })),
+        Err(tungstenite::Error::Http(response)) => (response.status().as_u16(), None),
+        Err(other) => panic!("upgrade failed: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_ip_cap_counts_the_forwarded_address() {
+    let server = TestServer::with(|c| {
+        c.trust_proxy = true;
+        c.ws.max_connections_per_ip = 1;
+    });
+    let (first, _a) = upgrade_from(&server, "198.51.100.7").await;
+    let (other, _b) = upgrade_from(&server, "198.51.100.8").await;
+    let (again, _) = upgrade_from(&server, "198.51.100.7").await;
+    assert_eq!((first, other, again), (101, 101, 429));
+
+    // Not trusted: the header is the client's word and is ignored; the peer (127.0.0.1) counts.
+    let direct = TestServer::with(|c| c.ws.max_connections_per_ip = 1);
+    let (first, _c) = upgrade_from(&direct, "198.51.100.7").await;
+    let (other, _) = upgrade_from(&direct, "198.51.100.8").await;
+    assert_eq!((first, other), (101, 429));
+}

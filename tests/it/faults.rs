@@ -327,3 +327,52 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     assert_eq!(eu, expected_eu);
     assert_eq!(eu, vec![("rd".to_owned(), 30)]);
 }
+
+#[tokio::test]
+async fn a_shutdown_answers_the_submit_in_flight_and_the_batcher_writes_it() {
+    let redis = TempRedis::start();
+    let server = TestServer::redis(|c| {
+        c.redis.url = Some(redis.url());
+        // Batches wait a minute: only the drain at shutdown can write this one. The command
+        // timeout outlasts the batcher's blocking read, so the read returns with the entry.
+        c.persist.flush_interval_ms = 60_000;
+        c.redis.command_timeout_ms = 120_000;
+    });
+    let mut p = server.player("last-word").await;
+    let session = p.start_game("quick").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Redis holds every command for a moment: the submit stays in flight meanwhile.
+    run(
+        "redis-cli",
+        &[
+            "-p",
+            &redis.port.to_string(),
+            "client",
+            "pause",
+            "700",
+            "ALL",
+        ],
+    );
+    p.send(serde_json::json!({"type":"submit","session": session,"score": 77,"id":"s"}))
+        .await;
+    // The pong proves the submit was read (frames are handled in order) and is waiting.
+    p.send(serde_json::json!({"type":"ping","id":"after"}))
+        .await;
+    assert_eq!(p.recv().await["re"], "after");
+
+    let config = server.config.clone();
+    let stopped = tokio::spawn(server.shut_down());
+    let result = p.recv().await;
+    assert_eq!(
+        (result["re"].as_str(), result["status"].as_str()),
+        (Some("s"), Some("accepted")),
+        "{result}"
+    );
+    assert_eq!(p.closed().await, (1001, "shutdown".into()));
+    stopped.await.unwrap();
+    assert_eq!(
+        pg_count(&config, "results").await,
+        1,
+        "the batcher wrote what it held before the engine stopped"
+    );
+}

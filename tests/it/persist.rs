@@ -36,12 +36,26 @@ async fn accepted_results_and_refusals_reach_postgres_once() {
         server.pg_count("flagged").await == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The rows hold what the players were told, and nothing is left waiting in the stream.
+    let scores = pg_pairs(
+        &server.config,
+        "SELECT user_id, score FROM results ORDER BY score",
+    )
+    .await;
+    let scores: Vec<i64> = scores.into_iter().map(|(_, score)| score).collect();
     assert_eq!(
-        server.pg_count("results").await,
-        6,
-        "no duplicates appear later"
+        scores,
+        vec![1, 2, 3, 4, 5, 9],
+        "the retried session kept its score"
     );
+    assert_eq!(
+        pg_pairs(&server.config, "SELECT reason, score FROM flagged").await,
+        vec![("score_too_high".to_owned(), 5_000_000)]
+    );
+    eventually("every stream entry acknowledged", || async {
+        stream_backlog(&server.config).await == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -183,6 +197,79 @@ async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart(
     let _restarted = Engine::spawn(&config, 20, 1_000).await;
     eventually("all 40 acknowledged results in PostgreSQL", || async {
         pg_count(&config, "results").await == 40
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_another() {
+    use podium_actors::domain::decision::Attempt;
+    use podium_actors::domain::ids::{BoardKey, CampaignId, UserId};
+    use podium_actors::persistence_batcher::GROUP;
+
+    let mut config = podium::Config::default();
+    use_redis_engine(&mut config);
+    // An engine that read three results and died before writing them: they are pending on
+    // its consumer name in the group.
+    let store = podium_actors::store::durable::Durable::connect(&config).unwrap();
+    store.redis.ensure_group(GROUP).await.unwrap();
+    let now = podium_actors::domain::clock::now_ms();
+    let campaign = CampaignId::new("quick");
+    let boards = [(BoardKey::all_for(&campaign, now, None).remove(0), None)];
+    for i in 0..3 {
+        let user = UserId::parse(&format!("orphan{i}")).unwrap();
+        let session = format!("orphaned-{i}");
+        let attempt = Attempt {
+            session_id: &session,
+            user: &user,
+            campaign: &campaign,
+            score: 10 + i,
+            started_ms: now - 1_000,
+            now_ms: now,
+            keep_until_ms: now + 60_000,
+            refused: None,
+            region: None,
+            boards: &boards,
+        };
+        store.redis.decide(&attempt).await.unwrap();
+    }
+    let taken = store
+        .redis
+        .read_group(GROUP, "dead-engine", 10, false, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 3);
+
+    // Another engine, with its own consumer name, takes them over once they are idle.
+    let survivor = TestServer::with(|c| {
+        *c = Config {
+            listen: "127.0.0.1:0".into(),
+            workers: 1,
+            dev_mode: Some(true),
+            ..config.clone()
+        };
+        c.persist.consumer = Some("survivor".into());
+        c.persist.claim_idle_ms = 200;
+        c.persist.flush_interval_ms = 20;
+    });
+    eventually("the orphaned results in PostgreSQL", || async {
+        survivor.pg_count("results").await == 3
+    })
+    .await;
+    assert_eq!(
+        pg_pairs(
+            &survivor.config,
+            "SELECT user_id, score FROM results ORDER BY score"
+        )
+        .await,
+        vec![
+            ("orphan0".into(), 10),
+            ("orphan1".into(), 11),
+            ("orphan2".into(), 12)
+        ]
+    );
+    eventually("nothing left pending", || async {
+        stream_backlog(&survivor.config).await == 0
     })
     .await;
 }

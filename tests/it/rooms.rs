@@ -145,9 +145,10 @@ async fn a_quiet_room_sends_no_diffs() {
     let mut p = server.player("once").await;
     p.play(5).await;
     a.recv_type("diff").await;
-    // Same board for many ticks: nothing more arrives.
-    a.send(json!({"type":"ping","id":"after"})).await;
+    // Same board for ten ticks; the ping goes out only then, so any diff sent meanwhile
+    // would arrive before its pong.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    a.send(json!({"type":"ping","id":"after"})).await;
     assert_eq!(
         a.recv().await["re"],
         "after",
@@ -254,4 +255,26 @@ async fn the_number_of_rooms_is_capped() {
     // Existing rooms still take members.
     let mut q = server.player("latecomer").await;
     assert_eq!(q.join("quick/region:a").await["type"], "snapshot");
+}
+
+#[tokio::test]
+async fn a_member_that_asks_for_a_snapshot_gets_the_current_list_and_seq() {
+    let server = TestServer::with(|c| c.rooms.tick_ms = 20);
+    let mut watcher = server.player("resyncer").await;
+    let first = watcher.join("quick/global").await;
+    let mut p = server.player("scorer").await;
+    p.play(33).await;
+    let diff = watcher.recv_type("diff").await;
+    watcher
+        .send(json!({"type":"snapshot","room":"quick/global","id":"again"}))
+        .await;
+    let snap = watcher.recv_type("snapshot").await;
+    assert_eq!(snap["re"], "again");
+    assert_eq!(
+        snap["seq"], diff["seq"],
+        "the snapshot is as of the last diff"
+    );
+    assert_ne!(snap["seq"], first["seq"]);
+    assert_eq!(snap["top"], json!([{"rank":1,"user":"scorer","score":33}]));
+    assert_eq!(snap["me"], Value::Null);
 }

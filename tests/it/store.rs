@@ -239,3 +239,52 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_results_stream_entry_round_trips_through_the_decide_script() {
+    use podium_actors::domain::campaign::Refusal;
+    use podium_actors::domain::ids::Region;
+    use podium_actors::persistence_batcher::GROUP;
+
+    let store = durable();
+    store.redis.ensure_group(GROUP).await.unwrap();
+    let (u, campaign, region) = (
+        user("streamed"),
+        CampaignId::new("edge"),
+        Region::parse("eu").unwrap(),
+    );
+    let attempts = [
+        ("accepted-1", 120, None, Some(&region)),
+        ("refused-1", 9_999, Some(Refusal::ScoreRateTooHigh), None),
+    ];
+    let mut written = Vec::new();
+    for (session, score, refused, region) in attempts {
+        let attempt = Attempt {
+            session_id: session,
+            user: &u,
+            campaign: &campaign,
+            score,
+            started_ms: 1_795_392_000_000,
+            now_ms: 1_795_392_004_000,
+            keep_until_ms: 1_795_392_060_000,
+            refused,
+            region,
+            boards: &[(board(), None)],
+        };
+        store.redis.decide(&attempt).await.unwrap();
+        written.push(attempt.record());
+    }
+    let read = store
+        .redis
+        .read_group(
+            GROUP,
+            "reader",
+            10,
+            false,
+            std::time::Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+    let rows: Vec<_> = read.into_iter().map(|e| e.row).collect();
+    assert_eq!(rows, written.into_iter().map(Some).collect::<Vec<_>>());
+}
