@@ -1,0 +1,238 @@
+//! `fanout`: N members in one room while M players submit; tick-to-delivery latency of the
+//! diffs at every member p50/p99, submit-to-diff latency, frames/s, seq gaps.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{ms, next_json, now_ms, open, ramp, rss_kib, run_tag, Common, Ws};
+
+/// The fields of a server frame the bench reads; serde skips the rest without building it.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: &'a str,
+    seq: Option<u64>,
+    server_time: Option<u64>,
+    #[serde(default, borrow)]
+    changed: Vec<Changed<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Changed<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    score: u64,
+}
+
+/// What the members and players of `fanout` share.
+struct Fanout {
+    /// Tick-to-member latency of every diff, µs.
+    delivery: Mutex<Histogram<u64>>,
+    frames: AtomicU64,
+    gaps: AtomicU64,
+    dropped: AtomicU64,
+    stop: tokio::sync::Notify,
+    /// Counting starts once every member has joined.
+    measuring: AtomicBool,
+    /// Submit time per (player, score), for submit-to-diff latency measured at member 0: a
+    /// diff row is matched to the very submit that produced it.
+    submitted: Mutex<std::collections::HashMap<(String, u64), Instant>>,
+    submit_to_diff: Mutex<Histogram<u64>>,
+    room: String,
+}
+
+pub async fn run(
+    common: Common,
+    members: usize,
+    players: usize,
+    seconds: u64,
+    room: String,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let campaign = room.split('/').next().unwrap_or("bench").to_owned();
+    let st = Arc::new(Fanout {
+        delivery: Mutex::new(Histogram::<u64>::new(3).unwrap()),
+        frames: AtomicU64::new(0),
+        gaps: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        stop: tokio::sync::Notify::new(),
+        measuring: AtomicBool::new(false),
+        submitted: Mutex::default(),
+        submit_to_diff: Mutex::new(Histogram::<u64>::new(3).unwrap()),
+        room,
+    });
+
+    let hold = {
+        let st = st.clone();
+        move |i: usize, mut ws: Ws| {
+            let st = st.clone();
+            async move {
+                if ws
+                    .send(Message::Text(
+                        json!({"type":"join","room": st.room}).to_string().into(),
+                    ))
+                    .await
+                    .is_err()
+                {
+                    st.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let mut seq = None;
+                let mut local = Histogram::<u64>::new(3).unwrap();
+                // One waiter for the whole loop: a timer per frame cost the bench more than
+                // parsing the frame.
+                let stopped = st.stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut stopped => break,
+                        next = ws.next() => next,
+                    };
+                    let frame = match next {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                            st.dropped.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    let received = now_ms();
+                    let v: Frame = match serde_json::from_str(&frame) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    match v.ty {
+                        "snapshot" => seq = v.seq,
+                        "diff" => {
+                            let s = v.seq.unwrap_or(0);
+                            if seq.is_some_and(|prev| s != prev + 1) {
+                                st.gaps.fetch_add(1, Ordering::Relaxed);
+                            }
+                            seq = Some(s);
+                            if st.measuring.load(Ordering::Relaxed) {
+                                st.frames.fetch_add(1, Ordering::Relaxed);
+                                let sent = v.server_time.unwrap_or(received);
+                                local.record(received.saturating_sub(sent) * 1000).ok();
+                                if i == 0 {
+                                    let now = Instant::now();
+                                    let map = st.submitted.lock().unwrap();
+                                    for c in &v.changed {
+                                        if let Some(at) = map.get(&(c.user.to_string(), c.score)) {
+                                            st.submit_to_diff
+                                                .lock()
+                                                .unwrap()
+                                                .record(now.duration_since(*at).as_micros() as u64)
+                                                .ok();
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                st.delivery.lock().unwrap().add(&local).ok();
+                let _ = ws.close(None).await;
+            }
+        }
+    };
+    let (joined, errors) = ramp(&common, members, rate, "member", hold).await;
+    println!(
+        "fanout: {} members connected ({} errors); players start",
+        joined.len(),
+        errors
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut player_tasks = Vec::new();
+    st.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    for p in 0..players {
+        let (common, campaign, accepted, st) = (
+            common.clone(),
+            campaign.clone(),
+            accepted.clone(),
+            st.clone(),
+        );
+        player_tasks.push(tokio::spawn(async move {
+            let user = format!("player-{}-{p}", run_tag());
+            let Ok((mut ws, _)) = open(&common, &user).await else {
+                return;
+            };
+            let mut score = 1u64;
+            while Instant::now() < until {
+                let start = json!({"type":"start_game","campaign": campaign}).to_string();
+                if ws.send(Message::Text(start.into())).await.is_err() {
+                    return;
+                }
+                let session = loop {
+                    match next_json(&mut ws).await {
+                        Ok(v) if v["type"] == "game_started" => {
+                            break v["session"].as_str().unwrap_or_default().to_owned()
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                score += 1 + p as u64 % 7;
+                st.submitted
+                    .lock()
+                    .unwrap()
+                    .insert((user.clone(), score), Instant::now());
+                let submit = json!({"type":"submit","session": session,"score": score}).to_string();
+                if ws.send(Message::Text(submit.into())).await.is_err() {
+                    return;
+                }
+                loop {
+                    match next_json(&mut ws).await {
+                        Ok(v) if v["type"] == "result" => {
+                            if v["status"] == "accepted" {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                }
+            }
+        }));
+    }
+    for t in player_tasks {
+        let _ = t.await;
+    }
+    // One more tick for the last diff to arrive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    st.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    st.stop.notify_waiters();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let d = st.delivery.lock().unwrap().clone();
+    let s = st.submit_to_diff.lock().unwrap().clone();
+    println!(
+        "fanout: members={} players={} accepted={} diff_frames_delivered={} frames_per_s={:.0} tick_to_member p50={:.1}ms p99={:.1}ms max={:.1}ms submit_to_diff p50={:.0}ms p99={:.0}ms seq_gaps={} dropped={} server_rss_kib={}",
+        joined.len(),
+        players,
+        accepted.load(Ordering::Relaxed),
+        st.frames.load(Ordering::Relaxed),
+        st.frames.load(Ordering::Relaxed) as f64 / elapsed,
+        ms(&d, 0.5),
+        ms(&d, 0.99),
+        d.max() as f64 / 1000.0,
+        ms(&s, 0.5),
+        ms(&s, 0.99),
+        st.gaps.load(Ordering::Relaxed),
+        st.dropped.load(Ordering::Relaxed),
+        rss_kib(common.server_pid).map(|r| r.to_string()).unwrap_or("n/a".into()),
+    );
+    Ok(())
+}
