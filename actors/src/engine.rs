@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::config::{Config, EngineKind};
+use crate::config::Config;
 use crate::connection::Gateway;
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
 use crate::domain::session::{random_secret, SessionSigner};
@@ -47,9 +47,7 @@ impl Engine {
     /// Starts the actor tree on the current actix system. Fails with the key at fault when the
     /// configuration cannot work (for example HS256 without a secret outside dev mode).
     pub async fn start(config: Config) -> Result<Arc<Self>, OpenError> {
-        let dev_mode = config
-            .dev_mode
-            .unwrap_or(config.engine_kind() == EngineKind::Memory);
+        let dev_mode = config.dev_mode();
         let hs256 = config.jwt.algorithm == JwtAlgorithm::HS256;
         let generated = (hs256 && config.jwt.secret.is_none() && dev_mode).then(|| {
             tracing::warn!("JWT_SECRET is not set: dev mode signs player tokens with a random secret that dies with this process");

@@ -342,6 +342,12 @@ impl Config {
             })
     }
 
+    /// Whether `POST /dev/token` is served: as configured, else on with the memory engine.
+    pub fn dev_mode(&self) -> bool {
+        self.dev_mode
+            .unwrap_or(self.engine_kind() == EngineKind::Memory)
+    }
+
     /// HTTP worker threads: as configured, or one per core.
     pub fn worker_threads(&self) -> usize {
         match self.workers {
