@@ -123,6 +123,9 @@ impl Actor for ConnectionRegistry {
                 actix_rt::spawn(async move { limiter.sync().await });
             });
         }
+        if !self.counters.is_shared() {
+            return;
+        }
         ctx.run_interval(
             Duration::from_millis(self.limits.heartbeat_interval_ms),
             |act, _| {
@@ -284,11 +287,13 @@ impl Handler<Release> for ConnectionRegistry {
         release_one(&mut self.per_ip, &entry.ip);
         if let Some(user) = entry.user {
             release_one(&mut self.per_user, &user);
-            let (counters, member) = (self.counters.clone(), self.member(msg.id));
-            actix_rt::spawn(async move {
-                // A place left behind lapses with its lease anyway.
-                let _ = counters.release_socket(user.as_str(), &member).await;
-            });
+            if self.counters.is_shared() {
+                let (counters, member) = (self.counters.clone(), self.member(msg.id));
+                actix_rt::spawn(async move {
+                    // A place left behind lapses with its lease anyway.
+                    let _ = counters.release_socket(user.as_str(), &member).await;
+                });
+            }
         }
         self.publish_counts();
     }

@@ -1,4 +1,4 @@
-//! podium's engine crate, in three one-way layers: imports point down this list, never up.
+//! podium's engine crate, in one-way layers: imports point down this list, never up.
 //!
 //! 1. [`domain`]: what podium means, with no I/O (no actix, Redis or PostgreSQL): ids, the
 //!    client errors and their codes, the wire protocol, boards and diffs, campaign rules and

@@ -22,6 +22,12 @@ pub enum Counters {
 }
 
 impl Counters {
+    /// Whether other instances share these counts, so this one's socket places must be renewed
+    /// and released where they see them.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Counters::Redis(_))
+    }
+
     /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
     /// by [`Self::renew_sockets`] each heartbeat, so a crashed instance's places lapse). The
     /// caller has already checked its own count against the cap.
