@@ -31,6 +31,8 @@ use crate::telemetry;
 /// The consumer group every engine's batcher reads the results stream in.
 pub const GROUP: &str = "persist";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest one blocking read of the stream waits for new entries.
+const MAX_BLOCK: Duration = Duration::from_millis(250);
 
 struct Shared {
     /// Redis (the stream), PostgreSQL (the tables) and the status `/health` reads.
@@ -64,7 +66,16 @@ impl PersistenceBatcher {
     }
 }
 
-async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), StoreError> {
+/// Which service a flush failed on, so `/health` names the right one.
+enum FlushError {
+    /// The write to PostgreSQL failed: nothing of the batch is acknowledged.
+    Postgres(StoreError),
+    /// Written, but Redis did not take the acknowledgement: the entries are read again and
+    /// rewritten, which the primary keys make harmless.
+    Redis(StoreError),
+}
+
+async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), FlushError> {
     let started = Instant::now();
     let rows: Vec<Record> = batch.iter().filter_map(|e| e.row.clone()).collect();
     for bad in batch.iter().filter(|e| e.row.is_none()) {
@@ -73,9 +84,16 @@ async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), StoreError>
             "malformed results stream entry; acknowledged without writing"
         );
     }
-    results::write_batch(&shared.store.pg, &rows).await?;
+    results::write_batch(&shared.store.pg, &rows)
+        .await
+        .map_err(FlushError::Postgres)?;
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
-    shared.store.redis.ack(GROUP, &ids).await?;
+    shared
+        .store
+        .redis
+        .ack(GROUP, &ids)
+        .await
+        .map_err(FlushError::Redis)?;
     telemetry::batch_flushed(rows.len(), started.elapsed());
     Ok(())
 }
@@ -106,13 +124,20 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                     shared.store.status.postgres_ok.store(up, Ordering::Relaxed);
                     telemetry::postgres_up(up);
                 }
-                Err(err) => {
-                    telemetry::batch_failed(batch.len(), &err);
-                    shared
-                        .store
-                        .status
-                        .postgres_ok
-                        .store(false, Ordering::Relaxed);
+                Err(failed) => {
+                    match &failed {
+                        FlushError::Postgres(err) => {
+                            telemetry::batch_failed(batch.len(), err);
+                            shared
+                                .store
+                                .status
+                                .postgres_ok
+                                .store(false, Ordering::Relaxed);
+                        }
+                        FlushError::Redis(err) => {
+                            telemetry::batch_unacknowledged(batch.len(), err)
+                        }
+                    }
                     if stopping {
                         // Unwritten entries stay pending in the stream for the next batcher.
                         break;
@@ -147,9 +172,11 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
             }
         }
         let want = shared.config.batch_size - batch.len();
+        // Never blocked longer than MAX_BLOCK, so a drain is heard within that however long
+        // the flush interval.
         let wait = oldest
             .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
-            .max(Duration::from_millis(1));
+            .clamp(Duration::from_millis(1), MAX_BLOCK);
         match shared
             .store
             .redis

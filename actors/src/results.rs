@@ -77,15 +77,21 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         ));
     }
     let store_failed = |err: StoreError| {
-        tracing::warn!(%err, "store failed while deciding a submit");
-        ClientError::Internal
+        if err.is_unreachable() {
+            // Nothing was decided (or the store will answer the retry with what it decided).
+            tracing::debug!(%err, "store unreachable while deciding a submit; retryable");
+            ClientError::Unavailable
+        } else {
+            tracing::warn!(%err, "store failed while deciding a submit");
+            ClientError::Internal
+        }
     };
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
         // A retry of a decided session still gets its answer; anything else waits. Only this
         // rare path reads the mark first: otherwise the decide step below answers a retry.
         let earlier = shared
             .store
-            .outcome(&session.id)
+            .outcome(&session)
             .await
             .map_err(store_failed)?;
         return match earlier {
@@ -98,6 +104,13 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         .campaigns
         .get(session.campaign.as_str())
         .ok_or(ClientError::UnknownCampaign)?;
+    // Marks outlive the session's validity by as much again. Past that a session is never
+    // decided: its mark may be gone, and deciding it now (as `too_slow`) would give a session
+    // that was decided in time a second decision.
+    let keep_until_ms = session.started_ms + rules.max_duration_ms * 2;
+    if now > keep_until_ms {
+        return Err(ClientError::TooSlow);
+    }
     let refused = rules.check(session.started_ms, now, msg.score).err();
     let retention = rules.daily_retention();
     // Daily boards expire; global and region boards are kept for good.
@@ -116,11 +129,11 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         score: msg.score,
         started_ms: session.started_ms,
         now_ms: now,
-        // Marks outlive the session's validity, after which a resubmit is `too_slow` anyway.
-        keep_until_ms: session.started_ms + rules.max_duration_ms * 2,
+        keep_until_ms,
         refused,
         region: session.region.as_ref(),
         boards: &boards,
+        fallback: session.fallback,
     };
     let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
     // The store answers a session decided before (here or on another engine) with that decision.

@@ -126,15 +126,21 @@ pub fn batch_failed(rows: usize, err: &dyn std::fmt::Display) {
     tracing::warn!(rows, %err, "batch not persisted; kept and retried");
 }
 
+/// A batch written to PostgreSQL whose acknowledgement Redis did not take: it is rewritten.
+pub fn batch_unacknowledged(rows: usize, err: &dyn std::fmt::Display) {
+    counter!("podium_persist_ack_failures_total").increment(1);
+    tracing::warn!(rows, %err, "batch persisted but not acknowledged in Redis; kept and retried");
+}
+
 pub fn persist_backlog(entries: u64, oldest_ms: u64) {
     gauge!("podium_persist_backlog").set(entries as f64);
     gauge!("podium_persist_lag_seconds").set(oldest_ms as f64 / 1000.0);
 }
 
-/// A submit decided straight in PostgreSQL because Redis was unreachable.
-pub fn fallback_submit(err: &dyn std::fmt::Display) {
+/// A submit decided straight in PostgreSQL: its game started while Redis was unreachable.
+pub fn fallback_submit() {
     counter!("podium_fallback_submits_total").increment(1);
-    tracing::debug!(%err, "Redis unreachable; result written straight to PostgreSQL");
+    tracing::debug!("session decided straight in PostgreSQL");
 }
 
 /// Redis went away (fallback on) or came back (fallback off).

@@ -282,8 +282,22 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     })
     .await;
 
+    // A game started before the crash is decided in Redis only: while Redis is away its submit
+    // is refused with a retryable code and nothing is decided.
+    let started_before = players[1].start_game("quick").await;
     redis.crash();
-    // Still accepted, now straight into PostgreSQL: ra overtakes everyone, rd is new.
+    eventually("/health says warning: redis_down", || async {
+        let h = health(&server).await;
+        h["status"] == "warning" && has_issue(&h, "redis_down")
+    })
+    .await;
+    let held = players[1].submit(&started_before, 40).await;
+    assert_eq!(
+        (held["status"].as_str(), held["reason"].as_str()),
+        (Some("rejected"), Some("unavailable")),
+        "{held}"
+    );
+    // Games started now are decided straight in PostgreSQL: ra overtakes everyone, rd is new.
     let r = players[0].play(50).await;
     assert_eq!(r["status"], "accepted", "{r}");
     let mut rd = server.player_in("rd", "eu").await;
@@ -294,15 +308,17 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
         5,
         "acknowledged after the commit"
     );
-    eventually("/health says warning: redis_down", || async {
-        let h = health(&server).await;
-        h["status"] == "warning" && has_issue(&h, "redis_down")
-    })
-    .await;
 
     redis.up();
     eventually("fallback over", || async {
         !has_issue(&health(&server).await, "redis_down")
+    })
+    .await;
+    // The held game's retry is decided now, once, in Redis.
+    let retried = players[1].submit(&started_before, 40).await;
+    assert_eq!(retried["status"], "accepted", "{retried}");
+    eventually("the retried result in PostgreSQL", || async {
+        server.pg_count("results").await == 6
     })
     .await;
     let board = board_rows(&server, "global").await;
@@ -337,6 +353,8 @@ async fn a_shutdown_answers_the_submit_in_flight_and_the_batcher_writes_it() {
         // timeout outlasts the batcher's blocking read, so the read returns with the entry.
         c.persist.flush_interval_ms = 60_000;
         c.redis.command_timeout_ms = 120_000;
+        // A connection opened during the pause waits it out instead of failing the submit.
+        c.redis.pool_wait_timeout_ms = 5_000;
     });
     let mut p = server.player("last-word").await;
     let session = p.start_game("quick").await;

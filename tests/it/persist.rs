@@ -230,6 +230,7 @@ async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_anothe
             refused: None,
             region: None,
             boards: &boards,
+            fallback: false,
         };
         store.redis.decide(&attempt).await.unwrap();
     }

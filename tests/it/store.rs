@@ -7,6 +7,7 @@ use std::sync::Arc;
 use podium_actors::domain::board::{Entry, Standing};
 use podium_actors::domain::decision::Attempt;
 use podium_actors::domain::ids::{BoardKey, BoardName, CampaignId, UserId};
+use podium_actors::domain::session::GameSession;
 use podium_actors::store::durable::Durable;
 use podium_actors::store::memory::MemoryStore;
 use podium_actors::store::Store;
@@ -54,6 +55,7 @@ async fn offer(store: &Store, name: &str, score: u64, at: u64) {
         refused: None,
         region: None,
         boards: &[(board(), None)],
+        fallback: false,
     };
     store.decide(&attempt).await.unwrap();
 }
@@ -220,6 +222,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
             refused: None,
             region: None,
             boards: &[(board(), None)],
+            fallback: false,
         };
         let outcome = store.decide(&again).await.unwrap();
         assert_eq!(
@@ -233,7 +236,17 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
             "{engine}: the board counted it once"
         );
         assert_eq!(
-            store.outcome("solo-1795392000100").await.unwrap(),
+            store
+                .outcome(&GameSession {
+                    id: "solo-1795392000100".into(),
+                    user: u.clone(),
+                    campaign: campaign.clone(),
+                    started_ms: 1,
+                    region: None,
+                    fallback: false,
+                })
+                .await
+                .unwrap(),
             Some(outcome),
             "{engine}"
         );
@@ -270,6 +283,7 @@ async fn a_results_stream_entry_round_trips_through_the_decide_script() {
             refused,
             region,
             boards: &[(board(), None)],
+            fallback: false,
         };
         store.redis.decide(&attempt).await.unwrap();
         written.push(attempt.record());

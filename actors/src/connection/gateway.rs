@@ -68,7 +68,10 @@ impl Gateway {
         if !rules.is_open_at(now_ms) {
             return Err(ClientError::CampaignClosed);
         }
-        let session = GameSession::start(user, CampaignId::new(campaign), region, now_ms);
+        // A game that starts while the store's primary is unreachable is decided in its
+        // fallback, for good (see `GameSession::fallback`).
+        let fallback = self.store.fallback_active();
+        let session = GameSession::start(user, CampaignId::new(campaign), region, now_ms, fallback);
         Ok((self.signer.sign(&session), rules))
     }
 }

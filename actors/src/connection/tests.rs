@@ -200,6 +200,7 @@ async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
             refused: None,
             region: None,
             boards: &boards,
+            fallback: false,
         });
     }
     let join = json!({"type": "join", "room": "demo/global"});

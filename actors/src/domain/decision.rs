@@ -35,6 +35,8 @@ pub struct Attempt<'a> {
     /// Boards the score counts on, the first being the one `best`/`rank` report, each with
     /// how long it is kept (`None`: for good).
     pub boards: &'a [(BoardKey, Option<Duration>)],
+    /// Decided straight in PostgreSQL (see `GameSession::fallback`).
+    pub fallback: bool,
 }
 
 impl Attempt<'_> {

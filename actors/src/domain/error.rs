@@ -44,6 +44,10 @@ pub enum ClientError {
     NotFound,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A store is briefly out of reach (restarting, loading, failing over): retry the same
+    /// message shortly; nothing was decided.
+    #[error("briefly unavailable, retry shortly")]
+    Unavailable,
     #[error("internal error, try again")]
     Internal,
 }
@@ -70,6 +74,7 @@ impl ClientError {
             ClientError::ScoreRateTooHigh => "score_rate_too_high",
             ClientError::NotFound => "not_found",
             ClientError::ShuttingDown => "shutting_down",
+            ClientError::Unavailable => "unavailable",
             ClientError::Internal => "internal",
         }
     }
@@ -85,7 +90,9 @@ impl ClientError {
             ClientError::TooManyConnectionsForUser
             | ClientError::TooManyConnectionsForIp
             | ClientError::RateLimited => 429,
-            ClientError::ServerAtCapacity | ClientError::ShuttingDown => 503,
+            ClientError::ServerAtCapacity | ClientError::ShuttingDown | ClientError::Unavailable => {
+                503
+            }
             ClientError::Internal => 500,
             _ => 422,
         }

@@ -26,6 +26,12 @@ pub struct GameSession {
     /// The player's region when the game started: the result counts on that region's board.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub region: Option<Region>,
+    /// Where this session is decided, fixed when the game starts: `false` by the store's
+    /// primary (Redis, or memory), `true` straight in PostgreSQL because the game started while
+    /// Redis was unreachable. One home per session is what keeps its decision single: neither
+    /// side ever decides a session the other may already hold.
+    #[serde(rename = "f", default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 impl GameSession {
@@ -36,6 +42,7 @@ impl GameSession {
         campaign: CampaignId,
         region: Option<Region>,
         started_ms: u64,
+        fallback: bool,
     ) -> Self {
         Self {
             id: random_hex(16),
@@ -43,6 +50,7 @@ impl GameSession {
             campaign,
             started_ms,
             region,
+            fallback,
         }
     }
 }
@@ -112,6 +120,7 @@ mod tests {
             campaign: CampaignId::new("demo"),
             started_ms: 5,
             region: None,
+            fallback: false,
         };
         let token = s.sign(&session);
         assert_eq!(s.verify(&token).unwrap(), session);
@@ -126,7 +135,7 @@ mod tests {
     #[test]
     fn started_sessions_get_distinct_ids() {
         let start =
-            || GameSession::start(UserId::parse("a").unwrap(), CampaignId::new("c"), None, 1);
+            || GameSession::start(UserId::parse("a").unwrap(), CampaignId::new("c"), None, 1, false);
         let (a, b) = (start(), start());
         assert_eq!(a.id.len(), 32);
         assert_ne!(a.id, b.id);

@@ -51,6 +51,7 @@ fn accept_at(
         refused: None,
         region: None,
         boards: &[(board, None)],
+        fallback: false,
     });
 }
 

@@ -2,9 +2,14 @@
 //! keeps every result, and the fallback between them lives here, so nothing above the Store
 //! knows there are two services.
 //!
-//! While Redis is unreachable a submit is decided straight in PostgreSQL and answered after
-//! the commit; a watchdog pings Redis every second and, when it answers again, rebuilds the
-//! boards from PostgreSQL before declaring the fallback over. The PersistenceBatcher drains
+//! Each session has one home, fixed when its game starts (`GameSession::fallback`): a game
+//! started while Redis answers is decided in Redis only, and while Redis is unreachable its
+//! submit gets a retryable error, never a decision in PostgreSQL that could contradict one
+//! Redis holds and PostgreSQL has not seen yet (the stream's backlog). A game started while
+//! Redis is unreachable is decided straight in PostgreSQL, for good, and answered after the
+//! commit. A watchdog pings Redis every second and, when it answers again, rebuilds the
+//! boards from PostgreSQL before declaring the fallback over. docs/RELIABILITY.md states the
+//! invariant and the tests that hold it. The PersistenceBatcher drains
 //! the stream and publishes its state in [`PersistStatus`], which [`Durable::health`] reads.
 
 use std::collections::BTreeMap;
@@ -20,7 +25,9 @@ use super::redis::RedisStore;
 use crate::config::{Config, ConfigError};
 use crate::domain::campaign::CampaignRules;
 use crate::domain::clock::now_ms;
+use crate::domain::board::Standing;
 use crate::domain::decision::{Attempt, Outcome};
+use crate::domain::session::GameSession;
 use crate::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
 use crate::telemetry;
 
@@ -140,23 +147,50 @@ impl Durable {
         Ok(store)
     }
 
-    /// The session's decision, or `None` when it has none, or when Redis cannot say (the
-    /// fallback decides such a session in PostgreSQL, where its primary key keeps it once).
-    pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
-        match self.redis.outcome(session).await {
-            Err(err) if err.is_unreachable() => Ok(None),
-            other => other,
+    /// The session's decision, if it has one, read where the session is decided.
+    pub async fn outcome(&self, session: &GameSession) -> Result<Option<Outcome>, StoreError> {
+        if session.fallback {
+            results::decided(&self.pg, &session.id, session.started_ms, &session.user).await
+        } else {
+            self.redis.outcome(&session.id).await
         }
     }
 
-    /// Decides in Redis; with Redis unreachable, straight in PostgreSQL.
+    /// Decides where the session is decided: in Redis (unreachable: an error the client
+    /// retries, never a decision elsewhere), or, for a game started while Redis was
+    /// unreachable, straight in PostgreSQL.
     pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
-        match self.redis.decide(attempt).await {
-            Err(err) if err.is_unreachable() => {
-                telemetry::fallback_submit(&err);
-                results::decide_directly(&self.pg, attempt).await
+        if !attempt.fallback {
+            return self.redis.decide(attempt).await;
+        }
+        let mut outcome = results::decide_directly(&self.pg, attempt).await?;
+        telemetry::fallback_submit();
+        if outcome.refused.is_none() && outcome.score == attempt.score && !self.redis_down() {
+            // Redis is back: raise its boards now, as the rebuild did for the results decided
+            // while it was away. Should that fail, a rebuild (forced here) raises them later.
+            match self.offer(attempt).await {
+                Ok(standing) => {
+                    outcome.best = standing.map(|s| s.score);
+                    outcome.rank = standing.map(|s| s.rank);
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not raise the boards for a result decided in PostgreSQL; rebuilding");
+                    self.redis_ok.store(false, Ordering::Relaxed);
+                }
             }
-            decided => decided,
+        }
+        Ok(outcome)
+    }
+
+    /// Offers an accepted attempt to its boards in Redis; answers the standing on the first.
+    async fn offer(&self, a: &Attempt<'_>) -> Result<Option<Standing>, StoreError> {
+        let best = [(a.user.to_string(), a.score, a.now_ms)];
+        for (board, ttl) in a.boards {
+            self.redis.rebuild(board, *ttl, &best).await?;
+        }
+        match a.boards.first() {
+            Some((board, _)) => self.redis.standing(board, a.user).await,
+            None => Ok(None),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::config::{Config, EngineKind};
 use crate::domain::board::{Entry, Standing};
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::session::GameSession;
 use counters::Counters;
 use durable::{Durable, OpenError};
 use memory::MemoryStore;
@@ -89,11 +90,19 @@ impl Store {
         }
     }
 
-    /// The session's decision, if it has one.
-    pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
+    /// The session's decision, if it has one, read where the session is decided.
+    pub async fn outcome(&self, session: &GameSession) -> Result<Option<Outcome>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.outcome(session)),
+            Store::Memory(m) => Ok(m.outcome(&session.id)),
             Store::Durable(d) => d.outcome(session).await,
+        }
+    }
+
+    /// Whether a game started now is decided in the fallback: the primary is unreachable.
+    pub fn fallback_active(&self) -> bool {
+        match self {
+            Store::Memory(_) => false,
+            Store::Durable(d) => d.redis_down(),
         }
     }
 

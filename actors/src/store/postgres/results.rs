@@ -6,7 +6,7 @@ use deadpool_postgres::Pool;
 use super::pool::{pg_err, timed};
 use crate::domain::campaign::{CampaignRules, Refusal};
 use crate::domain::decision::{Attempt, Outcome, Record};
-use crate::domain::ids::utc_date;
+use crate::domain::ids::{utc_date, UserId};
 use crate::store::error::StoreError;
 
 /// Records the configured campaigns and their rules, so reports can join results to them.
@@ -102,57 +102,13 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreE
     Ok(written)
 }
 
-/// Records an attempt straight in PostgreSQL, for when Redis is unreachable (fallback): the
-/// client is answered after the commit. The primary keys make it idempotent: a session
-/// already decided keeps its first outcome. Best and rank are unknown without the boards, so
-/// they are `None`.
-pub async fn decide_directly(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let (started, at) = (a.started_ms as i64, a.now_ms as i64);
-    let (user, campaign) = (a.user.as_str(), a.campaign.as_str());
-    // An earlier outcome of the session, in either table, stands; only a session never
-    // decided gets this attempt's verdict.
-    const PRIOR: &str = "prior AS (
-            SELECT score, NULL::text AS reason FROM results WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
-            UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1)";
-    let sql = match a.refused {
-        None => format!(
-            "WITH {PRIOR}, ins AS (
-                INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
-                SELECT $1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7
-                WHERE NOT EXISTS (SELECT 1 FROM prior)
-                ON CONFLICT DO NOTHING RETURNING score, NULL::text AS reason)
-             SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
-        ),
-        Some(_) => format!(
-            "WITH {PRIOR}, ins AS (
-                INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
-                SELECT $1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0)
-                WHERE NOT EXISTS (SELECT 1 FROM prior)
-                ON CONFLICT DO NOTHING RETURNING score, reason)
-             SELECT score, reason FROM prior UNION ALL SELECT score, reason FROM ins LIMIT 1"
-        ),
-    };
-    // $7 is the refusal for `flagged`, the region for `results`.
-    let seventh: Option<&str> = match a.refused {
-        Some(reason) => Some(reason.code()),
-        None => a.region.map(|r| r.as_str()),
-    };
-    let score = a.score as i64;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-        &a.session_id,
-        &started,
-        &user,
-        &campaign,
-        &score,
-        &at,
-        &seventh,
-    ];
-    let params = &params[..];
-    // Two engines racing on one session in fallback: the loser sees neither row and fails;
-    // the client's retry then finds the winner's.
-    let first = client.query_opt(&sql, params).await.map_err(pg_err)?;
-    let row = first.ok_or(StoreError::Corrupt("fallback insert answered no row"))?;
+/// The decision PostgreSQL holds for a session, from either table.
+const PRIOR: &str = "SELECT score, NULL::text AS reason FROM results
+        WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
+    UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
+    LIMIT 1";
+
+fn outcome_of(user: &UserId, row: &tokio_postgres::Row) -> Result<Outcome, StoreError> {
     let score: i64 = row.get(0);
     let refused = match row.get::<_, Option<String>>(1) {
         None => None,
@@ -161,9 +117,78 @@ pub async fn decide_directly(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, St
         }
     };
     Ok(Outcome {
-        user: a.user.clone(),
+        user: user.clone(),
         score: score as u64,
         refused,
+        best: None,
+        rank: None,
+    })
+}
+
+/// The decision of a session decided in PostgreSQL, if it has one.
+pub async fn decided(
+    pool: &Pool,
+    session_id: &str,
+    started_ms: u64,
+    user: &UserId,
+) -> Result<Option<Outcome>, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let row = client
+        .query_opt(PRIOR, &[&session_id, &(started_ms as i64)])
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| outcome_of(user, &r)).transpose()
+}
+
+/// Decides a session straight in PostgreSQL (a session whose game started while Redis was
+/// unreachable): the client is answered after the commit. Under a transaction-scoped advisory
+/// lock on the session, so engines racing on one session (one accepting it, another refusing
+/// it into the other table) decide it once; a session already decided keeps its first
+/// outcome. Best and rank are left to the boards (`None` here).
+pub async fn decide_directly(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, StoreError> {
+    timed("decide_directly", decide_directly_untimed(pool, a)).await
+}
+
+async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, StoreError> {
+    let mut client = pool.get().await.map_err(pg_err)?;
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let (started, at) = (a.started_ms as i64, a.now_ms as i64);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&a.session_id],
+    )
+    .await
+    .map_err(pg_err)?;
+    if let Some(row) = tx
+        .query_opt(PRIOR, &[&a.session_id, &started])
+        .await
+        .map_err(pg_err)?
+    {
+        return outcome_of(a.user, &row);
+    }
+    let (user, campaign, score) = (a.user.as_str(), a.campaign.as_str(), a.score as i64);
+    // $7 is the refusal for `flagged`, the region for `results`.
+    let seventh: Option<&str> = match a.refused {
+        Some(reason) => Some(reason.code()),
+        None => a.region.map(|r| r.as_str()),
+    };
+    let sql = match a.refused {
+        None => "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
+             VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7)",
+        Some(_) => "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
+             VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0))",
+    };
+    tx.execute(
+        sql,
+        &[&a.session_id, &started, &user, &campaign, &score, &at, &seventh],
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(Outcome {
+        user: a.user.clone(),
+        score: a.score,
+        refused: a.refused,
         best: None,
         rank: None,
     })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use deadpool_redis::redis;
-use deadpool_redis::{Config as PoolConfig, Pool, Runtime, Timeouts};
+use deadpool_redis::{Manager, Pool, Runtime, Timeouts};
 
 use crate::config::RedisConfig;
 use crate::store::error::StoreError;
@@ -16,7 +16,13 @@ use crate::telemetry;
 /// talks to Redis from its own thread, and the pools together never exceed
 /// `REDIS_POOL_SIZE`.
 struct ThreadPools {
-    config: PoolConfig,
+    url: String,
+    /// The pool settings every thread's pool is built with (its size is `per_thread`).
+    pool: deadpool_redis::PoolConfig,
+    /// redis-rs times out each reply itself (500 ms by default), under every timeout podium
+    /// sets; it is set to the command timeout, so `REDIS_COMMAND_TIMEOUT` is the one that
+    /// holds (and the batcher's blocking stream read may wait its whole interval).
+    connection: redis::AsyncConnectionConfig,
     per_thread: usize,
     pools: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Pool>>,
 }
@@ -27,13 +33,17 @@ impl ThreadPools {
         if let Some(pool) = pools.get(&std::thread::current().id()) {
             return Ok(pool.clone());
         }
-        let mut config = self.config.clone();
-        if let Some(pool) = config.pool.as_mut() {
-            pool.max_size = self.per_thread;
-        }
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+        let manager = Manager::new_with_config(self.url.as_str(), self.connection.clone())
+            .map_err(|e| unavailable(&e))?;
+        let pool = Pool::builder(manager)
+            .config(deadpool_redis::PoolConfig {
+                max_size: self.per_thread,
+                ..self.pool
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| unavailable(&e))?;
         pools.insert(std::thread::current().id(), pool.clone());
         Ok(pool)
     }
@@ -54,7 +64,6 @@ impl RedisStore {
             .url
             .clone()
             .ok_or(StoreError::Unavailable("REDIS_URL is not set".into()))?;
-        let mut pool_config = PoolConfig::from_url(url);
         let mut pool = deadpool_redis::PoolConfig::new(config.pool_size);
         let wait = Duration::from_millis(config.pool_wait_timeout_ms);
         pool.timeouts = Timeouts {
@@ -62,19 +71,24 @@ impl RedisStore {
             create: Some(wait),
             recycle: Some(wait),
         };
-        pool_config.pool = Some(pool);
+        let timeout = Duration::from_millis(config.command_timeout_ms);
+        let connection = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(wait))
+            .set_response_timeout(Some(timeout));
         // Threads that use Redis: the HTTP workers and the thread running the engine's actors.
         let threads = threads.max(1) + 1;
         let per_thread = (config.pool_size / threads).max(2);
         let pools = ThreadPools {
-            config: pool_config,
+            url,
+            pool,
+            connection,
             per_thread,
             pools: Default::default(),
         };
         Ok(Self {
             pools: std::sync::Arc::new(pools),
             prefix: config.prefix.clone(),
-            timeout: Duration::from_millis(config.command_timeout_ms),
+            timeout,
         })
     }
 
@@ -121,9 +135,14 @@ impl RedisStore {
     }
 }
 
+/// Replies with which Redis says it cannot serve now but will: loading its data, busy with a
+/// script, mid-failover. A retry will be served, so they are unreachability, not failures.
+const NOT_NOW: &[&str] = &["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"];
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        let not_now = e.code().is_some_and(|code| NOT_NOW.contains(&code));
+        if not_now || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
             StoreError::Unavailable(e.to_string())
         } else {
             StoreError::Command(e.to_string())
