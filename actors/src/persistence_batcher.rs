@@ -134,9 +134,7 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                                 .postgres_ok
                                 .store(false, Ordering::Relaxed);
                         }
-                        FlushError::Redis(err) => {
-                            telemetry::batch_unacknowledged(batch.len(), err)
-                        }
+                        FlushError::Redis(err) => telemetry::batch_unacknowledged(batch.len(), err),
                     }
                     if stopping {
                         // Unwritten entries stay pending in the stream for the next batcher.
@@ -194,6 +192,9 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
             }
             Err(err) => {
                 tracing::warn!(%err, "could not read the results stream");
+                // Redis may have handed entries over before the reply was lost (they are then
+                // pending on this consumer): read this consumer's pending ones first.
+                recovering = true;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}

@@ -89,11 +89,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
         // A retry of a decided session still gets its answer; anything else waits. Only this
         // rare path reads the mark first: otherwise the decide step below answers a retry.
-        let earlier = shared
-            .store
-            .outcome(&session)
-            .await
-            .map_err(store_failed)?;
+        let earlier = shared.store.outcome(&session).await.map_err(store_failed)?;
         return match earlier {
             Some(done) => same_session(done, msg.score),
             // Not recorded: a rate-limited player may submit this session again later.

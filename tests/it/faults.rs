@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,13 +24,13 @@ fn pg_bin(tool: &str) -> PathBuf {
 }
 
 /// A PostgreSQL of its own, run as the `postgres` user (it refuses to run as root).
-struct TempPostgres {
+pub struct TempPostgres {
     dir: PathBuf,
     port: u16,
 }
 
 impl TempPostgres {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("podium-pg-{}", unique_tag()));
         std::fs::create_dir_all(&dir).unwrap();
         let pg = Self {
@@ -57,7 +57,7 @@ impl TempPostgres {
         self.dir.join("data").to_string_lossy().into_owned()
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -86,6 +86,32 @@ impl TempPostgres {
         );
     }
 
+    /// SIGSTOP on the server and every backend: connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap()
+            .stdout;
+        let children = String::from_utf8_lossy(&children);
+        let mut pids: Vec<&str> = children.split_whitespace().collect();
+        pids.push(&postmaster);
+        let mut args = vec![format!("-{signal}")];
+        args.extend(pids.iter().map(|p| p.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("kill", &args);
+    }
+
     fn down(&self) {
         self.as_postgres(
             &pg_bin("pg_ctl"),
@@ -107,7 +133,7 @@ impl Drop for TempPostgres {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) {
+pub fn run(cmd: &str, args: &[&str]) {
     assert!(
         Command::new(cmd).args(args).status().unwrap().success(),
         "{cmd} {args:?}"
@@ -115,14 +141,14 @@ fn run(cmd: &str, args: &[&str]) {
 }
 
 /// A Redis of its own, with AOF so a restart keeps what was acknowledged.
-struct TempRedis {
+pub struct TempRedis {
     dir: PathBuf,
-    port: u16,
+    pub port: u16,
     child: Option<Child>,
 }
 
 impl TempRedis {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("podium-redis-{}", unique_tag()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut r = Self {
@@ -134,11 +160,11 @@ impl TempRedis {
         r
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn up(&mut self) {
+    pub fn up(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -166,7 +192,7 @@ impl TempRedis {
     }
 
     /// SIGKILL: a crash, not a clean shutdown.
-    fn crash(&mut self) {
+    pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();

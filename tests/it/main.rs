@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod cluster;
+mod compound;
 mod connection;
 mod faults;
 mod games;

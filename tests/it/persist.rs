@@ -2,7 +2,6 @@
 //! a session counts once across engines, and an acknowledged result survives kill -9. These
 //! always run on the redis engine, against this machine's Redis and PostgreSQL.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -113,65 +112,20 @@ async fn the_same_session_submitted_to_two_engines_counts_once() {
     assert_eq!(one.pg_count("results").await, 1);
 }
 
-/// The real `podium` binary, so it can be killed with SIGKILL.
-struct Engine {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Engine {
-    async fn spawn(config: &podium::Config, flush_ms: u64, batch: usize) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let file = std::env::temp_dir().join(format!("podium-kill-{}.toml", unique_tag()));
-        std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_podium"))
-            .arg("--config")
-            .arg(&file)
-            .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", config.redis.url.as_deref().unwrap())
-            .env("REDIS_PREFIX", &config.redis.prefix)
-            .env("DATABASE_URL", config.postgres.url.as_deref().unwrap())
-            .env("DATABASE_SCHEMA", &config.postgres.schema)
-            .env("JWT_SECRET", SECRET)
-            .env("SESSION_SECRET", "kill-test-session-secret-01")
-            .env("PERSIST_CONSUMER", "kill-test")
-            .env("PERSIST_FLUSH_INTERVAL", flush_ms.to_string())
-            .env("PERSIST_BATCH_SIZE", batch.to_string())
-            .env("PODIUM_WORKERS", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start podium");
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT * 2;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "podium did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, addr }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart() {
     let mut config = podium::Config::default();
     use_redis_engine(&mut config);
     // Batches held back for a minute: the kill lands with every result still unwritten.
-    let mut engine = Engine::spawn(&config, 60_000, 100_000).await;
+    let mut engine = ProcessServer::spawn(
+        &config,
+        None,
+        &[
+            ("PERSIST_FLUSH_INTERVAL", "60000"),
+            ("PERSIST_BATCH_SIZE", "100000"),
+        ],
+    )
+    .await;
     let url = format!("ws://{}/ws", engine.addr);
     let mut acked = 0;
     for p in 0..4 {
@@ -194,7 +148,7 @@ async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart(
     engine.child.kill().unwrap(); // SIGKILL
     engine.child.wait().unwrap();
 
-    let _restarted = Engine::spawn(&config, 20, 1_000).await;
+    let _restarted = ProcessServer::spawn(&config, None, &[("PERSIST_FLUSH_INTERVAL", "20")]).await;
     eventually("all 40 acknowledged results in PostgreSQL", || async {
         pg_count(&config, "results").await == 40
     })

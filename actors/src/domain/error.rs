@@ -90,9 +90,9 @@ impl ClientError {
             ClientError::TooManyConnectionsForUser
             | ClientError::TooManyConnectionsForIp
             | ClientError::RateLimited => 429,
-            ClientError::ServerAtCapacity | ClientError::ShuttingDown | ClientError::Unavailable => {
-                503
-            }
+            ClientError::ServerAtCapacity
+            | ClientError::ShuttingDown
+            | ClientError::Unavailable => 503,
             ClientError::Internal => 500,
             _ => 422,
         }

@@ -134,8 +134,15 @@ mod tests {
 
     #[test]
     fn started_sessions_get_distinct_ids() {
-        let start =
-            || GameSession::start(UserId::parse("a").unwrap(), CampaignId::new("c"), None, 1, false);
+        let start = || {
+            GameSession::start(
+                UserId::parse("a").unwrap(),
+                CampaignId::new("c"),
+                None,
+                1,
+                false,
+            )
+        };
         let (a, b) = (start(), start());
         assert_eq!(a.id.len(), 32);
         assert_ne!(a.id, b.id);

@@ -23,12 +23,12 @@ use super::error::StoreError;
 use super::postgres::{self, migrate, results};
 use super::redis::RedisStore;
 use crate::config::{Config, ConfigError};
+use crate::domain::board::Standing;
 use crate::domain::campaign::CampaignRules;
 use crate::domain::clock::now_ms;
-use crate::domain::board::Standing;
 use crate::domain::decision::{Attempt, Outcome};
-use crate::domain::session::GameSession;
 use crate::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
+use crate::domain::session::GameSession;
 use crate::telemetry;
 
 /// Attempts to reach Redis and PostgreSQL at start before giving up, and the longest pause.

@@ -180,7 +180,15 @@ async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome
     };
     tx.execute(
         sql,
-        &[&a.session_id, &started, &user, &campaign, &score, &at, &seventh],
+        &[
+            &a.session_id,
+            &started,
+            &user,
+            &campaign,
+            &score,
+            &at,
+            &seventh,
+        ],
     )
     .await
     .map_err(pg_err)?;

@@ -137,7 +137,14 @@ impl RedisStore {
 
 /// Replies with which Redis says it cannot serve now but will: loading its data, busy with a
 /// script, mid-failover. A retry will be served, so they are unreachability, not failures.
-const NOT_NOW: &[&str] = &["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"];
+const NOT_NOW: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "READONLY",
+];
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
