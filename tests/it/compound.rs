@@ -205,6 +205,8 @@ struct Counts {
     answer_lost: usize,
     rows: usize,
     retryable_answers: usize,
+    /// `internal` answers: a fault of a service is retryable (`unavailable`), never this.
+    internal_answers: usize,
     double_decisions: usize,
     lost: usize,
 }
@@ -220,12 +222,14 @@ async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
     let mut accepted: HashMap<String, HashSet<u64>> = HashMap::new();
     let mut sessions = HashSet::new();
     let mut retryable_answers = 0;
+    let mut internal_answers = 0;
     for (session, status, reason, score) in &answers {
         sessions.insert(session.clone());
         if status == "accepted" {
             accepted.entry(session.clone()).or_default().insert(*score);
         }
         retryable_answers += retryable(reason.as_deref()) as usize;
+        internal_answers += (reason.as_deref() == Some("internal")) as usize;
     }
     let double_decisions = accepted.values().filter(|s| s.len() > 1).count();
     let rows: HashMap<String, i64> = pg_pairs(config, "SELECT session_id, score FROM results")
@@ -264,6 +268,7 @@ async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
         answer_lost,
         rows: rows.len(),
         retryable_answers,
+        internal_answers,
         double_decisions,
         lost,
     };
@@ -305,17 +310,19 @@ async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
 
 fn assert_decided_once(counts: &Counts) {
     println!(
-        "decided once: sessions={} accepted_sessions={} answer_lost={} rows={} retryable_answers={} double_decisions={} lost={}",
+        "decided once: sessions={} accepted_sessions={} answer_lost={} rows={} retryable_answers={} internal_answers={} double_decisions={} lost={}",
         counts.sessions,
         counts.accepted_sessions,
         counts.answer_lost,
         counts.rows,
         counts.retryable_answers,
+        counts.internal_answers,
         counts.double_decisions,
         counts.lost
     );
     assert_eq!(counts.double_decisions, 0, "{counts:?}");
     assert_eq!(counts.lost, 0, "{counts:?}");
+    assert_eq!(counts.internal_answers, 0, "{counts:?}");
     assert_eq!(
         counts.rows,
         counts.accepted_sessions + counts.answer_lost,
