@@ -192,6 +192,9 @@ struct PageQuery {
 
 /// Rows one page may hold.
 const MAX_PAGE: usize = 1_000;
+/// The highest rank a page may start at: the largest whole number JSON clients hold exactly,
+/// and well inside the range Redis takes for an index.
+const MAX_RANK: u64 = podium_actors::domain::protocol::MAX_SCORE;
 
 /// `GET /leaderboard/{campaign}/{board}?from=1&limit=50`: a page of a board, ranks from
 /// `from` (1-based) down, with the board's size so a client can page in either direction.
@@ -207,9 +210,9 @@ async fn leaderboard(
     }
     let from = query.from.unwrap_or(1);
     let limit = query.limit.unwrap_or(50);
-    if from == 0 || limit == 0 || limit > MAX_PAGE {
+    if from == 0 || from > MAX_RANK || limit == 0 || limit > MAX_PAGE {
         return Err(ClientError::BadMessage(format!(
-            "from starts at 1 and limit is 1 to {MAX_PAGE}"
+            "from is 1 to {MAX_RANK} and limit is 1 to {MAX_PAGE}"
         )));
     }
     let key = BoardKey::for_room(&room, now_ms());

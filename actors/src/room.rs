@@ -55,6 +55,10 @@ pub struct Room {
     resync: bool,
     /// Joins that arrived before the first read of the board; answered right after it.
     waiting: Vec<Join>,
+    /// Joiners whose snapshot is being prepared (their standing is read first). A Leave
+    /// meanwhile takes them out, so a socket that closed while joining never becomes a member
+    /// that nothing would ever remove.
+    joining: std::collections::HashSet<ConnId>,
     /// The clock that says which day a daily room shows.
     clock: Clock,
 }
@@ -76,6 +80,7 @@ impl Room {
             loading: false,
             resync: false,
             waiting: Vec::new(),
+            joining: Default::default(),
             clock,
         }
     }
@@ -170,7 +175,12 @@ impl Room {
         let lookup = async move { store.standing(&board, &user).await };
         ctx.spawn(lookup.into_actor(self).map(move |me, room, ctx| {
             room.guarded(ctx, |room, _| {
-                if !joining && !room.members.contains_key(&conn) {
+                let still_here = if joining {
+                    room.joining.remove(&conn)
+                } else {
+                    room.members.contains_key(&conn)
+                };
+                if !still_here {
                     return;
                 }
                 let me = room.standing_in_top(&member.user).or(me.ok().flatten());
@@ -184,6 +194,7 @@ impl Room {
     }
 
     fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        self.joining.insert(msg.conn);
         let member = Member {
             user: msg.user,
             out: msg.out,
@@ -294,6 +305,8 @@ impl Handler<Leave> for Room {
 
     fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
         self.guarded(ctx, |room, _| {
+            room.joining.remove(&msg.conn);
+            room.waiting.retain(|join| join.conn != msg.conn);
             if room.members.remove(&msg.conn).is_some() {
                 telemetry::room_members(&room.label, room.members.len());
             }

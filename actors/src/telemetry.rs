@@ -260,6 +260,12 @@ impl Stats {
         });
     }
 
+    /// A message answered later turned out to be the server's fault (a submit the store
+    /// could not decide): counted in the error rate.
+    pub fn fault(&self) {
+        self.with_bucket(|b| b.errors += 1);
+    }
+
     /// The time to answer a message whose answer came later than its handling.
     pub fn response(&self, took: Duration) {
         histogram!("podium_ws_response_seconds").record(took.as_secs_f64());

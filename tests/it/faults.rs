@@ -295,6 +295,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     let server = TestServer::redis(|c| {
         c.redis.url = Some(redis.url());
         c.redis.command_timeout_ms = 300;
+        c.health.error_rate_warning = 0.01;
     });
     let mut players = Vec::new();
     for name in ["ra", "rb", "rc"] {
@@ -322,6 +323,10 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
         (held["status"].as_str(), held["reason"].as_str()),
         (Some("rejected"), Some("unavailable")),
         "{held}"
+    );
+    assert!(
+        has_issue(&health(&server).await, "error_rate"),
+        "a submit the store could not decide is the service's error"
     );
     // Games started now are decided straight in PostgreSQL: ra overtakes everyone, rd is new.
     let r = players[0].play(50).await;

@@ -9,6 +9,7 @@ mod compound;
 mod connection;
 mod faults;
 mod games;
+mod hostile;
 mod http;
 mod persist;
 mod rooms;

@@ -198,6 +198,10 @@ async fn around_me_and_leaderboard_pages() {
         "/leaderboard/quick/global?from=0",
         "/leaderboard/quick/global?limit=5000",
         "/leaderboard/quick/global?from=x",
+        "/leaderboard/quick/global?from=9223372036854775808",
+        "/leaderboard/quick/global?from=9007199254740992",
+        "/leaderboard/quick/global?from=-1",
+        "/leaderboard/quick/global?limit=-5",
     ] {
         let (status, body) = server.http("GET", bad, None).await;
         assert_eq!(

@@ -302,3 +302,45 @@ async fn a_results_stream_entry_round_trips_through_the_decide_script() {
     let rows: Vec<_> = read.into_iter().map(|e| e.row).collect();
     assert_eq!(rows, written.into_iter().map(Some).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_highest_score_is_kept_exactly_on_both_stores() {
+    use podium_actors::domain::protocol::MAX_SCORE;
+    for (engine, store) in stores() {
+        let (u, campaign) = (user("top-scorer"), CampaignId::new("edge"));
+        let attempt = Attempt {
+            session_id: "max-score",
+            user: &u,
+            campaign: &campaign,
+            score: MAX_SCORE,
+            started_ms: 1_795_392_000_000,
+            now_ms: 1_795_392_001_000,
+            keep_until_ms: 1_795_392_060_000,
+            refused: None,
+            region: None,
+            boards: &[(board(), None)],
+            fallback: false,
+        };
+        let first = store.decide(&attempt).await.unwrap();
+        assert_eq!(
+            (first.score, first.best),
+            (MAX_SCORE, Some(MAX_SCORE)),
+            "{engine}"
+        );
+        assert_eq!(
+            store.decide(&attempt).await.unwrap(),
+            first,
+            "{engine}: a retry"
+        );
+        assert_eq!(
+            store.standing(&board(), &u).await.unwrap(),
+            at(1, MAX_SCORE),
+            "{engine}"
+        );
+        assert_eq!(
+            store.top(&board(), 1).await.unwrap()[0].score,
+            MAX_SCORE,
+            "{engine}"
+        );
+    }
+}

@@ -186,57 +186,89 @@ impl Connection {
         ctx.stop();
     }
 
-    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+    /// One frame from the client that is not a control frame: `Some(text)` for a text
+    /// frame, `None` for binary or a fragment. Every such frame counts against the player's
+    /// message window, junk included; before `auth` any frame but a valid `auth` closes 4401.
+    fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: Option<&str>) {
         let started = Instant::now();
-        let (id, msg) = match protocol::parse(text, self.gateway.ws.max_message_length) {
-            Ok(parsed) => parsed,
-            Err((id, err)) => {
-                telemetry::message_in("invalid");
-                self.reply_error(ctx, &err, id.as_ref());
-                self.gateway.stats.message(true, Some(started.elapsed()));
-                return;
-            }
+        let parsed = match text {
+            Some(text) => protocol::parse(text, self.gateway.ws.max_message_length),
+            None => Err((
+                None,
+                ClientError::BadMessage("send JSON in single text frames".into()),
+            )),
         };
-        telemetry::message_in(msg.kind());
         let Some(user) = self.user.clone() else {
-            let ok = matches!(msg, ClientMsg::Auth { .. });
-            match msg {
-                ClientMsg::Auth { token } => self.authenticate(ctx, &token, id),
-                _ => {
-                    telemetry::auth("not_first");
-                    self.reply_error(
-                        ctx,
-                        &ClientError::Unauthorized("the first message must be auth"),
-                        id.as_ref(),
-                    );
-                    self.close(ctx, CloseReason::Unauthorized);
-                }
-            }
-            self.gateway.stats.message(!ok, Some(started.elapsed()));
-            return;
+            self.gateway.stats.message(false, Some(started.elapsed()));
+            return self.before_auth(ctx, parsed);
         };
         let verdict = self.gateway.messages.check(&user);
-        self.admitted(ctx, verdict, user, msg, id, started);
-    }
-
-    /// Handles an authenticated message once the rate limit has spoken.
-    fn admitted(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        verdict: Verdict,
-        user: UserId,
-        msg: ClientMsg,
-        id: Option<MsgId>,
-        started: Instant,
-    ) {
         if let Verdict::Refused { strikes } = verdict {
-            self.reply_error(ctx, &ClientError::RateLimited, id.as_ref());
-            self.gateway.stats.message(true, Some(started.elapsed()));
+            let id = parsed
+                .as_ref()
+                .map_or_else(|(id, _)| id.as_ref(), |(id, _)| id.as_ref());
+            self.reply_error(ctx, &ClientError::RateLimited, id);
+            self.gateway.stats.message(false, Some(started.elapsed()));
             if strikes >= self.gateway.ws.rate_limit_max_strikes {
                 self.close(ctx, CloseReason::RateLimitAbuse);
             }
             return;
         }
+        match parsed {
+            Ok((id, msg)) => {
+                telemetry::message_in(msg.kind());
+                self.admitted(ctx, user, msg, id, started);
+            }
+            Err((id, err)) => {
+                telemetry::message_in("invalid");
+                self.reply_error(ctx, &err, id.as_ref());
+                self.gateway.stats.message(false, Some(started.elapsed()));
+            }
+        }
+    }
+
+    /// The first frame must be a valid `auth`: anything else is refused and closes 4401.
+    fn before_auth(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        parsed: Result<(Option<MsgId>, ClientMsg), (Option<MsgId>, ClientError)>,
+    ) {
+        let (id, refusal) = match parsed {
+            Ok((id, ClientMsg::Auth { token })) => {
+                telemetry::message_in("auth");
+                return self.authenticate(ctx, &token, id);
+            }
+            Ok((id, msg)) => {
+                telemetry::message_in(msg.kind());
+                telemetry::auth("not_first");
+                (
+                    id,
+                    ClientError::Unauthorized("the first message must be auth"),
+                )
+            }
+            Err((id, _)) => {
+                telemetry::message_in("invalid");
+                telemetry::auth("not_first");
+                (
+                    id,
+                    ClientError::Unauthorized("the first message must be a valid auth"),
+                )
+            }
+        };
+        self.reply_error(ctx, &refusal, id.as_ref());
+        self.close(ctx, CloseReason::Unauthorized);
+    }
+
+    /// Handles an authenticated, admitted message. `/health`'s error rate counts only the
+    /// answers that are the server's fault, not what clients get wrong.
+    fn admitted(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        msg: ClientMsg,
+        id: Option<MsgId>,
+        started: Instant,
+    ) {
         if msg != ClientMsg::Ping {
             self.last_active = Instant::now();
         }
@@ -246,7 +278,8 @@ impl Connection {
             self.reply_error(ctx, err, id.as_ref());
         }
         let answered_in = (!deferred || result.is_err()).then(|| started.elapsed());
-        self.gateway.stats.message(result.is_err(), answered_in);
+        let fault = result.as_ref().is_err_and(ClientError::is_server_fault);
+        self.gateway.stats.message(fault, answered_in);
     }
 
     fn authenticate(
@@ -255,8 +288,8 @@ impl Connection {
         token: &str,
         id: Option<MsgId>,
     ) {
-        let (user, region) = match self.gateway.verifier.verify(token) {
-            Ok(identity) => (identity.user, identity.region),
+        let (user, region, valid_until_secs) = match self.gateway.verifier.verify(token) {
+            Ok(identity) => (identity.user, identity.region, identity.valid_until_secs),
             Err(err) => {
                 telemetry::auth("invalid");
                 self.reply_error(ctx, &err, id.as_ref());
@@ -282,6 +315,15 @@ impl Connection {
                         act.reply(ctx, &welcome, id.as_ref());
                         act.user = Some(user);
                         act.region = region;
+                        // A token is good until its `exp` (plus leeway), and so is the socket
+                        // it opened: the client reconnects with a fresh one.
+                        let left = (valid_until_secs * 1000).saturating_sub(now_ms());
+                        ctx.run_later(Duration::from_millis(left), |act, ctx| {
+                            telemetry::auth("expired");
+                            let expired = ClientError::Unauthorized("token expired");
+                            act.reply_error(ctx, &expired, None);
+                            act.close(ctx, CloseReason::TokenExpired);
+                        });
                     }
                     Ok(Err(err)) => {
                         telemetry::auth("too_many_connections");
@@ -352,6 +394,9 @@ impl Connection {
         {
             return Err(ClientError::TooManyRooms);
         }
+        // Counted now, not when the room answers, so joins sent back to back cannot pass
+        // the cap; taken back if the room refuses.
+        let new = self.rooms.insert(room.clone());
         let join = Join {
             room: room.clone(),
             conn: self.id(),
@@ -360,16 +405,17 @@ impl Connection {
             re: id.clone(),
         };
         let ask = self.gateway.rooms.send(join);
-        ctx.spawn(
-            ask.into_actor(self)
-                .map(move |answer, act, ctx| match answer {
-                    Ok(Ok(())) => {
-                        act.rooms.insert(room);
-                    }
-                    Ok(Err(err)) => act.reply_error(ctx, &err, id.as_ref()),
-                    Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
-                }),
-        );
+        ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
+            let refused = match answer {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => err,
+                Err(_) => ClientError::Internal,
+            };
+            if new {
+                act.rooms.remove(&room);
+            }
+            act.reply_error(ctx, &refused, id.as_ref());
+        }));
         Ok(())
     }
 
@@ -467,7 +513,12 @@ impl Connection {
                             outcome.best,
                             outcome.rank,
                         ),
-                        Err(err) => (Some(err.code()), None, None),
+                        Err(err) => {
+                            if err.is_server_fault() {
+                                act.gateway.stats.fault();
+                            }
+                            (Some(err.code()), None, None)
+                        }
                     };
                     let status = if refused.is_some() {
                         ResultStatus::Rejected
@@ -483,7 +534,10 @@ impl Connection {
                     };
                     act.reply(ctx, &result, id.as_ref());
                 }
-                Err(_) => act.reply_error(ctx, &ClientError::Internal, id.as_ref()),
+                Err(_) => {
+                    act.gateway.stats.fault();
+                    act.reply_error(ctx, &ClientError::Internal, id.as_ref())
+                }
             }
             act.gateway.stats.response(asked.elapsed());
             if act.in_flight == 0 {
@@ -548,21 +602,22 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
     fn handle(&mut self, frame: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         match frame {
-            Ok(ws::Message::Text(text)) => self.on_text(ctx, &text),
+            Ok(ws::Message::Text(text)) => self.on_frame(ctx, Some(&text)),
             Ok(ws::Message::Ping(payload)) => {
                 self.queue(payload.len());
                 ctx.pong(&payload);
             }
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                telemetry::message_in("invalid");
-                let err = ClientError::BadMessage("send JSON in single text frames".into());
-                self.reply_error(ctx, &err, None);
-                self.gateway.stats.message(true, Some(Duration::ZERO));
+                self.on_frame(ctx, None)
             }
             Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),
-            // The peer vanished without a close frame (tab closed, network gone).
+            // actix-web-actors reports a text frame that is not UTF-8 as an I/O error of kind
+            // `Other`; a peer that vanished (tab closed, network gone) is any other kind.
+            Err(ws::ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
+                self.close(ctx, CloseReason::InvalidPayload)
+            }
             Err(ws::ProtocolError::Io(_)) => self.close(ctx, CloseReason::ClientClosed),
             Err(_) => self.close(ctx, CloseReason::ProtocolError),
         }

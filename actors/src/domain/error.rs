@@ -98,6 +98,11 @@ impl ClientError {
         }
     }
 
+    /// Whether the server, not the client, is at fault: what `/health`'s error rate counts.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, ClientError::Internal | ClientError::Unavailable)
+    }
+
     /// The JSON body of an HTTP error, `{"error":{"code":..,"message":..}}`.
     pub fn http_body(&self) -> serde_json::Value {
         serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } })
@@ -110,6 +115,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Frame larger than `WS_MAX_PAYLOAD`.
     pub const TOO_BIG: u16 = 1009;
     /// Client too slow to read its frames: the outbound queue overflowed.
@@ -129,9 +136,11 @@ pub enum CloseReason {
     ClientClosed,
     Shutdown,
     TooBig,
+    InvalidPayload,
     SlowConsumer,
     Unauthorized,
     AuthTimeout,
+    TokenExpired,
     HeartbeatTimeout,
     Inactive,
     TooManyConnectionsForUser,
@@ -145,9 +154,11 @@ impl CloseReason {
             CloseReason::ClientClosed => "client_closed",
             CloseReason::Shutdown => "shutdown",
             CloseReason::TooBig => "too_big",
+            CloseReason::InvalidPayload => "invalid_payload",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Unauthorized => "unauthorized",
             CloseReason::AuthTimeout => "auth_timeout",
+            CloseReason::TokenExpired => "token_expired",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::Inactive => "inactive",
             CloseReason::TooManyConnectionsForUser => "too_many_connections_for_user",
@@ -161,8 +172,11 @@ impl CloseReason {
             CloseReason::ClientClosed => close::NORMAL,
             CloseReason::Shutdown => close::GOING_AWAY,
             CloseReason::TooBig => close::TOO_BIG,
+            CloseReason::InvalidPayload => close::INVALID_PAYLOAD,
             CloseReason::SlowConsumer => close::SLOW_CONSUMER,
-            CloseReason::Unauthorized | CloseReason::AuthTimeout => close::UNAUTHORIZED,
+            CloseReason::Unauthorized | CloseReason::AuthTimeout | CloseReason::TokenExpired => {
+                close::UNAUTHORIZED
+            }
             CloseReason::HeartbeatTimeout | CloseReason::Inactive => close::TIMEOUT,
             CloseReason::TooManyConnectionsForUser | CloseReason::RateLimitAbuse => close::TOO_MANY,
             CloseReason::ProtocolError => 1002,

@@ -14,18 +14,38 @@ use super::error::ClientError;
 #[serde(transparent)]
 pub struct UserId(Arc<str>);
 
-/// Longest user id accepted from a token's `sub`; keeps board entries and frames small.
+/// Longest user id accepted from a token's `sub`, in bytes; keeps board entries and frames
+/// small.
 pub const MAX_USER_ID_LEN: usize = 64;
 
+/// Characters that change how text around them is shown without being seen themselves: bidi
+/// controls (U+202E would show `evil` as `live` on a board), zero-width characters (two names
+/// that look the same) and the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 impl UserId {
-    /// Validates a `sub` claim: 1..=64 characters, no control characters.
+    /// Validates a `sub` claim: 1 to 64 bytes of printable text in Unicode NFC, with no
+    /// control, bidi-control or zero-width characters, since it is shown on public boards.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
-        if raw.is_empty() || raw.len() > MAX_USER_ID_LEN || raw.chars().any(char::is_control) {
+        use unicode_normalization::UnicodeNormalization;
+        let printable = !raw.chars().any(|c| c.is_control() || is_invisible(c));
+        if raw.is_empty() || raw.len() > MAX_USER_ID_LEN || !printable || raw.nfc().ne(raw.chars())
+        {
             return Err(ClientError::Unauthorized(
-                "sub must be 1 to 64 printable characters",
+                "sub must be 1 to 64 bytes of printable NFC text, without bidi or zero-width characters",
             ));
         }
         Ok(Self(raw.into()))
+    }
+
+    /// A user id read back from a store, which checked it when it was written: rules
+    /// tightened since then must not make old boards unreadable.
+    pub fn stored(raw: &str) -> Option<Self> {
+        (!raw.is_empty()).then(|| Self(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -271,5 +291,16 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse(&"x".repeat(65)).is_err());
         assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse("évé").is_ok(), "NFC accents are fine");
+        assert!(
+            UserId::parse("e\u{301}ve").is_err(),
+            "the same name decomposed is not NFC"
+        );
+        assert!(
+            UserId::parse("abc\u{202E}def").is_err(),
+            "right-to-left override"
+        );
+        assert!(UserId::parse("ad\u{200B}min").is_err(), "zero-width space");
+        assert!(UserId::parse("\u{FEFF}bob").is_err());
     }
 }

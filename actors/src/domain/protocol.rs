@@ -59,6 +59,11 @@ struct IdOnly {
     id: Option<MsgId>,
 }
 
+/// The highest score a submit may carry: 2^53 - 1, the largest whole number every JSON client
+/// (JavaScript's numbers are doubles) and every store (Redis sorted-set scores are doubles)
+/// hold exactly. Past it a submit is `bad_message`.
+pub const MAX_SCORE: u64 = (1 << 53) - 1;
+
 /// Parses one text frame. On failure the error still carries the message's `id` when one
 /// could be read, so the client can match the `bad_message` reply to what it sent.
 /// `max_string_len` bounds `id`, room and campaign names (`WS_MAX_MESSAGE_LENGTH`).
@@ -76,6 +81,14 @@ pub fn parse(
                 ClientMsg::StartGame { campaign } => campaign.len() > max_string_len,
                 _ => false,
             } || matches!(&id, Some(MsgId::Str(s)) if s.len() > max_string_len);
+            if matches!(msg, ClientMsg::Submit { score, .. } if score > MAX_SCORE) {
+                return Err((
+                    id,
+                    ClientError::BadMessage(format!(
+                        "score is a whole number from 0 to {MAX_SCORE}"
+                    )),
+                ));
+            }
             if too_long {
                 return Err((
                     id,
@@ -235,6 +248,13 @@ mod tests {
         assert_eq!(id, Some(MsgId::Str("a1".into())));
         let (_, err) = parse(r#"{"type":"join","room":"xxxxxxxxxx"}"#, 4).unwrap_err();
         assert_eq!(err.code(), "bad_message");
+        let at_most = format!(r#"{{"type":"submit","session":"s","score":{MAX_SCORE}}}"#);
+        assert!(parse(&at_most, 128).is_ok());
+        for past in [MAX_SCORE + 1, u64::MAX] {
+            let frame = format!(r#"{{"type":"submit","session":"s","score":{past},"id":9}}"#);
+            let (id, err) = parse(&frame, 128).unwrap_err();
+            assert_eq!((id, err.code()), (Some(MsgId::Num(9)), "bad_message"));
+        }
     }
 
     #[test]

@@ -83,11 +83,14 @@ pub struct Claims {
     pub region: Option<String>,
 }
 
-/// Who a valid token names.
+/// Who a valid token names, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserId,
     pub region: Option<Region>,
+    /// `exp` plus the leeway, Unix seconds: a socket authenticated with this token is closed
+    /// then.
+    pub valid_until_secs: u64,
 }
 
 /// Checks player tokens. Built once at start; cheap to share.
@@ -120,6 +123,7 @@ impl TokenVerifier {
         validation.leeway = rules.leeway_secs;
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         match &rules.audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
@@ -142,6 +146,7 @@ impl TokenVerifier {
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 ClientError::Unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not valid yet (nbf)",
                     ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
                     ErrorKind::InvalidSignature => "bad token signature",
                     ErrorKind::MissingRequiredClaim(_) => "token lacks exp or sub",
@@ -159,6 +164,7 @@ impl TokenVerifier {
         Ok(Identity {
             user: UserId::parse(&data.claims.sub)?,
             region,
+            valid_until_secs: data.claims.exp.saturating_add(self.validation.leeway),
         })
     }
 

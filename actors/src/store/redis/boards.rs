@@ -65,12 +65,14 @@ if refused == '' then
     offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[8 + i]))
     if i == 0 then
       local m = redis.call('HGET', h, user)
-      best = tonumber(redis.call('ZSCORE', z, m))
+      best = redis.call('ZSCORE', z, m)
       rank = redis.call('ZREVRANK', z, m) + 1
     end
   end
 end
-local outcome = cjson.encode({u = user, s = score, r = refused, b = best, k = rank})
+-- Scores go into the mark as the strings they came as: cjson writes numbers with 14
+-- significant digits, which would round a score past 10^14.
+local outcome = cjson.encode({u = user, s = ARGV[3], r = refused, b = best, k = rank})
 redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', ARGV[6], ARGV[7])
 return {1, outcome}
@@ -107,22 +109,26 @@ fn member_prefix(at_ms: u64) -> String {
 }
 
 /// The stored form of an [`Outcome`] (short keys: it is written for every session).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Stored {
     u: String,
-    s: u64,
+    #[serde(deserialize_with = "whole")]
+    s: Option<u64>,
     r: String,
-    #[serde(default, deserialize_with = "false_as_none")]
+    #[serde(default, deserialize_with = "whole")]
     b: Option<u64>,
-    #[serde(default, deserialize_with = "false_as_none")]
+    #[serde(default, deserialize_with = "whole")]
     k: Option<u64>,
 }
 
-/// Lua's cjson writes a missing number as `false`.
-fn false_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// A whole number the script wrote as a string (scores, exact) or a number (ranks; and
+/// scores in marks written before scores were strings); Lua's cjson writes a missing value
+/// as `false`.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::Deserialize;
     Ok(match serde_json::Value::deserialize(d)? {
         serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        serde_json::Value::String(s) => s.parse().ok(),
         _ => None,
     })
 }
@@ -130,9 +136,10 @@ fn false_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
 impl Stored {
     fn into_outcome(self) -> Result<Outcome, StoreError> {
         Ok(Outcome {
-            user: UserId::parse(&self.u)
-                .map_err(|_| StoreError::Corrupt("user in a session mark"))?,
-            score: self.s,
+            user: UserId::stored(&self.u).ok_or(StoreError::Corrupt("user in a session mark"))?,
+            score: self
+                .s
+                .ok_or(StoreError::Corrupt("score in a session mark"))?,
             refused: match self.r.as_str() {
                 "" => None,
                 code => Some(
@@ -258,7 +265,7 @@ impl RedisStore {
                 let user = member
                     .get(TIME_DIGITS..)
                     .ok_or(StoreError::Corrupt("board member"))?;
-                let user = UserId::parse(user).map_err(|_| StoreError::Corrupt("board member"))?;
+                let user = UserId::stored(user).ok_or(StoreError::Corrupt("board member"))?;
                 Ok(Entry {
                     rank: from_rank + i as u64,
                     user,
