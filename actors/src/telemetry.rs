@@ -242,11 +242,14 @@ impl Stats {
         f(slot);
     }
 
-    /// One client message handled; `error` when it was answered with an error frame.
+    /// One client message handled; `error` when its answer is the server's fault.
     /// `answered_in` is `None` when the answer comes later (a submit waits on the pipeline)
     /// and is recorded then with [`Stats::response`].
     pub fn message(&self, error: bool, answered_in: Option<Duration>) {
         self.total_messages.fetch_add(1, Ordering::Relaxed);
+        if error {
+            counter!("podium_ws_faults_total").increment(1);
+        }
         if let Some(took) = answered_in {
             histogram!("podium_ws_response_seconds").record(took.as_secs_f64());
         }
@@ -263,6 +266,7 @@ impl Stats {
     /// A message answered later turned out to be the server's fault (a submit the store
     /// could not decide): counted in the error rate.
     pub fn fault(&self) {
+        counter!("podium_ws_faults_total").increment(1);
         self.with_bucket(|b| b.errors += 1);
     }
 
