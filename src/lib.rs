@@ -37,6 +37,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let gateway = web::Data::new(engine.gateway.clone());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
             .app_data(data.clone())
             .app_data(gateway.clone())
             .app_data(web::Data::new(prometheus.clone()))

@@ -23,28 +23,86 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|err, _| ClientError::BadMessage(err.to_string()).into()),
     )
-    .route("/ws", web::get().to(connection::upgrade))
-    .route("/health", web::get().to(health))
-    .route("/ready", web::get().to(ready))
-    .route("/metrics", web::get().to(metrics))
-    .route("/dev/token", web::post().to(dev_token))
-    .route(
-        "/leaderboard/{campaign}/{board}",
-        web::get().to(leaderboard),
-    )
-    .route(
-        "/",
-        web::get().to(|| page(INDEX_HTML, "text/html; charset=utf-8")),
-    )
-    .route(
-        "/app.js",
-        web::get().to(|| page(APP_JS, "text/javascript; charset=utf-8")),
-    )
-    .route(
-        "/style.css",
-        web::get().to(|| page(STYLE_CSS, "text/css; charset=utf-8")),
-    )
+    // `POST /dev/token` takes a few bytes of JSON; more is refused before it is read.
+    .app_data(web::PayloadConfig::new(MAX_BODY))
+    .service(get("/ws").to(connection::upgrade))
+    .service(get("/health").to(health))
+    .service(get("/ready").to(ready))
+    .service(get("/metrics").to(metrics))
+    .service(resource("/dev/token").route(web::post().to(dev_token)))
+    .service(get("/leaderboard/{campaign}/{board}").to(leaderboard))
+    .service(get("/").to(|| page(INDEX_HTML, "text/html; charset=utf-8")))
+    .service(get("/app.js").to(|| page(APP_JS, "text/javascript; charset=utf-8")))
+    .service(get("/style.css").to(|| page(STYLE_CSS, "text/css; charset=utf-8")))
     .default_service(web::to(|| async { ClientError::NotFound.error_response() }));
+}
+
+/// Largest request body any route takes.
+const MAX_BODY: usize = 4_096;
+
+/// A path that exists: a method it does not serve is 405 `method_not_allowed`, not 404.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        HttpResponse::MethodNotAllowed().json(
+            json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}}),
+        )
+    }))
+}
+
+/// A path served on GET.
+fn get(path: &str) -> GetRoute {
+    GetRoute(resource(path))
+}
+
+struct GetRoute(actix_web::Resource);
+
+impl GetRoute {
+    fn to<F, Args>(self, handler: F) -> actix_web::Resource
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.0.route(web::get().to(handler))
+    }
+}
+
+/// The JSON error shape for what the framework answers by itself (a body over the limit, a
+/// bad header, a timeout): a response that is already JSON is left as it is.
+pub fn json_errors<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        400 => "bad_message",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    let (req, res) = res.into_parts();
+    let mut res = res.set_body(actix_web::body::BoxBody::new(body));
+    res.headers_mut().insert(
+        actix_web::http::header::CONTENT_TYPE,
+        actix_web::http::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, res).map_into_right_body::<B>(),
+    ))
 }
 
 // The demo game (web/), compiled in so the binary and the Docker image serve it with nothing

@@ -218,3 +218,29 @@ async fn scores_past_the_ceiling_are_bad_messages_and_the_session_stays_decidabl
         "a retry"
     );
 }
+
+#[tokio::test]
+async fn the_frameworks_own_errors_use_the_json_error_shape() {
+    let server = TestServer::start();
+    let (status, body) = server.http("POST", "/health", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, body) = server.http("GET", "/dev/token", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let big = format!(r#"{{"user":"{}"}}"#, "a".repeat(8 << 10));
+    let (status, body) = server.http("POST", "/dev/token", Some(&big)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (status, body) = server.http("POST", "/dev/token", Some("{")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_message"))
+    );
+}
