@@ -11,8 +11,10 @@
 //! Supervised by actix's `Supervisor` (started by the RoomRegistry). A panic inside a handler
 //! is caught, the room stops, and the supervisor restarts it: `restarting` reloads the top
 //! list from the store, bumps `seq` and sends every member a fresh snapshot, so clients
-//! resync and no member is lost. Rooms live as long as the engine; the RoomRegistry caps how
-//! many there are (`ROOM_MAX_ROOMS`).
+//! resync and no member is lost. A room empty for `ROOM_IDLE_GRACE` sends [`Idle`] to the
+//! RoomRegistry each tick until the registry answers [`Close`] (it does unless a join is on
+//! its way), and then stops for good; the RoomRegistry caps how many rooms there are
+//! (`ROOM_MAX_ROOMS`).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -61,6 +63,13 @@ pub struct Room {
     joining: std::collections::HashSet<ConnId>,
     /// The clock that says which day a daily room shows.
     clock: Clock,
+    /// Joins this room received: the registry compares it with the joins it forwarded, so it
+    /// never closes a room a join is on its way to.
+    joins: u64,
+    /// Since when the room has had nobody (members, joiners or waiting joins).
+    empty_since: Option<Instant>,
+    /// How long a room may stay empty, and whom it tells when that passed.
+    idle: Option<(Duration, Recipient<Idle>)>,
 }
 
 impl Room {
@@ -82,6 +91,34 @@ impl Room {
             waiting: Vec::new(),
             joining: Default::default(),
             clock,
+            joins: 0,
+            empty_since: None,
+            idle: None,
+        }
+    }
+
+    /// Tells `owner` once the room has been empty for `grace` (see [`Idle`]).
+    pub fn stop_when_idle(mut self, grace: Duration, owner: Recipient<Idle>) -> Self {
+        self.idle = Some((grace, owner));
+        self
+    }
+
+    /// Notes whether the room is empty now, and tells its owner once it has been for the
+    /// grace period (every tick after, until it is closed or someone joins).
+    fn watch_idle(&mut self) {
+        let empty = self.members.is_empty() && self.joining.is_empty() && self.waiting.is_empty();
+        if !empty {
+            self.empty_since = None;
+            return;
+        }
+        let since = *self.empty_since.get_or_insert_with(Instant::now);
+        if let Some((grace, owner)) = &self.idle {
+            if since.elapsed() >= *grace {
+                owner.do_send(Idle {
+                    room: self.id.clone(),
+                    joins: self.joins,
+                });
+            }
         }
     }
 
@@ -126,6 +163,7 @@ impl Room {
 
     /// Reads the board if its version moved (or the day rolled over) and broadcasts the change.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.watch_idle();
         if self.loading || (self.members.is_empty() && self.version.is_some()) {
             return;
         }
@@ -283,6 +321,8 @@ impl Handler<Join> for Room {
     /// Joining twice is a resync: the member gets a fresh snapshot. A room that has not read
     /// its board yet answers once it has.
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        self.joins += 1;
+        self.empty_since = None;
         if self.version.is_none() {
             self.waiting.push(msg);
             self.tick(ctx);
@@ -335,6 +375,32 @@ impl Handler<Resync> for Room {
             out: member.out.clone(),
         };
         self.send_snapshot(ctx, msg.conn, member, msg.re, false);
+    }
+}
+
+/// Sent by a Room to its owner (the RoomRegistry) when it has been empty for the grace
+/// period, with the number of joins it received. It lives here, beside its sender, because
+/// the registry that receives it already imports this file and the Room must not import the
+/// registry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Idle {
+    pub room: RoomId,
+    pub joins: u64,
+}
+
+/// The owner's answer to [`Idle`]: nothing is on its way to the room, which stops. Its owner
+/// has dropped its address by then, so the supervisor does not restart it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+impl Handler<Close> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        telemetry::room_members(&self.label, 0);
+        ctx.stop();
     }
 }
 

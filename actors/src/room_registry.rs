@@ -1,10 +1,13 @@
 //! RoomRegistry: finds or creates the Room for a `campaign/board`.
 //!
-//! Owns: the address of every Room, each started under actix's `Supervisor` on first join.
-//! Receives [`Join`], [`Leave`] and [`Resync`] from Connections and forwards them to the room.
-//! Rooms learn of new scores themselves, by polling their board's version in the store, so a
-//! result accepted by any engine instance reaches every instance's rooms. Started by the Engine; it holds no state a restart could lose except the room
-//! addresses, and rooms outlive nothing but the engine.
+//! Owns: the address of every live Room, each started under actix's `Supervisor` on first
+//! join, and how many joins it forwarded to each. Receives [`Join`], [`Leave`] and [`Resync`]
+//! from Connections and forwards them to the room, and [`Idle`] from a room that has been
+//! empty for `ROOM_IDLE_GRACE`: when no join was forwarded since, it drops the room's address
+//! and sends it [`Close`], so the room stops for good and its place under `ROOM_MAX_ROOMS`
+//! is free again. Rooms learn of new scores themselves, by polling their board's version in
+//! the store, so a result accepted by any engine instance reaches every instance's rooms.
+//! Started by the Engine; it holds no state a restart could lose except the room addresses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,11 +20,19 @@ use crate::domain::campaign::CampaignRules;
 use crate::domain::clock::Clock;
 use crate::domain::error::ClientError;
 use crate::domain::ids::RoomId;
-use crate::room::{Join, Leave, Resync, Room};
+use crate::room::{Close, Idle, Join, Leave, Resync, Room};
 use crate::store::Store;
 
+/// A live room and the joins forwarded to it.
+struct Live {
+    addr: Addr<Room>,
+    joins: u64,
+}
+
 pub struct RoomRegistry {
-    rooms: HashMap<RoomId, Addr<Room>>,
+    /// Every live room. An entry leaves when its room has been idle past the grace period
+    /// (it sends [`Idle`]) and no join was forwarded since; the room is closed then.
+    rooms: HashMap<RoomId, Live>,
     campaigns: Arc<BTreeMap<String, CampaignRules>>,
     store: Store,
     config: RoomConfig,
@@ -41,7 +52,7 @@ impl RoomRegistry {
         }
     }
 
-    fn room(&mut self, id: &RoomId) -> Result<&Addr<Room>, ClientError> {
+    fn room(&mut self, id: &RoomId, ctx: &mut Context<Self>) -> Result<&mut Live, ClientError> {
         if !self.campaigns.contains_key(id.campaign.as_str()) {
             return Err(ClientError::UnknownRoom("no such campaign"));
         }
@@ -50,14 +61,19 @@ impl RoomRegistry {
                 "this server has no room for another board",
             ));
         }
-        let (store, top_n, tick) = (
+        let (store, top_n, tick, grace, owner) = (
             self.store.clone(),
             self.config.top_n,
             Duration::from_millis(self.config.tick_ms),
+            Duration::from_millis(self.config.idle_grace_ms),
+            ctx.address().recipient(),
         );
         Ok(self.rooms.entry(id.clone()).or_insert_with(|| {
             let id = id.clone();
-            Supervisor::start(move |_| Room::new(id, store, top_n, tick, Clock::System))
+            let addr = Supervisor::start(move |_| {
+                Room::new(id, store, top_n, tick, Clock::System).stop_when_idle(grace, owner)
+            });
+            Live { addr, joins: 0 }
         }))
     }
 }
@@ -70,8 +86,10 @@ impl Handler<Join> for RoomRegistry {
     type Result = Result<(), ClientError>;
 
     /// Answers once the room exists; the room itself sends the snapshot.
-    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
-        self.room(&msg.room)?.do_send(msg);
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        let live = self.room(&msg.room, ctx)?;
+        live.joins += 1;
+        live.addr.do_send(msg);
         Ok(())
     }
 }
@@ -81,7 +99,7 @@ impl Handler<Leave> for RoomRegistry {
 
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         if let Some(room) = self.rooms.get(&msg.room) {
-            room.do_send(msg);
+            room.addr.do_send(msg);
         }
     }
 }
@@ -91,7 +109,24 @@ impl Handler<Resync> for RoomRegistry {
 
     fn handle(&mut self, msg: Resync, _: &mut Self::Context) {
         if let Some(room) = self.rooms.get(&msg.room) {
-            room.do_send(msg);
+            room.addr.do_send(msg);
+        }
+    }
+}
+
+impl Handler<Idle> for RoomRegistry {
+    type Result = ();
+
+    /// Closes the room unless a join was forwarded to it after the count it reports.
+    fn handle(&mut self, msg: Idle, _: &mut Self::Context) {
+        if self
+            .rooms
+            .get(&msg.room)
+            .is_some_and(|live| live.joins == msg.joins)
+        {
+            if let Some(live) = self.rooms.remove(&msg.room) {
+                live.addr.do_send(Close);
+            }
         }
     }
 }

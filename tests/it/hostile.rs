@@ -244,3 +244,50 @@ async fn the_frameworks_own_errors_use_the_json_error_shape() {
         (400, Some("bad_message"))
     );
 }
+
+#[tokio::test]
+async fn rooms_left_empty_are_freed_after_the_grace_period() {
+    let server = TestServer::with(|c| {
+        c.rooms.max_rooms = 3;
+        c.rooms.idle_grace_ms = 100;
+        c.rooms.tick_ms = 20;
+    });
+    let mut p = server.player("wanderer").await;
+    for region in ["a", "b", "c"] {
+        p.join(&format!("quick/region:{region}")).await;
+    }
+    p.send(json!({"type":"join","room":"quick/region:d"})).await;
+    assert_eq!(
+        p.recv().await["code"],
+        "unknown_room",
+        "the instance is full"
+    );
+    for region in ["a", "b", "c"] {
+        p.send(json!({"type":"leave","room": format!("quick/region:{region}")}))
+            .await;
+        assert_eq!(p.recv().await["type"], "left");
+    }
+    // Empty rooms stop once their grace has passed, and new boards find a place.
+    let mut joined = 0;
+    for region in ["d", "e", "f"] {
+        let room = format!("quick/region:{region}");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            p.send(json!({"type":"join","room": room})).await;
+            let v = p.recv().await;
+            if v["type"] == "snapshot" {
+                joined += 1;
+                break;
+            }
+            assert_eq!(v["code"], "unknown_room", "{v}");
+            assert!(std::time::Instant::now() < deadline, "no room was freed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(joined, 3);
+    // A room someone is in is not freed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.send(json!({"type":"snapshot","room":"quick/region:d","id":"still"}))
+        .await;
+    assert_eq!(p.recv().await["re"], "still");
+}

@@ -101,6 +101,7 @@ env_table! {
     "ROOM_TOP_N" => rooms.top_n: parsed "a whole number of rows",
     "ROOM_MAX_ROOMS" => rooms.max_rooms: parsed "a whole number of rooms",
     "ROOM_MAX_PER_CONNECTION" => rooms.max_rooms_per_connection: parsed "a whole number of rooms",
+    "ROOM_IDLE_GRACE" => rooms.idle_grace_ms: parsed "a time in milliseconds",
 }
 
 impl Config {

@@ -185,6 +185,9 @@ pub struct RoomConfig {
     /// Rooms on this instance; region boards are named by players, so this bounds them
     /// (`ROOM_MAX_ROOMS`).
     pub max_rooms: usize,
+    /// A room with no member for this long stops, and its place counts no more against
+    /// `max_rooms` (`ROOM_IDLE_GRACE`).
+    pub idle_grace_ms: u64,
 }
 
 /// Thresholds behind `/health`'s status, documented in README.
@@ -313,6 +316,7 @@ impl Default for RoomConfig {
             top_n: 100,
             max_rooms_per_connection: 8,
             max_rooms: 1_000,
+            idle_grace_ms: 60_000,
         }
     }
 }
