@@ -43,12 +43,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
     })
-    .on_connect(move |conn, _| {
+    .on_connect(move |conn, data| {
+        let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+            return;
+        };
+        // A Connection cuts the socket of a client that stopped reading (see `cut_later`).
+        data.insert(podium_actors::connection::SocketFd(
+            std::os::fd::AsRawFd::as_raw_fd(tcp),
+        ));
         if send_buffer > 0 {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer) {
-                    tracing::warn!(%err, "WS_SOCKET_SEND_BUFFER: could not set SO_SNDBUF");
-                }
+            if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer) {
+                tracing::warn!(%err, "WS_SOCKET_SEND_BUFFER: could not set SO_SNDBUF");
             }
         }
     })

@@ -40,7 +40,8 @@ use crate::room::{Join, Leave, Resync};
 use crate::telemetry;
 pub use gateway::{client_ip, Gateway};
 pub use inbox::{Kick, Push};
-use outbound::{wire_len, Metered};
+pub use outbound::SocketFd;
+use outbound::{cut_later, wire_len, Metered};
 
 /// Longest a shutdown waits for this socket's submits in flight to be answered.
 const SUBMIT_GRACE: Duration = Duration::from_secs(2);
@@ -71,8 +72,10 @@ pub async fn upgrade(
         Err(_) => return ClientError::Internal.error_response(),
     };
     let queued = Rc::new(Cell::new(0));
+    let alive = Rc::new(Cell::new(true));
     let codec = actix_http::ws::Codec::new().max_size(gateway.ws.max_payload_bytes);
-    let actor = Connection::new(slot, gateway.get_ref().clone(), queued.clone());
+    let socket = req.conn_data::<SocketFd>().map(|fd| (*fd, alive.clone()));
+    let actor = Connection::new(slot, gateway.get_ref().clone(), queued.clone(), socket);
     let context = ws::WebsocketContext::with_codec(actor, payload, codec);
     // The actor runs inside its context's stream. Left as the response body, it would run
     // only while the socket takes bytes: a client that stops reading would freeze its actor,
@@ -87,7 +90,11 @@ pub async fn upgrade(
             let _ = tx.send(chunk);
         }
     });
-    response.streaming(Metered { frames: rx, queued })
+    response.streaming(Metered {
+        frames: rx,
+        queued,
+        alive,
+    })
 }
 
 pub struct Connection {
@@ -112,10 +119,18 @@ pub struct Connection {
     in_flight: u32,
     /// A shutdown close waiting for `in_flight` to reach zero.
     close_after: Option<CloseReason>,
+    /// The TCP socket, to cut when the client stops reading; `None` when the server was not
+    /// told its descriptor.
+    socket: Option<(SocketFd, Rc<Cell<bool>>)>,
 }
 
 impl Connection {
-    fn new(slot: ConnSlot, gateway: Arc<Gateway>, queued: Rc<Cell<usize>>) -> Self {
+    fn new(
+        slot: ConnSlot,
+        gateway: Arc<Gateway>,
+        queued: Rc<Cell<usize>>,
+        socket: Option<(SocketFd, Rc<Cell<bool>>)>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             slot,
@@ -129,6 +144,7 @@ impl Connection {
             closing: None,
             in_flight: 0,
             close_after: None,
+            socket,
         }
     }
 
@@ -179,6 +195,11 @@ impl Connection {
             return;
         }
         self.closing = Some(reason);
+        if reason == CloseReason::SlowConsumer {
+            if let Some((fd, alive)) = self.socket.take() {
+                cut_later(fd, alive);
+            }
+        }
         ctx.close(Some(ws::CloseReason {
             code: reason.code().into(),
             description: Some(reason.as_str().to_owned()),
