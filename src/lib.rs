@@ -1,6 +1,7 @@
 //! The `podium` server: configuration in, a running HTTP + WebSocket server out. `main.rs`
 //! and the integration tests both start it through [`start`] / [`run`].
 
+pub mod conns;
 pub mod observe;
 pub mod routes;
 
@@ -32,11 +33,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let workers = config.worker_threads();
     let listen = config.listen.clone();
     let send_buffer = config.ws.socket_send_buffer_bytes;
+    // Behind a trusted proxy every connection comes from the proxy: no cap per address then.
+    let per_ip_cap = (!config.trust_proxy && config.max_connections_per_ip > 0)
+        .then_some(config.max_connections_per_ip);
+    let per_ip = conns::PerIp::default();
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(conns::refuse_over_cap))
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
             .app_data(data.clone())
             .app_data(gateway.clone())
@@ -47,6 +53,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
             return;
         };
+        if let (Some(cap), Ok(peer)) = (per_ip_cap, tcp.peer_addr()) {
+            let (place, over) = per_ip.admit(peer.ip(), cap);
+            data.insert(place);
+            if over {
+                data.insert(conns::OverCap);
+            }
+        }
         // A Connection cuts the socket of a client that stopped reading (see `cut_later`).
         data.insert(podium_actors::connection::SocketFd(
             std::os::fd::AsRawFd::as_raw_fd(tcp),

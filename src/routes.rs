@@ -23,8 +23,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|err, _| ClientError::BadMessage(err.to_string()).into()),
     )
-    // `POST /dev/token` takes a few bytes of JSON; more is refused before it is read.
-    .app_data(web::PayloadConfig::new(MAX_BODY))
     .service(get("/ws").to(connection::upgrade))
     .service(get("/health").to(health))
     .service(get("/ready").to(ready))
@@ -290,14 +288,38 @@ struct DevTokenRequest {
 }
 
 /// `POST /dev/token {"user":"alice"}`: a short-lived player token, in dev mode only.
+/// How long a request body may take to arrive: a client trickling bytes cannot hold a
+/// connection and a handler for longer.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The request body, at most [`MAX_BODY`] bytes arriving within [`BODY_TIMEOUT`].
+async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ClientError> {
+    use futures_util::StreamExt;
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ClientError::BadMessage(e.to_string()))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(ClientError::PayloadTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(ClientError::RequestTimeout))
+}
+
 async fn dev_token(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     if !engine.dev_mode {
         return Err(ClientError::NotFound);
     }
+    let body = read_body(payload).await?;
     let ip = connection::client_ip(&req, engine.config.trust_proxy);
     if let Verdict::Refused { .. } = engine.dev_tokens.check(&ip) {
         telemetry::dev_token("rate_limited");

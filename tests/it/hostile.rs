@@ -291,3 +291,39 @@ async fn rooms_left_empty_are_freed_after_the_grace_period() {
         .await;
     assert_eq!(p.recv().await["re"], "still");
 }
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_cap_of_connections() {
+    let server = TestServer::with(|c| c.max_connections_per_ip = 2);
+    let idle_a = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let idle_b = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    eventually("a third connection is refused", || async {
+        let (status, body) = server.http("GET", "/ready", None).await;
+        status == 429 && body["error"]["code"] == "too_many_connections_for_ip"
+    })
+    .await;
+    drop((idle_a, idle_b));
+    eventually("the places come back when they close", || async {
+        server.http("GET", "/ready", None).await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_in_is_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start();
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"POST /dev/token HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n{")
+        .await
+        .unwrap();
+    // One byte, then nothing: the server answers without waiting for the rest.
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT * 2, s.read_to_end(&mut raw))
+        .await
+        .expect("an answer within the body timeout")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
+    assert!(raw.contains(r#""code":"request_timeout""#), "{raw}");
+}

@@ -22,6 +22,10 @@ pub struct Config {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you run)
     /// (`PODIUM_TRUST_PROXY`).
     pub trust_proxy: bool,
+    /// TCP connections (HTTP and WebSocket) one address may hold; past it every request on a
+    /// new connection is 429. 0 turns it off; behind a trusted proxy it does not apply, since
+    /// every connection comes from the proxy (`PODIUM_MAX_CONNECTIONS_PER_IP`).
+    pub max_connections_per_ip: usize,
     /// `text` or `json` log lines (`LOG_FORMAT`).
     pub log_format: LogFormat,
     pub ws: WsConfig,
@@ -214,6 +218,7 @@ impl Default for Config {
             workers: 0,
             dev_mode: None,
             trust_proxy: false,
+            max_connections_per_ip: 1_000,
             log_format: LogFormat::Text,
             ws: WsConfig::default(),
             jwt: JwtConfig::default(),

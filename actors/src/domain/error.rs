@@ -42,6 +42,10 @@ pub enum ClientError {
     ScoreRateTooHigh,
     #[error("not found")]
     NotFound,
+    #[error("the request body is larger than this route takes")]
+    PayloadTooLarge,
+    #[error("the request took too long to arrive")]
+    RequestTimeout,
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A store is briefly out of reach (restarting, loading, failing over): retry the same
@@ -73,6 +77,8 @@ impl ClientError {
             ClientError::ScoreTooHigh => "score_too_high",
             ClientError::ScoreRateTooHigh => "score_rate_too_high",
             ClientError::NotFound => "not_found",
+            ClientError::PayloadTooLarge => "payload_too_large",
+            ClientError::RequestTimeout => "request_timeout",
             ClientError::ShuttingDown => "shutting_down",
             ClientError::Unavailable => "unavailable",
             ClientError::Internal => "internal",
@@ -94,6 +100,8 @@ impl ClientError {
             | ClientError::ShuttingDown
             | ClientError::Unavailable => 503,
             ClientError::Internal => 500,
+            ClientError::PayloadTooLarge => 413,
+            ClientError::RequestTimeout => 408,
             _ => 422,
         }
     }
