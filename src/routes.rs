@@ -261,8 +261,14 @@ async fn leaderboard(
 ) -> Result<HttpResponse, ClientError> {
     let (campaign, board) = path.into_inner();
     let room = RoomId::parse(&format!("{campaign}/{board}"))?;
-    if !engine.gateway.campaigns.contains_key(&campaign) {
-        return Err(ClientError::UnknownRoom("no such campaign"));
+    match engine.gateway.campaigns.get(&campaign) {
+        None => return Err(ClientError::UnknownRoom("no such campaign")),
+        Some(rules) if !rules.has_board(&room.board) => {
+            return Err(ClientError::UnknownRoom(
+                "the campaign has no board for that region",
+            ))
+        }
+        Some(_) => {}
     }
     let from = query.from.unwrap_or(1);
     let limit = query.limit.unwrap_or(50);

@@ -110,14 +110,17 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
     let refused = rules.check(session.started_ms, now, msg.score).err();
     let retention = rules.daily_retention();
     // Daily boards expire; global and region boards are kept for good.
-    let boards: Vec<(BoardKey, Option<Duration>)> =
-        BoardKey::all_for(&session.campaign, now, session.region.as_ref())
-            .into_iter()
-            .map(|key| {
-                let ttl = key.board.expires().then_some(retention);
-                (key, ttl)
-            })
-            .collect();
+    let boards: Vec<(BoardKey, Option<Duration>)> = BoardKey::all_for(
+        &session.campaign,
+        now,
+        rules.board_region(session.region.as_ref()),
+    )
+    .into_iter()
+    .map(|key| {
+        let ttl = key.board.expires().then_some(retention);
+        (key, ttl)
+    })
+    .collect();
     let attempt = Attempt {
         session_id: &session.id,
         user: &msg.user,
@@ -127,7 +130,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         now_ms: now,
         keep_until_ms,
         refused,
-        region: session.region.as_ref(),
+        region: rules.board_region(session.region.as_ref()),
         boards: &boards,
         fallback: session.fallback,
     };

@@ -53,8 +53,13 @@ impl RoomRegistry {
     }
 
     fn room(&mut self, id: &RoomId, ctx: &mut Context<Self>) -> Result<&mut Live, ClientError> {
-        if !self.campaigns.contains_key(id.campaign.as_str()) {
+        let Some(rules) = self.campaigns.get(id.campaign.as_str()) else {
             return Err(ClientError::UnknownRoom("no such campaign"));
+        };
+        if !rules.has_board(&id.board) {
+            return Err(ClientError::UnknownRoom(
+                "the campaign has no board for that region",
+            ));
         }
         if !self.rooms.contains_key(id) && self.rooms.len() >= self.config.max_rooms {
             return Err(ClientError::UnknownRoom(

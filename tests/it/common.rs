@@ -50,6 +50,12 @@ impl TestServer {
                 max_score_per_second: 1_000_000_000,
                 starts_at_ms: None,
                 ends_at_ms: None,
+                // The region boards the tests use.
+                regions: ["eu", "us", "a", "b", "c", "d", "e", "f"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain((0..12).map(|i| format!("r{i}")))
+                    .collect(),
                 ..Default::default()
             },
         );

@@ -327,3 +327,22 @@ async fn a_body_trickled_in_is_cut_off_with_408() {
     assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
     assert!(raw.contains(r#""code":"request_timeout""#), "{raw}");
 }
+
+#[tokio::test]
+async fn a_region_the_campaign_has_no_board_for_makes_no_board() {
+    let server = TestServer::start();
+    let mut p = server.player_in("martian", "mars").await;
+    assert_eq!(p.play(10).await["status"], "accepted");
+    p.send(json!({"type":"join","room":"quick/region:mars"}))
+        .await;
+    assert_eq!(p.recv().await["code"], "unknown_room");
+    let (status, _) = server
+        .http("GET", "/leaderboard/quick/region:mars", None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, page) = server.http("GET", "/leaderboard/quick/global", None).await;
+    assert_eq!(
+        page["rows"][0]["user"], "martian",
+        "the result counts on the global board"
+    );
+}

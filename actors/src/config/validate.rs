@@ -199,6 +199,17 @@ impl Config {
                     rules.min_duration_ms,
                 ));
             }
+            let bad_region = rules
+                .regions
+                .iter()
+                .find(|r| crate::domain::ids::Region::parse(r).is_none());
+            if rules.regions.len() > 100 || bad_region.is_some() {
+                return Err(bad(
+                    &format!("{key}.regions"),
+                    "at most 100 region codes of 1 to 16 of a-z, 0-9 and -",
+                    bad_region.map_or("more than 100", String::as_str),
+                ));
+            }
             if rules.max_score == 0 || rules.max_score_per_second == 0 {
                 return Err(bad(
                     &format!("{key}.max_score"),

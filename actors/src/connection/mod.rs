@@ -481,8 +481,9 @@ impl Connection {
         room: RoomId,
         id: Option<MsgId>,
     ) -> Result<(), ClientError> {
-        if !self.gateway.campaigns.contains_key(room.campaign.as_str()) {
-            return Err(ClientError::UnknownRoom("no such campaign"));
+        match self.gateway.campaigns.get(room.campaign.as_str()) {
+            Some(rules) if rules.has_board(&room.board) => {}
+            _ => return Err(ClientError::UnknownRoom("no such campaign or board")),
         }
         let (store, board) = (
             self.gateway.store.clone(),

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::ClientError;
+use super::ids::{BoardKind, Region};
 
 /// Anti-cheat rules of one campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,16 @@ pub struct CampaignRules {
     /// Days a daily board is kept in Redis.
     #[serde(default = "default_retention_days")]
     pub daily_retention_days: u32,
+    /// The regions that have a board (`region:<code>`). A token may name any region; only
+    /// these count, so the boards (and rooms) a campaign has are bounded by configuration,
+    /// not by what players' tokens say. A player from another region plays on the global and
+    /// daily boards only.
+    #[serde(default = "default_regions")]
+    pub regions: Vec<String>,
+}
+
+fn default_regions() -> Vec<String> {
+    ["eu", "us", "asia"].map(String::from).to_vec()
 }
 
 fn default_retention_days() -> u32 {
@@ -39,6 +50,7 @@ impl Default for CampaignRules {
             starts_at_ms: None,
             ends_at_ms: None,
             daily_retention_days: default_retention_days(),
+            regions: default_regions(),
         }
     }
 }
@@ -47,6 +59,19 @@ impl CampaignRules {
     /// How long a daily board is kept.
     pub fn daily_retention(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.daily_retention_days) * 86_400)
+    }
+
+    /// The player's region if the campaign has a board for it.
+    pub fn board_region<'a>(&self, region: Option<&'a Region>) -> Option<&'a Region> {
+        region.filter(|r| self.regions.iter().any(|c| c == r.as_str()))
+    }
+
+    /// Whether the campaign has this board.
+    pub fn has_board(&self, kind: &BoardKind) -> bool {
+        match kind {
+            BoardKind::Region(r) => self.board_region(Some(r)).is_some(),
+            BoardKind::Global | BoardKind::Daily => true,
+        }
     }
 
     /// Whether the campaign takes games at `ms` (server clock, Unix ms).
