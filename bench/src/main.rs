@@ -7,6 +7,8 @@
 //!   latency p50/p99, errors, server RSS per connection.
 //! - `fanout`: N members in one room while M players submit; tick-to-delivery latency of the
 //!   diffs at every member p50/p99, submit-to-diff latency, frames/s, seq gaps.
+//! - `soak`: players churning for a long while; RSS, descriptors, sockets and room members
+//!   before and after.
 //! - `ingest` (redis engine): M players submitting as fast as the rules allow; accepted/s,
 //!   ack latency p50/p99, PostgreSQL lag, and a check that the rows in PostgreSQL equal the
 //!   acks. Then the naive path in the same run: one INSERT and one ZADD per result, no
@@ -16,6 +18,7 @@ mod client;
 mod connect;
 mod fanout;
 mod ingest;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +60,14 @@ enum Scenario {
         /// New member sockets per second while joining.
         #[arg(long, default_value_t = 2_000)]
         rate: u64,
+    },
+    /// Players churning (connect, join, play, leave, close) for a long while; the server's
+    /// memory, descriptors, sockets and room members before and after.
+    Soak {
+        #[arg(long, default_value_t = 200)]
+        players: usize,
+        #[arg(long, default_value_t = 1_800)]
+        seconds: u64,
     },
     /// M players submitting as fast as the rules allow (redis engine), then the naive path.
     Ingest {
@@ -103,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             room,
             rate,
         } => fanout::run(cli.common, members, players, seconds, room, rate).await,
+        Scenario::Soak { players, seconds } => soak::run(cli.common, players, seconds).await,
         Scenario::Ingest {
             players,
             seconds,
