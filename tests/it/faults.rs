@@ -425,3 +425,43 @@ async fn a_shutdown_answers_the_submit_in_flight_and_the_batcher_writes_it() {
         "the batcher wrote what it held before the engine stopped"
     );
 }
+
+#[tokio::test]
+async fn an_acknowledgement_redis_refuses_is_not_reported_as_postgres_down() {
+    let redis = TempRedis::start();
+    let server = TestServer::redis(|c| c.redis.url = Some(redis.url()));
+    let cli = |args: &[&str]| {
+        let port = redis.port.to_string();
+        let mut all = vec!["-p", port.as_str()];
+        all.extend_from_slice(args);
+        run("redis-cli", &all);
+    };
+    // Redis takes everything but the batcher's XACK: the batch is written, never acknowledged.
+    cli(&["acl", "setuser", "default", "-xack"]);
+    let mut p = server.player("unacked").await;
+    assert_eq!(p.play(5).await["status"], "accepted");
+    eventually("the row in PostgreSQL", || async {
+        server.pg_count("results").await == 1
+    })
+    .await;
+    eventually("the acknowledgement failed at least once", || async {
+        let (_, metrics) = server.http_text("GET", "/metrics", None).await;
+        metrics.contains("podium_persist_ack_failures_total")
+    })
+    .await;
+    assert!(
+        !has_issue(&health(&server).await, "postgres_down"),
+        "PostgreSQL is fine: only Redis refused"
+    );
+    cli(&["acl", "setuser", "default", "+xack"]);
+    eventually(
+        "the stream drained once Redis takes the acknowledgement",
+        || async { stream_backlog(&server.config).await == 0 },
+    )
+    .await;
+    assert_eq!(
+        server.pg_count("results").await,
+        1,
+        "rewritten, not duplicated"
+    );
+}

@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod clock;
 pub mod decision;
 pub mod error;
+pub mod fuzzing;
 pub mod ids;
 pub mod protocol;
 pub mod session;
