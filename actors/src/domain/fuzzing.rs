@@ -50,7 +50,8 @@ mod tests {
     #[test]
     fn fuzz_regressions_stay_fixed() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-regressions");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Check = fn(&[u8]);
+        let targets: [(&str, Check); 3] = [
             ("frame", super::frame),
             ("session", super::session),
             ("token", super::token),
