@@ -28,6 +28,10 @@ const MESSAGES = {
   not_found: "Guest play is not available on this server.",
   shutting_down: "The server is restarting. Reconnecting…",
   internal: "Something went wrong on our side. Try again.",
+  unavailable: "The server is catching up. Sending your score again…",
+  payload_too_large: "That request was too large.",
+  request_timeout: "The connection is too slow. Try again.",
+  method_not_allowed: "The game asked the server something it does not answer. Reload the page.",
 };
 const explain = (code) => MESSAGES[code] ?? `Unexpected error (${code}).`;
 
@@ -43,7 +47,13 @@ const state = {
   user: null, token: null, ws: null, attempts: 0, nextId: 1,
   seq: null, top: [], resyncing: false,
   session: null, taps: 0, playing: false,
+  // Submits of the current game answered `unavailable` (nothing decided): sent again.
+  resubmits: 0,
 };
+
+// How many times, and how far apart, a submit answered `unavailable` is sent again.
+const RESUBMITS = 10;
+const RESUBMIT_DELAY_MS = 1000;
 
 function say(text, tone = "") {
   ui.message.textContent = text;
@@ -214,6 +224,17 @@ function endGame(submit) {
 }
 
 function showResult(result) {
+  // Nothing was decided: the same score for the same session is sent again shortly.
+  if (result.reason === "unavailable" && state.session && state.resubmits < RESUBMITS) {
+    state.resubmits += 1;
+    say(explain("unavailable"));
+    const session = state.session;
+    setTimeout(() => {
+      if (state.session === session) send({ type: "submit", session, score: result.score });
+    }, RESUBMIT_DELAY_MS);
+    return;
+  }
+  state.resubmits = 0;
   if (result.status === "accepted") {
     // The rank box shows the live rank; the message stays true as others overtake.
     say(`Score ${result.score} accepted! Your best: ${result.best ?? result.score}.`, "good");

@@ -368,10 +368,10 @@ async fn postgres_frozen_then_redis_killed_as_it_resumes_decides_each_session_on
     });
     let addr = Arc::new(Mutex::new(server.addr.to_string()));
     let started = Instant::now();
-    let (ledger, players) = load(addr.clone(), 20, started + Duration::from_secs(10));
+    let (ledger, players) = load(addr.clone(), 20, started + Duration::from_secs(12));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     pg.freeze();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     pg.thaw();
     redis.crash();
     tokio::time::sleep(Duration::from_secs(1)).await;
