@@ -1,7 +1,9 @@
 //! `soak`: players churning for a long while (connect, auth, join a room, play a few games,
 //! leave, close, again), bounded in players and time. It reads the server's RSS, open
-//! descriptors, `podium_ws_connections` and `podium_room_members` before the load, and again
-//! once every player has gone and the server has settled: they should be back at baseline.
+//! descriptors, `podium_ws_connections` and `podium_room_members` before the load, halfway,
+//! and once every player has gone and the server has settled: sockets, members and
+//! descriptors should be back at baseline, and memory no higher than the load's own state
+//! (one board row per player) explains. It plays the `soak` campaign of bench/server.toml.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,11 +17,14 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::{next_json, open, rss_kib, run_tag, Common, Ws};
 
 const ROOMS: [&str; 4] = [
-    "bench/global",
-    "bench/daily",
-    "bench/region:eu",
-    "bench/region:us",
+    "soak/global",
+    "soak/daily",
+    "soak/region:eu",
+    "soak/region:us",
 ];
+
+/// How long the server is left alone after the load before the last reading.
+const SETTLE_SECS: u64 = 65;
 
 /// What the server holds at one moment.
 struct Reading {
@@ -77,7 +82,7 @@ async fn reading(common: &Common) -> Reading {
 
 /// One game on `ws`: start, submit.
 async fn game(ws: &mut Ws, score: u64) -> anyhow::Result<()> {
-    let start = json!({"type":"start_game","campaign":"bench"}).to_string();
+    let start = json!({"type":"start_game","campaign":"soak"}).to_string();
     ws.send(Message::Text(start.into())).await?;
     let session = loop {
         let v = next_json(ws).await?;
@@ -101,7 +106,8 @@ async fn game(ws: &mut Ws, score: u64) -> anyhow::Result<()> {
 async fn churn(common: Common, i: usize, until: Instant, errors: Arc<AtomicU64>) -> (u64, u64) {
     let (mut cycles, mut games) = (0, 0);
     while Instant::now() < until {
-        let user = format!("soak-{}-{i}-{cycles}", run_tag());
+        // The same players all along: the boards hold one row each, so what grows is what leaks.
+        let user = format!("soak-{}-{i}", run_tag());
         let attempt = async {
             let (mut ws, _) = open(&common, &user).await?;
             let room = ROOMS[(i + cycles as usize) % ROOMS.len()];
@@ -152,8 +158,9 @@ pub async fn run(common: Common, players: usize, seconds: u64) -> anyhow::Result
         cycles += c;
         games += g;
     }
-    // Closed sockets take their time to leave (close frames, the registry, room leaves).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Closed sockets take their time to leave, idempotency marks outlive their games by 20 s
+    // and are swept every WS_CLEANUP_INTERVAL (30 s), and empty rooms stop after their grace.
+    tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
     let after = reading(&common).await;
     println!(
         "soak: players={players} seconds={seconds} cycles={cycles} games={games} errors={} | before: {before} | halfway: {middle} | after: {after}",
