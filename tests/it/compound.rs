@@ -29,30 +29,22 @@ struct Ledger {
     sent: Mutex<HashSet<(String, u64)>>,
 }
 
-/// The session id a session token carries (what PostgreSQL's rows are keyed by).
-fn session_id(token: &str) -> String {
+/// A claim of a session token's signed body: `s` the session id (what PostgreSQL's rows are
+/// keyed by), `u` the player it belongs to.
+fn session_claim(token: &str, claim: &str) -> String {
     use base64::Engine as _;
     let body = token.split('.').next().unwrap();
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(body)
         .unwrap();
-    serde_json::from_slice::<Value>(&json).unwrap()["s"]
+    serde_json::from_slice::<Value>(&json).unwrap()[claim]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
-/// The player a session token names.
-fn session_owner(token: &str) -> String {
-    use base64::Engine as _;
-    let body = token.split('.').next().unwrap();
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .unwrap();
-    serde_json::from_slice::<Value>(&json).unwrap()["u"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+fn session_id(token: &str) -> String {
+    session_claim(token, "s")
 }
 
 /// Reasons that decided nothing: the same session is submitted again.
@@ -279,7 +271,7 @@ async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
     for (session, scores) in &accepted {
         // A session is submitted by the player it belongs to.
         let token = &tokens[session];
-        let owner = session_owner(token);
+        let owner = session_claim(token, "u");
         if !sockets.contains_key(&owner) {
             let ws = open(addr, &owner).await.expect("the owner connects");
             sockets.insert(owner.clone(), ws);
