@@ -199,9 +199,9 @@ impl Durable {
         !self.redis_ok.load(Ordering::Relaxed)
     }
 
-    /// Pings Redis every second. When it stops answering, submits are already falling back
-    /// on their own; when it answers again, the boards are rebuilt from PostgreSQL (the
-    /// results written there meanwhile) before the fallback is declared over.
+    /// Pings Redis every second. When it stops answering, games started from then on are
+    /// decided in PostgreSQL; when it answers again, the boards are rebuilt from PostgreSQL
+    /// (the results written there meanwhile) before the fallback is declared over.
     async fn watch_redis(self, campaigns: BTreeMap<String, CampaignRules>) {
         let mut tick = tokio::time::interval(REDIS_WATCH_EVERY);
         loop {
