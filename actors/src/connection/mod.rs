@@ -5,12 +5,13 @@
 //! and activity clocks, and the count of bytes queued for the client ([`outbound`]).
 //! Receives WebSocket frames (the stream), [`Push`] (frames from Rooms) and [`Kick`] (from the
 //! ConnectionRegistry: shutdown), both in [`inbox`]. Sends [`Authenticate`]/[`Attach`] to the
-//! ConnectionRegistry, [`Join`]/[`Leave`]/[`Resync`] to the RoomRegistry and [`Submit`] to the
-//! ResultsPipeline, all reached through its [`Gateway`]. Its whole life is here: the caps are
+//! ConnectionRegistry, [`Join`](crate::room::Join)/[`Leave`]/[`Resync`](crate::room::Resync)
+//! to the RoomRegistry and [`Submit`](crate::results::Submit) to the ResultsPipeline, all
+//! reached through its [`Gateway`]. Its whole life is here: the caps are
 //! checked in [`upgrade`] before the handshake completes, `started` arms the auth deadline and
 //! heartbeat, `stopping` leaves every room, and the [`ConnSlot`] it holds releases its place in
 //! the registry on drop. Nobody restarts a Connection: when it stops, the client reconnects.
-//! What it does for each message once the player is admitted is in [`handlers`], an `impl
+//! What it does for each message once the player is admitted is in `handlers.rs`, an `impl
 //! Connection` of its own.
 
 pub mod gateway;

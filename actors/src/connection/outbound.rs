@@ -48,7 +48,7 @@ pub struct SocketFd(pub RawFd);
 const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Cuts a client that stopped reading: unless its socket is gone by then, after
-/// [`CUT_GRACE`] it is reset (linger 0) and shut down, so the kernel frees what it still
+/// `CUT_GRACE` it is reset (linger 0) and shut down, so the kernel frees what it still
 /// holds for the client and the HTTP layer drops the connection at its next I/O, instead of
 /// waiting minutes with megabytes unsent on a socket no cap counts any more.
 pub fn cut_later(fd: SocketFd, alive: Rc<Cell<bool>>) {

@@ -10,7 +10,7 @@
 //! commit. A watchdog pings Redis every second and, when it answers again, rebuilds the
 //! boards from PostgreSQL before declaring the fallback over. docs/RELIABILITY.md states the
 //! invariant and the tests that hold it. The PersistenceBatcher drains
-//! the stream and publishes its state in [`PersistStatus`], which [`Durable::health`] reads.
+//! the stream and publishes its state in [`PersistStatus`], which `Store::health` reads.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

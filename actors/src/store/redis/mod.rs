@@ -1,4 +1,4 @@
-//! The production engine's Redis half: one shared client ([`client`]) and a file per concern:
+//! The production engine's Redis half: one shared client (`client.rs`) and a file per concern:
 //! boards and idempotency marks ([`boards`]), per-user socket places ([`presence`]), message
 //! windows ([`windows`]) and the results stream with its consumer group ([`stream`]).
 
