@@ -1,5 +1,5 @@
 //! Configuration: the one struct ([`schema`]), the environment variables that override it
-//! ([`env`], one row per key) and the checks that stop start-up on a bad value ([`validate`]).
+//! (`env.rs`, one row per key) and the checks that stop start-up on a bad value ([`validate`]).
 //! Load order: compiled defaults (which `config/default.toml` mirrors, checked by a test),
 //! then a TOML file, then environment variables. A bad value stops start-up with a message
 //! naming the key and what it expects.

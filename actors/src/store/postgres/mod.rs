@@ -1,4 +1,4 @@
-//! The production engine's PostgreSQL half: the pool ([`pool`]), migrations ([`migrate`]) and
+//! The production engine's PostgreSQL half: the pool (`pool.rs`), migrations ([`migrate`]) and
 //! every read and write of results ([`results`]).
 
 pub mod migrate;
