@@ -1,6 +1,7 @@
 //! The `podium` server: configuration in, a running HTTP + WebSocket server out. `main.rs`
 //! and the integration tests both start it through [`start`] / [`run`].
 
+pub mod admin;
 pub mod conns;
 pub mod observe;
 pub mod routes;
@@ -37,6 +38,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let per_ip_cap = (!config.trust_proxy && config.max_connections_per_ip > 0)
         .then_some(config.max_connections_per_ip);
     let per_ip = conns::PerIp::default();
+    let admin = web::Data::new(admin_auth(&config)?);
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
@@ -46,6 +48,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
             .app_data(data.clone())
             .app_data(gateway.clone())
+            .app_data(admin.clone())
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
     })
@@ -77,11 +80,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .bind(&listen)
     .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
     let addr = *server.addrs().first().context("bound to no address")?;
+    engine
+        .bus
+        .do_send(podium_actors::cluster_bus::Listening(addr.to_string()));
     Ok(Running {
         addr,
         engine,
         server: server.run(),
     })
+}
+
+/// Who may use `/admin/*`: the configured keys, or in dev mode with none configured, a random
+/// key printed once, so a newcomer can try the API.
+fn admin_auth(config: &Config) -> anyhow::Result<admin::AdminAuth> {
+    let mut keys = config.admin.keys()?;
+    if keys.is_empty() && config.dev_mode() {
+        let secret = podium_actors::domain::session::random_secret();
+        println!("dev mode: admin key for /admin/* (printed once): Authorization: Bearer {secret}");
+        keys.push(podium_actors::config::AdminKey {
+            name: "dev".into(),
+            secret,
+        });
+    }
+    Ok(admin::AdminAuth::new(
+        &keys,
+        &config.admin.role_claim,
+        config.trust_proxy,
+    ))
 }
 
 /// Starts the server and runs it until `shutdown` resolves.

@@ -93,12 +93,16 @@ async fn migrate(config: Config) -> Result<Vec<i32>, podium_actors::store::Store
 }
 
 async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
-    let rules = config.campaigns.get(&campaign).ok_or_else(|| {
-        anyhow::anyhow!("--campaign: no campaign {campaign:?} in the configuration")
-    })?;
-    let store = podium_actors::store::durable::Durable::connect(&config)?;
+    let durable = podium_actors::store::durable::Durable::connect(&config)?;
+    let store = podium_actors::store::Store::Durable(durable.clone());
+    // PostgreSQL holds every campaign, including those created through the admin API.
+    let held = store.campaigns().await?;
+    let found = held
+        .iter()
+        .find(|c| c.name.as_str() == campaign)
+        .ok_or_else(|| anyhow::anyhow!("--campaign: no campaign {campaign:?} in PostgreSQL"))?;
     let now = podium_actors::domain::clock::now_ms();
-    Ok(store.rebuild_boards(&campaign, rules, now).await?)
+    Ok(durable.rebuild_boards(&campaign, &found.rules, now).await?)
 }
 
 /// `GET /ready` on this engine's own port, over a plain socket (the image has no curl).

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get("/metrics").to(metrics))
     .service(resource("/dev/token").route(web::post().to(dev_token)))
     .service(get("/leaderboard/{campaign}/{board}").to(leaderboard))
+    .configure(crate::admin::configure)
     .service(get("/").to(|| page(INDEX_HTML, "text/html; charset=utf-8")))
     .service(get("/app.js").to(|| page(APP_JS, "text/javascript; charset=utf-8")))
     .service(get("/style.css").to(|| page(STYLE_CSS, "text/css; charset=utf-8")))
@@ -39,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const MAX_BODY: usize = 4_096;
 
 /// A path that exists: a method it does not serve is 405 `method_not_allowed`, not 404.
-fn resource(path: &str) -> actix_web::Resource {
+pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
         HttpResponse::MethodNotAllowed().json(
             json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}}),
@@ -263,7 +264,7 @@ async fn leaderboard(
     let room = RoomId::parse(&format!("{campaign}/{board}"))?;
     match engine.gateway.campaigns.get(&campaign) {
         None => return Err(ClientError::UnknownRoom("no such campaign")),
-        Some(rules) if !rules.has_board(&room.board) => {
+        Some(c) if !c.rules.has_board(&room.board) => {
             return Err(ClientError::UnknownRoom(
                 "the campaign has no board for that region",
             ))
@@ -299,7 +300,7 @@ struct DevTokenRequest {
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The request body, at most [`MAX_BODY`] bytes arriving within [`BODY_TIMEOUT`].
-async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ClientError> {
+pub async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ClientError> {
     use futures_util::StreamExt;
     let read = async {
         let mut body = web::BytesMut::new();

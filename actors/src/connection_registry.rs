@@ -3,8 +3,9 @@
 //! Owns: the global, per-IP and per-user connection counts, and an address for each socket so
 //! it can close them all at shutdown. Receives [`Reserve`] (from the `/ws` route, before the
 //! upgrade), [`Attach`] (from a Connection's `started`), [`Authenticate`] (per-user cap),
-//! [`Release`] (sent by a [`ConnSlot`] when it drops), and [`CloseAll`] (shutdown). Sends
-//! [`Kick`] to Connections. The per-user cap holds across instances through the store's shared
+//! [`Release`] (sent by a [`ConnSlot`] when it drops), [`CloseAll`] (shutdown), and from the
+//! ClusterBus [`KickUser`] (kick, ban) and [`Notify`] (announcements); answers [`Sockets`]
+//! (a player's sockets, for the admin API). Sends [`Kick`] and [`Notice`] to Connections. The per-user cap holds across instances through the store's shared
 //! [`Counters`]: each authenticated socket also holds a place there, leased for three
 //! heartbeats and renewed every heartbeat, so the places of a crashed instance lapse on their
 //! own. It also sweeps and syncs the per-user message windows the Connections check. Started by
@@ -19,9 +20,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::WsConfig;
-use crate::connection::inbox::Kick;
+use crate::connection::inbox::{Kick, Notice};
 use crate::domain::error::{ClientError, CloseReason};
-use crate::domain::ids::{ConnId, UserId};
+use crate::domain::ids::{CampaignId, ConnId, UserId};
 use crate::domain::session::random_secret;
 use crate::store::counters::{Counters, MessageLimiter};
 use crate::telemetry::{self, Stats};
@@ -31,6 +32,9 @@ struct Entry {
     user: Option<UserId>,
     /// Set once the Connection actor has started; `None` between reserve and start.
     conn: Option<Recipient<Kick>>,
+    notices: Option<Recipient<Notice>>,
+    /// When the socket was reserved (Unix ms), for the operator's view of a player.
+    since_ms: u64,
 }
 
 pub struct ConnectionRegistry {
@@ -191,6 +195,8 @@ impl Handler<Reserve> for ConnectionRegistry {
                 ip: msg.ip,
                 user: None,
                 conn: None,
+                notices: None,
+                since_ms: crate::domain::clock::now_ms(),
             },
         );
         self.publish_counts();
@@ -207,6 +213,7 @@ impl Handler<Reserve> for ConnectionRegistry {
 pub struct Attach {
     pub id: ConnId,
     pub conn: Recipient<Kick>,
+    pub notices: Recipient<Notice>,
 }
 
 impl Handler<Attach> for ConnectionRegistry {
@@ -214,7 +221,10 @@ impl Handler<Attach> for ConnectionRegistry {
 
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
         match self.conns.get_mut(&msg.id) {
-            Some(entry) if self.accepting => entry.conn = Some(msg.conn),
+            Some(entry) if self.accepting => {
+                entry.conn = Some(msg.conn);
+                entry.notices = Some(msg.notices);
+            }
             // Shutdown began between the upgrade and the actor's start.
             _ => msg.conn.do_send(Kick(CloseReason::Shutdown)),
         }
@@ -316,5 +326,85 @@ impl Handler<CloseAll> for ConnectionRegistry {
             told += 1;
         }
         told
+    }
+}
+
+/// Close every socket of `user` on this instance for `reason` (kicked or banned). Answers how
+/// many were told to close.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct KickUser {
+    pub user: UserId,
+    pub reason: CloseReason,
+}
+
+impl Handler<KickUser> for ConnectionRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: KickUser, _: &mut Self::Context) -> usize {
+        let mut told = 0;
+        for entry in self.conns.values() {
+            if let (Some(conn), Some(user)) = (&entry.conn, &entry.user) {
+                if *user == msg.user {
+                    conn.do_send(Kick(msg.reason));
+                    told += 1;
+                }
+            }
+        }
+        told
+    }
+}
+
+/// An announcement (an encoded `announce` frame) for every authenticated socket; each one
+/// sends it if it is in `campaign`'s rooms (or always, when `campaign` is `None`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notify {
+    pub frame: String,
+    pub campaign: Option<CampaignId>,
+}
+
+impl Handler<Notify> for ConnectionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notify, _: &mut Self::Context) {
+        let notice = Notice {
+            frame: msg.frame.into(),
+            campaign: msg.campaign,
+        };
+        for entry in self.conns.values().filter(|e| e.user.is_some()) {
+            if let Some(notices) = &entry.notices {
+                notices.do_send(notice.clone());
+            }
+        }
+    }
+}
+
+/// One socket of a player, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SocketInfo {
+    pub ip: String,
+    pub since_ms: u64,
+}
+
+/// The sockets `user` holds on this instance.
+#[derive(Message)]
+#[rtype(result = "Vec<SocketInfo>")]
+pub struct Sockets {
+    pub user: UserId,
+}
+
+impl Handler<Sockets> for ConnectionRegistry {
+    type Result = Vec<SocketInfo>;
+
+    fn handle(&mut self, msg: Sockets, _: &mut Self::Context) -> Vec<SocketInfo> {
+        self.conns
+            .values()
+            .filter(|e| e.user.as_ref() == Some(&msg.user))
+            .map(|e| SocketInfo {
+                ip: e.ip.to_string(),
+                since_ms: e.since_ms,
+            })
+            .collect()
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::cluster_bus::{ClusterBus, InstanceInfo};
 use crate::config::Config;
 use crate::connection::Gateway;
 use crate::connection_registry::{CloseAll, ConnectionRegistry};
@@ -35,6 +36,10 @@ pub struct Engine {
     /// What every Connection is given; also the HTTP routes' way to the store and campaigns.
     pub gateway: Arc<Gateway>,
     pub dev_tokens: Arc<WindowLimiter<IpAddr>>,
+    /// Carries operator events to every instance.
+    pub bus: Addr<ClusterBus>,
+    /// This instance's id in the cluster (unique per start).
+    pub instance: String,
     /// The write-behind path (when the store has one).
     batcher: Option<Addr<PersistenceBatcher>>,
     /// Keeps the pipelines' arbiters' handles for the engine's life.
@@ -69,7 +74,13 @@ impl Engine {
                 .unwrap_or_else(default_consumer);
             PersistenceBatcher::new(durable.clone(), config.persist.clone(), consumer).start()
         });
-        let campaigns = Arc::new(config.campaigns.clone());
+        let (campaigns, bans) = store
+            .open_campaigns(&config.campaigns, crate::domain::clock::now_ms())
+            .await
+            .map_err(|error| OpenError::Unreachable {
+                service: "the campaign store",
+                error,
+            })?;
         let ws = &config.ws;
         let counters = store.counters();
         let messages = Arc::new(MessageLimiter::new(
@@ -85,6 +96,7 @@ impl Engine {
             store.clone(),
             signer.clone(),
             campaigns.clone(),
+            bans.clone(),
             config.game.max_submits_per_minute,
             Duration::from_millis(ws.cleanup_interval_ms),
         );
@@ -117,6 +129,26 @@ impl Engine {
                 limiter.sweep();
             }
         });
+        let instance = random_secret()[..12].to_owned();
+        let bus = ClusterBus::new(
+            store.clone(),
+            campaigns.clone(),
+            bans.clone(),
+            connections.clone(),
+            InstanceInfo {
+                id: instance.clone(),
+                address: config.listen.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at_ms: crate::domain::clock::now_ms(),
+                connections: 0,
+                users: 0,
+                rooms: 0,
+                heartbeat_ms: 0,
+            },
+            stats.clone(),
+            rooms.clone(),
+        )
+        .start();
         let gateway = Arc::new(Gateway {
             ws: config.ws.clone(),
             max_rooms_per_connection: config.rooms.max_rooms_per_connection,
@@ -124,6 +156,7 @@ impl Engine {
             verifier,
             signer,
             campaigns,
+            bans,
             messages,
             stats,
             connections,
@@ -135,6 +168,8 @@ impl Engine {
             dev_mode,
             gateway,
             dev_tokens,
+            bus,
+            instance,
             batcher,
             _arbiters: arbiters,
             accepting: AtomicBool::new(true),

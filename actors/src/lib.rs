@@ -33,6 +33,7 @@
 //! its own beside its receiver (`connection/inbox.rs`), so no import runs in a circle. The
 //! `layers` test checks both rules.
 
+pub mod cluster_bus;
 pub mod config;
 pub mod connection;
 pub mod connection_registry;

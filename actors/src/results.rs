@@ -15,19 +15,18 @@
 //! state a restart would lose, and each submit runs as its own future, so a slow store never
 //! queues other players' submits behind it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::domain::campaign::CampaignRules;
 use crate::domain::clock::now_ms;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::error::ClientError;
 use crate::domain::ids::{BoardKey, UserId};
 use crate::domain::session::SessionSigner;
 use crate::domain::window::{Verdict, WindowLimiter};
+use crate::store::live::{BanBook, CampaignBook};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 
@@ -35,7 +34,8 @@ use crate::telemetry;
 struct Shared {
     store: Store,
     signer: Arc<SessionSigner>,
-    campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    campaigns: Arc<CampaignBook>,
+    bans: Arc<BanBook>,
     /// Submits per user per minute.
     submits: WindowLimiter<UserId>,
 }
@@ -52,7 +52,8 @@ impl ResultsPipeline {
     pub fn new(
         store: Store,
         signer: Arc<SessionSigner>,
-        campaigns: Arc<BTreeMap<String, CampaignRules>>,
+        campaigns: Arc<CampaignBook>,
+        bans: Arc<BanBook>,
         max_submits_per_minute: u32,
         cleanup: Duration,
     ) -> Self {
@@ -62,6 +63,7 @@ impl ResultsPipeline {
                 store,
                 signer,
                 campaigns,
+                bans,
                 submits,
             }),
             cleanup: Some(cleanup),
@@ -96,18 +98,27 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
             None => Err(ClientError::RateLimited),
         };
     }
-    let rules = shared
+    if shared.bans.of(&msg.user, now).is_some() {
+        // Not recorded: lifting the ban lets the session be submitted while it is valid.
+        return Err(ClientError::Banned);
+    }
+    let campaign = shared
         .campaigns
         .get(session.campaign.as_str())
         .ok_or(ClientError::UnknownCampaign)?;
+    let rules = &campaign.rules;
+    // The limits in force when the game started, signed into its session.
+    let limits = session.limits.unwrap_or_else(|| rules.limits());
     // Marks outlive the session's validity by as much again. Past that a session is never
     // decided: its mark may be gone, and deciding it now (as `too_slow`) would give a session
     // that was decided in time a second decision.
-    let keep_until_ms = session.started_ms + rules.max_duration_ms * 2;
+    let keep_until_ms = session.started_ms + limits.max_duration_ms * 2;
     if now > keep_until_ms {
         return Err(ClientError::TooSlow);
     }
-    let refused = rules.check(session.started_ms, now, msg.score).err();
+    let refused = rules
+        .check(&limits, session.started_ms, now, msg.score)
+        .err();
     let retention = rules.daily_retention();
     // Daily boards expire; global and region boards are kept for good.
     let boards: Vec<(BoardKey, Option<Duration>)> = BoardKey::all_for(

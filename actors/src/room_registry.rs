@@ -9,18 +9,18 @@
 //! the store, so a result accepted by any engine instance reaches every instance's rooms.
 //! Started by the Engine; it holds no state a restart could lose except the room addresses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::config::RoomConfig;
-use crate::domain::campaign::CampaignRules;
 use crate::domain::clock::Clock;
 use crate::domain::error::ClientError;
 use crate::domain::ids::RoomId;
 use crate::room::{Close, Idle, Join, Leave, Resync, Room};
+use crate::store::live::CampaignBook;
 use crate::store::Store;
 
 /// A live room and the joins forwarded to it.
@@ -33,17 +33,13 @@ pub struct RoomRegistry {
     /// Every live room. An entry leaves when its room has been idle past the grace period
     /// (it sends [`Idle`]) and no join was forwarded since; the room is closed then.
     rooms: HashMap<RoomId, Live>,
-    campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    campaigns: Arc<CampaignBook>,
     store: Store,
     config: RoomConfig,
 }
 
 impl RoomRegistry {
-    pub fn new(
-        config: RoomConfig,
-        campaigns: Arc<BTreeMap<String, CampaignRules>>,
-        store: Store,
-    ) -> Self {
+    pub fn new(config: RoomConfig, campaigns: Arc<CampaignBook>, store: Store) -> Self {
         Self {
             rooms: HashMap::new(),
             campaigns,
@@ -53,10 +49,10 @@ impl RoomRegistry {
     }
 
     fn room(&mut self, id: &RoomId, ctx: &mut Context<Self>) -> Result<&mut Live, ClientError> {
-        let Some(rules) = self.campaigns.get(id.campaign.as_str()) else {
+        let Some(campaign) = self.campaigns.get(id.campaign.as_str()) else {
             return Err(ClientError::UnknownRoom("no such campaign"));
         };
-        if !rules.has_board(&id.board) {
+        if !campaign.rules.has_board(&id.board) {
             return Err(ClientError::UnknownRoom(
                 "the campaign has no board for that region",
             ));
@@ -116,6 +112,19 @@ impl Handler<Resync> for RoomRegistry {
         if let Some(room) = self.rooms.get(&msg.room) {
             room.addr.do_send(msg);
         }
+    }
+}
+
+/// How many rooms live here (for the instance heartbeat).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountRooms;
+
+impl Handler<CountRooms> for RoomRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountRooms, _: &mut Self::Context) -> usize {
+        self.rooms.len()
     }
 }
 

@@ -187,6 +187,18 @@ pub fn dev_token(outcome: &'static str) {
     counter!("podium_dev_tokens_total", "outcome" => outcome).increment(1);
 }
 
+/// A refused admin authentication, by code (`unauthorized`, `forbidden`).
+pub fn admin_auth(outcome: &'static str) {
+    counter!("podium_admin_auth_failures_total", "code" => outcome).increment(1);
+    tracing::info!(code = outcome, "admin authentication refused");
+}
+
+/// An admin action carried out (`campaign_create`, `ban`, ...), logged with who did it.
+pub fn admin_action(action: &'static str, actor: &str, target: &str) {
+    counter!("podium_admin_actions_total", "action" => action).increment(1);
+    tracing::info!(action, actor, target, "admin action");
+}
+
 const BUCKETS: usize = 60;
 
 #[derive(Default, Clone, Copy)]

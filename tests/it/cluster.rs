@@ -56,3 +56,94 @@ async fn the_message_window_is_shared_across_instances() {
     a.send(json!({"type":"ping"})).await;
     assert_eq!(a.recv().await["code"], "rate_limited");
 }
+
+/// Two instances with the admin API: operator actions on one reach the players of the other.
+#[tokio::test]
+async fn a_ban_kick_and_announcement_on_one_instance_reach_the_other() {
+    let (one, two) = pair(|_| {});
+    let mut listener = two.player("kim").await;
+    listener.join("quick/global").await;
+    let (status, _) = one
+        .admin(
+            "POST",
+            "/admin/announce",
+            Some(json!({"text": "hello both"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listener.recv_type("announce").await["text"], "hello both");
+    let started = std::time::Instant::now();
+    let (status, _) = one
+        .admin(
+            "POST",
+            "/admin/users/kim/ban",
+            Some(json!({"reason": "cheat"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listener.closed().await, (4403, "banned".into()));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "closed within a second on the other instance: {:?}",
+        started.elapsed()
+    );
+    let mut again = two.connect().await;
+    again
+        .send(json!({"type":"auth","token": two.token("kim")}))
+        .await;
+    assert_eq!(again.recv().await["code"], "banned");
+    let mut roamer = two.player("lou").await;
+    one.admin(
+        "POST",
+        "/admin/users/lou/kick",
+        Some(json!({"reason": "r"})),
+    )
+    .await;
+    assert_eq!(roamer.closed().await.0, 4000);
+}
+
+#[tokio::test]
+async fn a_rule_change_on_one_instance_judges_games_started_on_the_other() {
+    let (one, two) = pair(|_| {});
+    let body = json!({"name": "relay", "rules": {"min_duration_ms": 1, "max_duration_ms": 60000, "max_score": 1000, "max_score_per_second": 1000000}});
+    let (status, _) = one.admin("POST", "/admin/campaigns", Some(body)).await;
+    assert_eq!(status, 201);
+    let mut p = two.player("max").await;
+    let (status, _) = one
+        .admin(
+            "PATCH",
+            "/admin/campaigns/relay",
+            Some(json!({"rules": {"max_score": 10}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Within a second the other instance starts games under the new rules.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let session = p.start_game("relay").await;
+        let result = p.submit(&session, 50).await;
+        if result["reason"] == "score_too_high" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a game started on the other instance a second after the change was judged by the old rules: {result}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, listed) = two.admin("GET", "/admin/instances", None).await;
+    let addresses: Vec<&str> = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert!(
+        addresses.contains(&one.addr.to_string().as_str()),
+        "{listed}"
+    );
+    assert!(
+        addresses.contains(&two.addr.to_string().as_str()),
+        "{listed}"
+    );
+}

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-secret-0123456789";
+/// The admin key every test server takes (named `test` in the audit log).
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
 /// How long a test waits for a frame before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -65,6 +67,7 @@ impl TestServer {
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or("warn".into()))
             .try_init();
         config.dev_mode = Some(true);
+        config.admin.api_keys = vec![format!("test:{ADMIN_KEY}")];
         use_test_engine(&mut config);
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -156,9 +159,51 @@ impl TestServer {
     }
 
     pub async fn http_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let (status, _, body) = self.request(method, path, &[], body).await;
+        (status, body)
+    }
+
+    /// An admin request with the test admin key; answers the status and the JSON body.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("Bearer {ADMIN_KEY}");
+        self.as_admin(&auth, method, path, body).await
+    }
+
+    /// An admin request with `authorization` as the header's value.
+    pub async fn as_admin(
+        &self,
+        authorization: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let (status, _, text) = self
+            .request(
+                method,
+                path,
+                &[("Authorization", authorization)],
+                body.as_deref(),
+            )
+            .await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One HTTP/1.1 request with extra headers; answers the status, the head and the body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(self.addr).await.unwrap();
         let body = body.unwrap_or("");
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         s.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
@@ -171,11 +216,11 @@ impl TestServer {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("status line");
-        let body = raw
+        let (head, body) = raw
             .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
+            .map(|(h, b)| (h.to_owned(), b.to_owned()))
             .unwrap_or_default();
-        (status, body)
+        (status, head, body)
     }
 }
 

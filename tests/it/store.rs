@@ -244,6 +244,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
                     started_ms: 1,
                     region: None,
                     fallback: false,
+                    limits: None,
                 })
                 .await
                 .unwrap(),

@@ -40,6 +40,16 @@ fn text(_: &str, raw: &str, _: &str) -> Result<Option<String>, ConfigError> {
     Ok((!raw.is_empty()).then(|| raw.to_owned()))
 }
 
+/// A comma-separated list; blanks dropped.
+fn list(_: &str, raw: &str, _: &str) -> Result<Vec<String>, ConfigError> {
+    Ok(raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 macro_rules! env_table {
     ($($key:literal => $($field:ident).+ : $read:ident $expected:literal,)*) => {
         /// (key, setter) for every environment variable, in README's order.
@@ -98,6 +108,10 @@ env_table! {
     "DEV_TOKEN_TTL" => jwt.dev_token_ttl_secs: parsed "a number of seconds",
     "SESSION_SECRET" => game.session_secret: text "a secret",
     "GAME_MAX_SUBMITS_PER_MINUTE" => game.max_submits_per_minute: parsed "a whole number of submits",
+    "GAME_AUTO_BAN_FLAGS" => admin.auto_ban_flags: parsed "a whole number of refusals (0 = off)",
+    "GAME_AUTO_BAN_WINDOW" => admin.auto_ban_window_ms: parsed "a window in milliseconds",
+    "ADMIN_API_KEYS" => admin.api_keys: list "name:key pairs, comma-separated",
+    "ADMIN_ROLE_CLAIM" => admin.role_claim: string "a claim name",
     "ROOM_TICK" => rooms.tick_ms: parsed "an interval in milliseconds",
     "ROOM_TOP_N" => rooms.top_n: parsed "a whole number of rows",
     "ROOM_MAX_ROOMS" => rooms.max_rooms: parsed "a whole number of rooms",

@@ -13,6 +13,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use schema::*;
+pub use validate::AdminKey;
 
 use error::bad;
 

@@ -39,6 +39,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub postgres: PostgresConfig,
     pub persist: PersistConfig,
+    pub admin: AdminConfig,
     /// Campaigns by name, with their anti-cheat rules.
     pub campaigns: BTreeMap<String, CampaignRules>,
 }
@@ -98,6 +99,34 @@ pub struct PersistConfig {
     /// This engine's name in the results consumer group; unset: the host name
     /// (`PERSIST_CONSUMER`).
     pub consumer: Option<String>,
+}
+
+/// Who may use `/admin/*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `name:key` pairs, the key at least 24 characters; the name is what the audit log shows
+    /// (`ADMIN_API_KEYS`, comma-separated). None outside dev mode: `/admin/*` does not exist.
+    pub api_keys: Vec<String>,
+    /// The claim of a player-style JWT that must equal `admin` for it to open `/admin/*`
+    /// (`ADMIN_ROLE_CLAIM`).
+    pub role_claim: String,
+    /// Cheat refusals (too_fast, score_too_high, score_rate_too_high, bad_session) within
+    /// `auto_ban_window_ms` that ban a player; 0 turns it off (`GAME_AUTO_BAN_FLAGS`).
+    pub auto_ban_flags: u32,
+    /// (`GAME_AUTO_BAN_WINDOW`)
+    pub auto_ban_window_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            role_claim: "role".into(),
+            auto_ban_flags: 0,
+            auto_ban_window_ms: 3_600_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +258,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             postgres: PostgresConfig::default(),
             persist: PersistConfig::default(),
+            admin: AdminConfig::default(),
             campaigns: BTreeMap::from([("demo".to_owned(), CampaignRules::default())]),
         }
     }

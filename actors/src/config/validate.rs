@@ -2,7 +2,8 @@
 //! read and parsed at start so a bad key stops start-up instead of refusing every player.
 
 use super::error::{bad, ConfigError};
-use super::schema::{Config, EngineKind, JwtConfig};
+use super::schema::{AdminConfig, Config, EngineKind, JwtConfig};
+use crate::domain::ids::CampaignId;
 use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
 
 fn is_identifier(s: &str) -> bool {
@@ -184,41 +185,22 @@ impl Config {
         }
         for (name, rules) in &self.campaigns {
             let key = format!("campaigns.{name}");
-            let valid_name = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid_name {
-                return Err(bad(&key, "a name of letters, digits, - and _", name));
-            }
-            if rules.min_duration_ms >= rules.max_duration_ms {
+            if CampaignId::parse(name).is_none() {
                 return Err(bad(
-                    &format!("{key}.min_duration_ms"),
-                    "less than max_duration_ms",
-                    rules.min_duration_ms,
+                    &key,
+                    "a name of 1 to 64 letters, digits, - and _",
+                    name,
                 ));
             }
-            let bad_region = rules
-                .regions
-                .iter()
-                .find(|r| crate::domain::ids::Region::parse(r).is_none());
-            if rules.regions.len() > 100 || bad_region.is_some() {
-                return Err(bad(
-                    &format!("{key}.regions"),
-                    "at most 100 region codes of 1 to 16 of a-z, 0-9 and -",
-                    bad_region.map_or("more than 100", String::as_str),
-                ));
-            }
-            if rules.max_score == 0 || rules.max_score_per_second == 0 {
-                return Err(bad(
-                    &format!("{key}.max_score"),
-                    "max_score and max_score_per_second above 0",
-                    rules.max_score,
-                ));
+            if let Some((field, expected)) = rules.problem() {
+                let got = serde_json::to_value(rules)
+                    .ok()
+                    .and_then(|v| v.get(field).map(|v| v.to_string()))
+                    .unwrap_or_default();
+                return Err(bad(&format!("{key}.{field}"), expected, got));
             }
         }
-        Ok(())
+        self.admin.keys().map(|_| ())
     }
 }
 
@@ -269,5 +251,59 @@ impl JwtConfig {
                 e,
             )
         })
+    }
+}
+
+/// One admin API key: the name the audit log shows, and the secret a request presents.
+#[derive(Clone)]
+pub struct AdminKey {
+    pub name: String,
+    pub secret: String,
+}
+
+/// Shortest admin key accepted.
+pub const MIN_ADMIN_KEY_LEN: usize = 24;
+
+impl AdminConfig {
+    /// The configured keys, each `name:secret`. A bad entry stops start-up naming
+    /// `ADMIN_API_KEYS` and the entry's name, never its secret.
+    pub fn keys(&self) -> Result<Vec<AdminKey>, ConfigError> {
+        let mut keys: Vec<AdminKey> = Vec::new();
+        for entry in &self.api_keys {
+            let Some((name, secret)) = entry.split_once(':') else {
+                return Err(bad(
+                    "ADMIN_API_KEYS",
+                    "name:key pairs (the name is what the audit log shows)",
+                    "an entry without a name",
+                ));
+            };
+            let valid_name = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid_name {
+                return Err(bad(
+                    "ADMIN_API_KEYS",
+                    "key names of 1 to 32 letters, digits, -, _ and .",
+                    name,
+                ));
+            }
+            if secret.chars().count() < MIN_ADMIN_KEY_LEN {
+                return Err(bad(
+                    "ADMIN_API_KEYS",
+                    "keys of at least 24 characters",
+                    format!("key {name:?} is shorter"),
+                ));
+            }
+            if keys.iter().any(|k| k.name == name) {
+                return Err(bad("ADMIN_API_KEYS", "distinct key names", name));
+            }
+            keys.push(AdminKey {
+                name: name.to_owned(),
+                secret: secret.to_owned(),
+            });
+        }
+        Ok(keys)
     }
 }

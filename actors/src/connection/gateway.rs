@@ -3,7 +3,6 @@
 //! and the store. Built once by the Engine and shared by every Connection (an `Arc`), so a
 //! Connection can be built and tested without an Engine.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use actix_web::HttpRequest;
 
 use crate::config::WsConfig;
 use crate::connection_registry::ConnectionRegistry;
-use crate::domain::campaign::CampaignRules;
+use crate::domain::campaign::Limits;
 use crate::domain::error::ClientError;
 use crate::domain::ids::{CampaignId, ConnId, Region, UserId};
 use crate::domain::session::{GameSession, SessionSigner};
@@ -20,6 +19,7 @@ use crate::domain::token::TokenVerifier;
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
 use crate::store::counters::MessageLimiter;
+use crate::store::live::{BanBook, CampaignBook};
 use crate::store::Store;
 use crate::telemetry::Stats;
 
@@ -32,7 +32,10 @@ pub struct Gateway {
     pub trust_proxy: bool,
     pub verifier: TokenVerifier,
     pub signer: Arc<SessionSigner>,
-    pub campaigns: Arc<BTreeMap<String, CampaignRules>>,
+    /// The campaigns in force (changed live by operators).
+    pub campaigns: Arc<CampaignBook>,
+    /// The bans in force: a banned player's `auth` and games are refused.
+    pub bans: Arc<BanBook>,
     /// Per-user message windows across the player's sockets (on every instance).
     pub messages: Arc<MessageLimiter>,
     /// The one-minute figures behind `/health`.
@@ -53,26 +56,39 @@ impl Gateway {
     }
 
     /// Starts a game of `campaign` for `user` at `now_ms`: the signed session token, and the
-    /// campaign's rules the client is told.
+    /// limits it will be judged by (the client is told its durations).
     pub fn start_game(
         &self,
         user: UserId,
         region: Option<Region>,
         campaign: &str,
         now_ms: u64,
-    ) -> Result<(String, &CampaignRules), ClientError> {
-        let rules = self
+    ) -> Result<(String, Limits), ClientError> {
+        let found = self
             .campaigns
             .get(campaign)
             .ok_or(ClientError::UnknownCampaign)?;
-        if !rules.is_open_at(now_ms) {
+        if !found.takes_games_at(now_ms) {
             return Err(ClientError::CampaignClosed);
         }
+        if self.bans.of(&user, now_ms).is_some() {
+            return Err(ClientError::Banned);
+        }
+        let limits = found.rules.limits();
+        // Only the region boards the campaign has; the submit counts on those.
+        let region = found.rules.board_region(region.as_ref()).cloned();
         // A game that starts while the store's primary is unreachable is decided in its
         // fallback, for good (see `GameSession::fallback`).
         let fallback = self.store.fallback_active();
-        let session = GameSession::start(user, CampaignId::new(campaign), region, now_ms, fallback);
-        Ok((self.signer.sign(&session), rules))
+        let session = GameSession::start(
+            user,
+            CampaignId::new(campaign),
+            region,
+            now_ms,
+            fallback,
+            limits,
+        );
+        Ok((self.signer.sign(&session), limits))
     }
 }
 

@@ -42,7 +42,7 @@ impl Connection {
             ClientMsg::Around { room } => self.around(ctx, user, RoomId::parse(&room)?, id),
             ClientMsg::StartGame { campaign } => {
                 let now = now_ms();
-                let (token, rules) =
+                let (token, limits) =
                     self.gateway
                         .start_game(user, self.region.clone(), &campaign, now)?;
                 telemetry::game_started();
@@ -50,8 +50,8 @@ impl Connection {
                     session: &token,
                     campaign: &campaign,
                     server_time: now,
-                    min_duration_ms: rules.min_duration_ms,
-                    max_duration_ms: rules.max_duration_ms,
+                    min_duration_ms: limits.min_duration_ms,
+                    max_duration_ms: limits.max_duration_ms,
                 };
                 self.reply(ctx, &started, id.as_ref());
                 Ok(())
@@ -143,7 +143,7 @@ impl Connection {
         id: Option<MsgId>,
     ) -> Result<(), ClientError> {
         match self.gateway.campaigns.get(room.campaign.as_str()) {
-            Some(rules) if rules.has_board(&room.board) => {}
+            Some(c) if c.rules.has_board(&room.board) => {}
             _ => return Err(ClientError::UnknownRoom("no such campaign or board")),
         }
         let (store, board) = (

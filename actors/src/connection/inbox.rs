@@ -6,6 +6,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::domain::error::CloseReason;
+use crate::domain::ids::CampaignId;
 
 /// A frame for the client, already serialized (shared bytes when broadcast). Whoever builds
 /// a frame counts it in `podium_ws_messages_out_total`, so a broadcast is counted once.
@@ -15,7 +16,16 @@ pub struct Push {
     pub frame: ByteString,
 }
 
-/// Close this socket for `reason` (from the ConnectionRegistry: shutdown).
+/// An operator's announcement for the player (from the ConnectionRegistry): sent if the
+/// socket is in one of `campaign`'s rooms, or to every socket when `campaign` is `None`.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Notice {
+    pub frame: ByteString,
+    pub campaign: Option<CampaignId>,
+}
+
+/// Close this socket for `reason` (from the ConnectionRegistry: shutdown, kick, ban).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Kick(pub CloseReason);

@@ -42,7 +42,7 @@ use crate::domain::window::Verdict;
 use crate::room::Leave;
 use crate::telemetry;
 pub use gateway::{client_ip, Gateway};
-pub use inbox::{Kick, Push};
+pub use inbox::{Kick, Notice, Push};
 pub use outbound::SocketFd;
 use outbound::{cut_later, wire_len, Metered};
 
@@ -317,6 +317,11 @@ impl Connection {
                 return self.close(ctx, CloseReason::Unauthorized);
             }
         };
+        if self.gateway.bans.of(&user, now_ms()).is_some() {
+            telemetry::auth("banned");
+            self.reply_error(ctx, &ClientError::Banned, id.as_ref());
+            return self.close(ctx, CloseReason::Banned);
+        }
         let ask = self.gateway.connections.send(Authenticate {
             id: self.id(),
             user: user.clone(),
@@ -367,6 +372,7 @@ impl Actor for Connection {
         self.gateway.connections.do_send(Attach {
             id: self.id(),
             conn: ctx.address().recipient(),
+            notices: ctx.address().recipient(),
         });
         let ws = &self.gateway.ws;
         ctx.run_later(Duration::from_millis(ws.auth_timeout_ms), |act, ctx| {
@@ -444,6 +450,21 @@ impl Handler<Push> for Connection {
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         self.send(ctx, msg.frame);
+    }
+}
+
+impl Handler<Notice> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notice, ctx: &mut Self::Context) {
+        let ours = match &msg.campaign {
+            None => true,
+            Some(c) => self.rooms.iter().any(|r| &r.campaign == c),
+        };
+        if ours && self.user.is_some() {
+            telemetry::message_out("announce", 1);
+            self.send(ctx, msg.frame);
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! A Connection on its own: a Gateway over the memory store, the upgrade route on an
 //! ephemeral port, and a real WebSocket client. No Engine is involved.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
@@ -12,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::*;
 use crate::config::{RoomConfig, WsConfig};
 use crate::connection_registry::ConnectionRegistry;
-use crate::domain::campaign::CampaignRules;
+use crate::domain::campaign::{Campaign, CampaignRules};
 use crate::domain::decision::Attempt;
 use crate::domain::ids::{CampaignId, RoomId};
 use crate::domain::session::SessionSigner;
@@ -20,6 +19,7 @@ use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
 use crate::store::counters::MessageLimiter;
+use crate::store::live::{BanBook, CampaignBook};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -39,10 +39,12 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         ws.rate_limit_max_messages,
         &counters,
     ));
-    let campaigns = Arc::new(BTreeMap::from([(
-        "demo".to_owned(),
+    let campaigns = Arc::new(CampaignBook::new([Campaign::configured(
+        CampaignId::new("demo"),
         CampaignRules::default(),
+        0,
     )]));
+    let bans = Arc::new(BanBook::default());
     let signer = Arc::new(SessionSigner::new(b"sessions"));
     let rules = TokenRules {
         dev_ttl_secs: 600,
@@ -59,6 +61,7 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
             store.clone(),
             signer.clone(),
             campaigns.clone(),
+            bans.clone(),
             30,
             Duration::from_secs(30),
         )
@@ -66,6 +69,7 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         ws,
         signer,
         campaigns,
+        bans,
         messages,
         stats,
         store,

@@ -1,20 +1,120 @@
-//! A campaign's anti-cheat rules and the reasons a decided attempt is refused.
+//! A campaign, its anti-cheat rules, the limits a game session is judged by, and the reasons
+//! a decided attempt is refused.
 
 use serde::{Deserialize, Serialize};
 
 use super::error::ClientError;
-use super::ids::{BoardKind, Region};
+use super::ids::{BoardKind, CampaignId, Region};
 
-/// Anti-cheat rules of one campaign.
+/// One campaign as it is in force: its settings, whether an operator closed it, and a version
+/// that grows with every change (so instances apply changes in order, and two operators
+/// editing at once cannot silently overwrite each other).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Campaign {
+    pub name: CampaignId,
+    pub rules: CampaignRules,
+    /// When an operator closed it (Unix ms): no game starts from then on.
+    pub closed_at_ms: Option<u64>,
+    pub version: u64,
+    pub updated_at_ms: u64,
+}
+
+impl Campaign {
+    /// A campaign as configured, at version 1.
+    pub fn configured(name: CampaignId, rules: CampaignRules, now_ms: u64) -> Self {
+        Self {
+            name,
+            rules,
+            closed_at_ms: None,
+            version: 1,
+            updated_at_ms: now_ms,
+        }
+    }
+
+    /// What players are shown: the title, else the name.
+    pub fn title(&self) -> &str {
+        self.rules.title.as_deref().unwrap_or(self.name.as_str())
+    }
+
+    /// Whether a game may start at `ms`: inside the window and not closed.
+    pub fn takes_games_at(&self, ms: u64) -> bool {
+        self.rules.is_open_at(ms) && self.closed_at_ms.is_none_or(|c| ms < c)
+    }
+}
+
+/// The limits a game is judged by, fixed when it starts and signed into its session, so a rule
+/// changed mid-game never judges a game started under the old one, on any instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u64; 4]", into = "[u64; 4]")]
+pub struct Limits {
+    pub min_duration_ms: u64,
+    pub max_duration_ms: u64,
+    pub max_score: u64,
+    pub max_score_per_second: u64,
+}
+
+impl From<[u64; 4]> for Limits {
+    fn from([min, max, score, rate]: [u64; 4]) -> Self {
+        Self {
+            min_duration_ms: min,
+            max_duration_ms: max,
+            max_score: score,
+            max_score_per_second: rate,
+        }
+    }
+}
+
+impl From<Limits> for [u64; 4] {
+    fn from(l: Limits) -> Self {
+        [
+            l.min_duration_ms,
+            l.max_duration_ms,
+            l.max_score,
+            l.max_score_per_second,
+        ]
+    }
+}
+
+impl Limits {
+    /// The rules that depend only on the time the server measured and the score: `Err` names
+    /// the first one the attempt broke.
+    pub fn check(&self, started_ms: u64, now_ms: u64, score: u64) -> Result<(), Refusal> {
+        let played_ms = now_ms.saturating_sub(started_ms);
+        if played_ms < self.min_duration_ms {
+            return Err(Refusal::TooFast);
+        }
+        if played_ms > self.max_duration_ms {
+            return Err(Refusal::TooSlow);
+        }
+        if score > self.max_score {
+            return Err(Refusal::ScoreTooHigh);
+        }
+        // score / seconds > rate, kept in integers: score * 1000 > rate * ms.
+        if u128::from(score) * 1000 > u128::from(self.max_score_per_second) * u128::from(played_ms)
+        {
+            return Err(Refusal::ScoreRateTooHigh);
+        }
+        Ok(())
+    }
+}
+
+/// A campaign's settings: its title, window, regions and anti-cheat rules, as configured under
+/// `[campaigns.<name>]` or set through the admin API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRules {
+    /// What players and operators are shown; unset: the campaign's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Shortest game the server accepts, measured by the server.
     pub min_duration_ms: u64,
     /// Longest; a later submit is `too_slow` (the session expired).
     pub max_duration_ms: u64,
     pub max_score: u64,
     pub max_score_per_second: u64,
+    /// Games one player may start per hour; 0 means no limit.
+    #[serde(default)]
+    pub max_games_per_hour: u32,
     /// Opening and closing times (Unix ms); unset means always open.
     #[serde(default)]
     pub starts_at_ms: Option<u64>,
@@ -31,6 +131,11 @@ pub struct CampaignRules {
     pub regions: Vec<String>,
 }
 
+/// Region boards one campaign may have.
+const MAX_REGIONS: usize = 100;
+/// Longest game a campaign may allow: a day.
+const MAX_GAME_MS: u64 = 86_400_000;
+
 fn default_regions() -> Vec<String> {
     ["eu", "us", "asia"].map(String::from).to_vec()
 }
@@ -43,6 +148,8 @@ fn default_retention_days() -> u32 {
 impl Default for CampaignRules {
     fn default() -> Self {
         Self {
+            title: None,
+            max_games_per_hour: 0,
             min_duration_ms: 2_000,
             max_duration_ms: 120_000,
             max_score: 100_000,
@@ -79,28 +186,89 @@ impl CampaignRules {
         self.starts_at_ms.is_none_or(|t| ms >= t) && self.ends_at_ms.is_none_or(|t| ms <= t)
     }
 
-    /// The anti-cheat rules that depend only on the campaign, the server's clock and the
-    /// score: `Err` names the first rule the attempt broke.
-    pub fn check(&self, started_ms: u64, now_ms: u64, score: u64) -> Result<(), Refusal> {
-        if !self.is_open_at(started_ms) || !self.is_open_at(now_ms) {
+    /// The first setting that cannot work, as (field, what it expects); the config file and
+    /// the admin API both refuse such settings with it.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let regions_ok = self.regions.len() <= MAX_REGIONS
+            && self.regions.iter().all(|r| Region::parse(r).is_some());
+        let checks = [
+            (
+                self.min_duration_ms < self.max_duration_ms,
+                "min_duration_ms",
+                "less than max_duration_ms",
+            ),
+            (
+                self.max_duration_ms <= MAX_GAME_MS,
+                "max_duration_ms",
+                "at most 86400000 (a day)",
+            ),
+            (
+                self.max_score >= 1 && self.max_score <= super::protocol::MAX_SCORE,
+                "max_score",
+                "1 to 9007199254740991",
+            ),
+            (
+                self.max_score_per_second >= 1,
+                "max_score_per_second",
+                "at least 1",
+            ),
+            (
+                self.starts_at_ms
+                    .zip(self.ends_at_ms)
+                    .is_none_or(|(s, e)| s < e),
+                "starts_at",
+                "before ends_at",
+            ),
+            (
+                (1..=3_650).contains(&self.daily_retention_days),
+                "daily_retention_days",
+                "1 to 3650 days",
+            ),
+            (
+                regions_ok,
+                "regions",
+                "at most 100 region codes of 1 to 16 of a-z, 0-9 and -",
+            ),
+            (
+                self.title.as_ref().is_none_or(|t| {
+                    !t.trim().is_empty()
+                        && t.chars().count() <= 100
+                        && !t.chars().any(char::is_control)
+                }),
+                "title",
+                "1 to 100 printable characters",
+            ),
+        ];
+        checks
+            .into_iter()
+            .find(|(ok, ..)| !ok)
+            .map(|(_, field, expected)| (field, expected))
+    }
+
+    /// The limits a game started now is judged by.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            min_duration_ms: self.min_duration_ms,
+            max_duration_ms: self.max_duration_ms,
+            max_score: self.max_score,
+            max_score_per_second: self.max_score_per_second,
+        }
+    }
+
+    /// Every rule of a submit: the game started inside the window, then the `limits` it was
+    /// started under. A game started before the campaign ended may be submitted until its
+    /// `max_duration_ms` runs out, as when an operator closes a campaign.
+    pub fn check(
+        &self,
+        limits: &Limits,
+        started_ms: u64,
+        now_ms: u64,
+        score: u64,
+    ) -> Result<(), Refusal> {
+        if !self.is_open_at(started_ms) {
             return Err(Refusal::CampaignClosed);
         }
-        let played_ms = now_ms.saturating_sub(started_ms);
-        if played_ms < self.min_duration_ms {
-            return Err(Refusal::TooFast);
-        }
-        if played_ms > self.max_duration_ms {
-            return Err(Refusal::TooSlow);
-        }
-        if score > self.max_score {
-            return Err(Refusal::ScoreTooHigh);
-        }
-        // score / seconds > rate, kept in integers: score * 1000 > rate * ms.
-        if u128::from(score) * 1000 > u128::from(self.max_score_per_second) * u128::from(played_ms)
-        {
-            return Err(Refusal::ScoreRateTooHigh);
-        }
-        Ok(())
+        limits.check(started_ms, now_ms, score)
     }
 }
 
@@ -155,7 +323,8 @@ mod tests {
     #[test]
     fn each_rule_refuses_with_its_reason() {
         let r = CampaignRules::default();
-        let code = |started: u64, now: u64, score: u64| r.check(started, now, score).err();
+        let code =
+            |started: u64, now: u64, score: u64| r.check(&r.limits(), started, now, score).err();
         assert_eq!(code(0, 1_999, 10), Some(Refusal::TooFast));
         assert_eq!(code(0, 120_001, 10), Some(Refusal::TooSlow));
         assert_eq!(code(0, 10_000, 100_001), Some(Refusal::ScoreTooHigh));
@@ -165,14 +334,40 @@ mod tests {
             None,
             "exactly the allowed rate is fine"
         );
-        let closed = CampaignRules {
+        let ended = CampaignRules {
+            starts_at_ms: Some(1_000),
             ends_at_ms: Some(5_000),
             ..CampaignRules::default()
         };
+        let limits = ended.limits();
         assert_eq!(
-            closed.check(0, 10_000, 1).unwrap_err().code(),
-            "campaign_closed"
+            ended.check(&limits, 0, 10_000, 1).unwrap_err().code(),
+            "campaign_closed",
+            "a game started before the window opened"
         );
+        assert_eq!(
+            ended.check(&limits, 4_000, 10_000, 1),
+            Ok(()),
+            "a game started before the end may be submitted after it"
+        );
+    }
+
+    #[test]
+    fn limits_travel_as_four_numbers() {
+        let limits = CampaignRules::default().limits();
+        let json = serde_json::to_string(&limits).unwrap();
+        assert_eq!(json, "[2000,120000,100000,50]");
+        assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), limits);
+    }
+
+    #[test]
+    fn a_closed_campaign_takes_no_game() {
+        let mut c = Campaign::configured(CampaignId::new("x"), CampaignRules::default(), 0);
+        assert!(c.takes_games_at(10));
+        c.closed_at_ms = Some(10);
+        assert!(!c.takes_games_at(10));
+        assert!(c.takes_games_at(9));
+        assert_eq!(c.title(), "x");
     }
 
     #[test]

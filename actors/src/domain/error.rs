@@ -42,6 +42,16 @@ pub enum ClientError {
     ScoreRateTooHigh,
     #[error("not found")]
     NotFound,
+    /// Valid credentials that do not carry the admin role.
+    #[error("these credentials may not do this")]
+    Forbidden,
+    /// The thing to create exists, or changed since it was read.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("this player is banned")]
+    Banned,
+    #[error("too many games started this hour for this campaign")]
+    TooManyGames,
     #[error("the request body is larger than this route takes")]
     PayloadTooLarge,
     #[error("the request took too long to arrive")]
@@ -77,6 +87,10 @@ impl ClientError {
             ClientError::ScoreTooHigh => "score_too_high",
             ClientError::ScoreRateTooHigh => "score_rate_too_high",
             ClientError::NotFound => "not_found",
+            ClientError::Forbidden => "forbidden",
+            ClientError::Conflict(_) => "conflict",
+            ClientError::Banned => "banned",
+            ClientError::TooManyGames => "too_many_games",
             ClientError::PayloadTooLarge => "payload_too_large",
             ClientError::RequestTimeout => "request_timeout",
             ClientError::ShuttingDown => "shutting_down",
@@ -90,12 +104,15 @@ impl ClientError {
         match self {
             ClientError::BadMessage(_) => 400,
             ClientError::Unauthorized(_) => 401,
+            ClientError::Forbidden | ClientError::Banned => 403,
+            ClientError::Conflict(_) => 409,
             ClientError::NotFound | ClientError::UnknownRoom(_) | ClientError::UnknownCampaign => {
                 404
             }
             ClientError::TooManyConnectionsForUser
             | ClientError::TooManyConnectionsForIp
-            | ClientError::RateLimited => 429,
+            | ClientError::RateLimited
+            | ClientError::TooManyGames => 429,
             ClientError::ServerAtCapacity
             | ClientError::ShuttingDown
             | ClientError::Unavailable => 503,
@@ -135,6 +152,10 @@ pub mod close {
     pub const TIMEOUT: u16 = 4408;
     /// Too many connections for this user, or rate-limit abuse.
     pub const TOO_MANY: u16 = 4429;
+    /// An operator closed the socket; the player may reconnect.
+    pub const KICKED: u16 = 4000;
+    /// The player is banned.
+    pub const BANNED: u16 = 4403;
 }
 
 /// A reason carried by a close frame and counted in `podium_ws_closes_total{reason}`.
@@ -154,6 +175,8 @@ pub enum CloseReason {
     TooManyConnectionsForUser,
     RateLimitAbuse,
     ProtocolError,
+    Kicked,
+    Banned,
 }
 
 impl CloseReason {
@@ -172,6 +195,8 @@ impl CloseReason {
             CloseReason::TooManyConnectionsForUser => "too_many_connections_for_user",
             CloseReason::RateLimitAbuse => "rate_limit_abuse",
             CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Banned => "banned",
         }
     }
 
@@ -188,6 +213,8 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout | CloseReason::Inactive => close::TIMEOUT,
             CloseReason::TooManyConnectionsForUser | CloseReason::RateLimitAbuse => close::TOO_MANY,
             CloseReason::ProtocolError => 1002,
+            CloseReason::Kicked => close::KICKED,
+            CloseReason::Banned => close::BANNED,
         }
     }
 }

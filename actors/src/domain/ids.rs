@@ -75,6 +75,17 @@ impl CampaignId {
         Self(raw.into())
     }
 
+    /// A name an operator gives a new campaign: 1 to 64 of letters, digits, `-` and `_` (it
+    /// appears in room names, URLs and keys).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        valid.then(|| Self::new(raw))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -8,6 +8,7 @@ pub mod decision;
 pub mod error;
 pub mod fuzzing;
 pub mod ids;
+pub mod operator;
 pub mod protocol;
 pub mod session;
 pub mod token;

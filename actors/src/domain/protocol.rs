@@ -162,6 +162,11 @@ pub enum ServerMsg<'a> {
     Pong {
         server_time: u64,
     },
+    /// An operator's message to the players (`POST /admin/announce`).
+    Announce {
+        text: &'a str,
+        server_time: u64,
+    },
     Error {
         code: &'static str,
         message: String,
@@ -187,6 +192,7 @@ impl<'a> ServerMsg<'a> {
             ServerMsg::GameStarted { .. } => "game_started",
             ServerMsg::Result { .. } => "result",
             ServerMsg::Pong { .. } => "pong",
+            ServerMsg::Announce { .. } => "announce",
             ServerMsg::Error { .. } => "error",
         }
     }

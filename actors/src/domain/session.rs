@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::campaign::Limits;
 use super::error::ClientError;
 use super::ids::{CampaignId, Region, UserId};
 
@@ -32,6 +33,11 @@ pub struct GameSession {
     /// side ever decides a session the other may already hold.
     #[serde(rename = "f", default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,
+    /// The campaign's limits when the game started: the submit is judged by these, wherever
+    /// and whenever it arrives. Absent in tokens signed before limits were carried; those are
+    /// judged by the campaign's limits in force.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 impl GameSession {
@@ -43,6 +49,7 @@ impl GameSession {
         region: Option<Region>,
         started_ms: u64,
         fallback: bool,
+        limits: Limits,
     ) -> Self {
         Self {
             id: random_hex(16),
@@ -51,6 +58,7 @@ impl GameSession {
             started_ms,
             region,
             fallback,
+            limits: Some(limits),
         }
     }
 }
@@ -121,6 +129,7 @@ mod tests {
             started_ms: 5,
             region: None,
             fallback: false,
+            limits: Some(crate::domain::campaign::CampaignRules::default().limits()),
         };
         let token = s.sign(&session);
         assert_eq!(s.verify(&token).unwrap(), session);
@@ -141,6 +150,7 @@ mod tests {
                 None,
                 1,
                 false,
+                crate::domain::campaign::CampaignRules::default().limits(),
             )
         };
         let (a, b) = (start(), start());

@@ -139,11 +139,12 @@ impl TokenVerifier {
         })
     }
 
-    /// The player a token names, or why it is refused.
-    pub fn verify(&self, token: &str) -> Result<Identity, ClientError> {
+    /// The claims of a token with a valid signature and times, or why it is refused.
+    fn decode<C: serde::de::DeserializeOwned>(&self, token: &str) -> Result<C, ClientError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+        jsonwebtoken::decode::<C>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
                 ClientError::Unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
                     ErrorKind::ImmatureSignature => "token not valid yet (nbf)",
@@ -154,18 +155,36 @@ impl TokenVerifier {
                     ErrorKind::InvalidIssuer => "token issuer not accepted",
                     _ => "malformed token",
                 })
-            })?;
-        let region = match data.claims.region.as_deref() {
+            })
+    }
+
+    /// The player a token names, or why it is refused.
+    pub fn verify(&self, token: &str) -> Result<Identity, ClientError> {
+        let claims: Claims = self.decode(token)?;
+        let region = match claims.region.as_deref() {
             None => None,
             Some(raw) => Some(Region::parse(raw).ok_or(ClientError::Unauthorized(
                 "region must be 1 to 16 of a-z, 0-9 and -",
             ))?),
         };
         Ok(Identity {
-            user: UserId::parse(&data.claims.sub)?,
+            user: UserId::parse(&claims.sub)?,
             region,
-            valid_until_secs: data.claims.exp.saturating_add(self.validation.leeway),
+            valid_until_secs: claims.exp.saturating_add(self.validation.leeway),
         })
+    }
+
+    /// Whether a valid token's `claim` is `admin`, with the `sub` it names: how an operator
+    /// signs in with the same identity provider as the players.
+    pub fn admin(&self, token: &str, claim: &str) -> Result<(UserId, bool), ClientError> {
+        let claims: serde_json::Map<String, serde_json::Value> = self.decode(token)?;
+        let sub = claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        let user = UserId::parse(sub)?;
+        let is_admin = claims.get(claim).and_then(|v| v.as_str()) == Some("admin");
+        Ok((user, is_admin))
     }
 
     /// Mints a short-lived player token for `POST /dev/token`; `None` when the server holds

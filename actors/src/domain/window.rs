@@ -55,6 +55,21 @@ impl<K: Hash + Eq + Clone> WindowLimiter<K> {
         }
     }
 
+    /// Whether `key` is over the limit in its current window, without counting a use: for
+    /// limits that count failures only.
+    pub fn is_over(&self, key: &K) -> bool {
+        let now = Instant::now();
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows.get(key).is_some_and(|(start, count)| {
+            now.duration_since(*start) < self.window && *count >= self.max
+        })
+    }
+
+    /// The window's length.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Forgets windows that ended, so the map holds only recently active keys.
     pub fn sweep(&self) -> usize {
         let now = Instant::now();

@@ -12,7 +12,6 @@
 //! invariant and the tests that hold it. The PersistenceBatcher drains
 //! the stream and publishes its state in [`PersistStatus`], which `Store::health` reads.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +28,7 @@ use crate::domain::clock::now_ms;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
 use crate::domain::session::GameSession;
+use crate::store::live::CampaignBook;
 use crate::telemetry;
 
 /// Attempts to reach Redis and PostgreSQL at start before giving up, and the longest pause.
@@ -127,8 +127,8 @@ impl Durable {
         })
     }
 
-    /// Connects, waits for both services, brings the schema up to date, records the
-    /// configured campaigns and starts the Redis watchdog.
+    /// Connects, waits for both services and brings the schema up to date. The engine starts
+    /// the Redis watchdog ([`Self::watch`]) once it knows the campaigns.
     pub async fn open(config: &Config) -> Result<Self, OpenError> {
         let store = Self::connect(config)?;
         with_retries("Redis", async || store.redis.ping().await).await?;
@@ -137,13 +137,9 @@ impl Durable {
         })
         .await?;
         tracing::info!(?applied, "PostgreSQL schema is current");
-        if let Err(err) = results::record_campaigns(&store.pg, &config.campaigns).await {
-            tracing::warn!(%err, "could not record the campaigns in PostgreSQL");
-        }
         results::ensure_partitions(&store.pg, now_ms(), config.persist.partitions_ahead_days)
             .await
             .ok();
-        tokio::spawn(store.clone().watch_redis(config.campaigns.clone()));
         Ok(store)
     }
 
@@ -202,7 +198,11 @@ impl Durable {
     /// Pings Redis every second. When it stops answering, games started from then on are
     /// decided in PostgreSQL; when it answers again, the boards are rebuilt from PostgreSQL
     /// (the results written there meanwhile) before the fallback is declared over.
-    async fn watch_redis(self, campaigns: BTreeMap<String, CampaignRules>) {
+    pub fn watch(&self, campaigns: Arc<CampaignBook>) {
+        tokio::spawn(self.clone().watch_redis(campaigns));
+    }
+
+    async fn watch_redis(self, campaigns: Arc<CampaignBook>) {
         let mut tick = tokio::time::interval(REDIS_WATCH_EVERY);
         loop {
             tick.tick().await;
@@ -213,8 +213,9 @@ impl Durable {
                 telemetry::fallback(true);
             } else if up && !was_up {
                 let mut rebuilt = true;
-                for (name, rules) in &campaigns {
-                    if let Err(err) = self.rebuild_boards(name, rules, now_ms()).await {
+                for campaign in campaigns.all() {
+                    let name = campaign.name.as_str();
+                    if let Err(err) = self.rebuild_boards(name, &campaign.rules, now_ms()).await {
                         tracing::warn!(campaign = name, %err, "rebuild failed; retrying");
                         rebuilt = false;
                         break;

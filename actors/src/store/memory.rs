@@ -1,13 +1,18 @@
 //! The `memory` engine's store: every board and idempotency mark in process, for a
 //! newcomer's first run, the demo and fast tests. Same semantics as Redis: best score per
-//! user, ties to the earlier, one outcome per session, a version per board.
+//! user, ties to the earlier, one outcome per session, a version per board; and the operators'
+//! campaigns, bans and audit log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
+use serde_json::Value;
+
 use crate::domain::board::{Board, Entry, Standing};
+use crate::domain::campaign::Campaign;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::operator::{AuditEntry, Ban};
 
 #[derive(Default)]
 struct Inner {
@@ -24,6 +29,9 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Campaigns, bans and the audit log: apart from the boards, so an admin read never
+    /// waits on a submit.
+    ops: Mutex<Ops>,
 }
 
 impl MemoryStore {
@@ -109,5 +117,93 @@ impl MemoryStore {
     /// and a resubmit is refused as `too_slow`).
     pub fn sweep(&self, now_ms: u64) {
         self.lock().outcomes.retain(|_, (_, until)| *until > now_ms);
+    }
+}
+
+/// Audit entries the memory engine keeps; older ones are dropped (it is for a first run and
+/// for tests, not for a campaign's record).
+const MEMORY_AUDIT_KEPT: usize = 10_000;
+
+/// The memory engine's operator data: campaigns, bans and the audit log.
+#[derive(Default)]
+struct Ops {
+    campaigns: BTreeMap<String, Campaign>,
+    bans: HashMap<UserId, Ban>,
+    audit: VecDeque<AuditEntry>,
+    next_audit: u64,
+}
+
+impl MemoryStore {
+    fn ops(&self) -> std::sync::MutexGuard<'_, Ops> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn campaigns(&self) -> Vec<Campaign> {
+        self.ops().campaigns.values().cloned().collect()
+    }
+
+    pub fn create_campaign(&self, c: &Campaign) -> bool {
+        let mut ops = self.ops();
+        if ops.campaigns.contains_key(c.name.as_str()) {
+            return false;
+        }
+        ops.campaigns.insert(c.name.to_string(), c.clone());
+        true
+    }
+
+    pub fn update_campaign(&self, c: &Campaign, read_version: u64) -> bool {
+        match self.ops().campaigns.get_mut(c.name.as_str()) {
+            Some(held) if held.version == read_version => {
+                *held = c.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn put_ban(&self, ban: &Ban) {
+        self.ops().bans.insert(ban.user.clone(), ban.clone());
+    }
+
+    pub fn lift_ban(&self, user: &UserId) -> bool {
+        self.ops().bans.remove(user).is_some()
+    }
+
+    /// The bans in force at `now_ms`, newest first.
+    pub fn bans(&self, now_ms: u64) -> Vec<Ban> {
+        let mut bans: Vec<Ban> = self
+            .ops()
+            .bans
+            .values()
+            .filter(|b| b.is_active_at(now_ms))
+            .cloned()
+            .collect();
+        bans.sort_by_key(|b| std::cmp::Reverse(b.at_ms));
+        bans
+    }
+
+    pub fn audit(&self, actor: &str, action: &str, target: &str, body: &Value, now_ms: u64) {
+        let mut ops = self.ops();
+        ops.next_audit += 1;
+        let entry = AuditEntry {
+            id: ops.next_audit,
+            at_ms: now_ms,
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            body: body.clone(),
+        };
+        ops.audit.push_front(entry);
+        ops.audit.truncate(MEMORY_AUDIT_KEPT);
+    }
+
+    pub fn audit_page(&self, before: Option<u64>, limit: usize) -> Vec<AuditEntry> {
+        self.ops()
+            .audit
+            .iter()
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }

@@ -9,6 +9,7 @@
 pub mod counters;
 pub mod durable;
 pub mod error;
+pub mod live;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
@@ -20,12 +21,15 @@ pub use error::StoreError;
 
 use crate::config::{Config, EngineKind};
 use crate::domain::board::{Entry, Standing};
+use crate::domain::campaign::Campaign;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::operator::{AuditEntry, Ban};
 use crate::domain::session::GameSession;
 use counters::Counters;
 use durable::{Durable, OpenError};
 use memory::MemoryStore;
+use postgres::operators as pg;
 
 /// Cheap to clone: every engine part holds one.
 #[derive(Clone)]
@@ -58,6 +62,29 @@ impl Store {
             EngineKind::Memory => Store::Memory(Arc::new(MemoryStore::default())),
             EngineKind::Redis => Store::Durable(Durable::open(config).await?),
         })
+    }
+
+    /// Creates each configured campaign the store does not hold yet (one the store holds is
+    /// never overwritten: operators may have changed it), then answers every campaign and the
+    /// bans in force, and starts what watches the store's services.
+    pub async fn open_campaigns(
+        &self,
+        configured: &std::collections::BTreeMap<String, crate::domain::campaign::CampaignRules>,
+        now_ms: u64,
+    ) -> Result<(Arc<live::CampaignBook>, Arc<live::BanBook>), StoreError> {
+        use crate::domain::campaign::Campaign;
+        use crate::domain::ids::CampaignId;
+        for (name, rules) in configured {
+            let campaign = Campaign::configured(CampaignId::new(name), rules.clone(), now_ms);
+            self.create_campaign(&campaign).await?;
+        }
+        let campaigns = Arc::new(live::CampaignBook::new(self.campaigns().await?));
+        let bans = live::BanBook::default();
+        bans.replace(self.bans(now_ms).await?);
+        if let Store::Durable(d) = self {
+            d.watch(campaigns.clone());
+        }
+        Ok((campaigns, Arc::new(bans)))
     }
 
     /// Where the counts shared across instances live.
@@ -181,6 +208,92 @@ impl Store {
     pub fn sweep(&self, now_ms: u64) {
         if let Store::Memory(m) = self {
             m.sweep(now_ms);
+        }
+    }
+
+    // Operator data: in process with the memory engine, in PostgreSQL with the redis engine.
+
+    /// Every campaign the store holds.
+    pub async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.campaigns()),
+            Store::Durable(d) => pg::campaigns(&d.pg).await,
+        }
+    }
+
+    /// Creates `c` unless a campaign of its name exists; answers whether it did.
+    pub async fn create_campaign(&self, c: &Campaign) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.create_campaign(c)),
+            Store::Durable(d) => pg::create_campaign(&d.pg, c).await,
+        }
+    }
+
+    /// Replaces the campaign if it is still at `read_version`; false when it changed since.
+    pub async fn update_campaign(
+        &self,
+        c: &Campaign,
+        read_version: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.update_campaign(c, read_version)),
+            Store::Durable(d) => pg::update_campaign(&d.pg, c, read_version).await,
+        }
+    }
+
+    pub async fn put_ban(&self, ban: &Ban) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.put_ban(ban);
+                Ok(())
+            }
+            Store::Durable(d) => pg::put_ban(&d.pg, ban).await,
+        }
+    }
+
+    /// Lifts the player's ban; answers whether there was one.
+    pub async fn lift_ban(&self, user: &UserId) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.lift_ban(user)),
+            Store::Durable(d) => pg::lift_ban(&d.pg, user).await,
+        }
+    }
+
+    /// The bans in force at `now_ms`, newest first.
+    pub async fn bans(&self, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.bans(now_ms)),
+            Store::Durable(d) => pg::bans(&d.pg, now_ms).await,
+        }
+    }
+
+    /// Appends an admin action to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        body: &serde_json::Value,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.audit(actor, action, target, body, now_ms);
+                Ok(())
+            }
+            Store::Durable(d) => pg::audit(&d.pg, actor, action, target, body).await,
+        }
+    }
+
+    /// Up to `limit` audit entries older than the entry `before`, newest first.
+    pub async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.audit_page(before, limit)),
+            Store::Durable(d) => pg::audit_page(&d.pg, before, limit).await,
         }
     }
 }

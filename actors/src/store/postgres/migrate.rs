@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "region",
         include_str!("../../../../migrations/0002_region.sql"),
     ),
+    (
+        3,
+        "operators",
+        include_str!("../../../../migrations/0003_operators.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

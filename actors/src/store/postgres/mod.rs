@@ -2,6 +2,7 @@
 //! every read and write of results ([`results`]).
 
 pub mod migrate;
+pub mod operators;
 pub mod pool;
 pub mod results;
 

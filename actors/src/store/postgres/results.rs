@@ -1,35 +1,13 @@
 //! Results in PostgreSQL: the batched writes of the results stream, the direct decision used
-//! while Redis is unreachable, the reads that rebuild boards, campaigns and daily partitions.
+//! while Redis is unreachable, the reads that rebuild boards, and daily partitions.
 
 use deadpool_postgres::Pool;
 
 use super::pool::{pg_err, timed};
-use crate::domain::campaign::{CampaignRules, Refusal};
+use crate::domain::campaign::Refusal;
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{utc_date, UserId};
 use crate::store::error::StoreError;
-
-/// Records the configured campaigns and their rules, so reports can join results to them.
-pub async fn record_campaigns(
-    pool: &Pool,
-    campaigns: &std::collections::BTreeMap<String, CampaignRules>,
-) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    for (id, r) in campaigns {
-        let ms = |v: u64| v as i64;
-        client
-            .execute(
-                "INSERT INTO campaigns (id, min_duration_ms, max_duration_ms, max_score, max_score_per_second, starts_at, ends_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, to_timestamp($6::int8 / 1000.0), to_timestamp($7::int8 / 1000.0), now())
-                 ON CONFLICT (id) DO UPDATE SET min_duration_ms = $2, max_duration_ms = $3, max_score = $4,
-                   max_score_per_second = $5, starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, updated_at = now()",
-                &[id, &ms(r.min_duration_ms), &ms(r.max_duration_ms), &ms(r.max_score), &ms(r.max_score_per_second), &r.starts_at_ms.map(ms), &r.ends_at_ms.map(ms)],
-            )
-            .await
-            .map_err(pg_err)?;
-    }
-    Ok(())
-}
 
 /// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {

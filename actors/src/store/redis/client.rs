@@ -53,6 +53,8 @@ impl ThreadPools {
 #[derive(Clone)]
 pub struct RedisStore {
     pools: std::sync::Arc<ThreadPools>,
+    /// For connections outside the pools (the bus's subscriber).
+    url: std::sync::Arc<str>,
     prefix: String,
     timeout: Duration,
 }
@@ -79,7 +81,7 @@ impl RedisStore {
         let threads = threads.max(1) + 1;
         let per_thread = (config.pool_size / threads).max(2);
         let pools = ThreadPools {
-            url,
+            url: url.clone(),
             pool,
             connection,
             per_thread,
@@ -87,9 +89,18 @@ impl RedisStore {
         };
         Ok(Self {
             pools: std::sync::Arc::new(pools),
+            url: url.into(),
             prefix: config.prefix.clone(),
             timeout,
         })
+    }
+
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(super) fn command_timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub(super) fn key(&self, parts: &[&str]) -> String {

@@ -1,8 +1,10 @@
 //! The production engine's Redis half: one shared client (`client.rs`) and a file per concern:
 //! boards and idempotency marks ([`boards`]), per-user socket places ([`presence`]), message
-//! windows ([`windows`]) and the results stream with its consumer group ([`stream`]).
+//! windows ([`windows`]), the results stream with its consumer group ([`stream`]), and the
+//! cluster bus's channel and instance heartbeats ([`bus`]).
 
 pub mod boards;
+pub mod bus;
 mod client;
 pub mod presence;
 pub mod stream;

@@ -1,0 +1,353 @@
+//! ClusterBus: carries operator events (bans, kicks, announcements, campaign changes) to every
+//! instance, this one included.
+//!
+//! Owns: this instance's id and description, the subscriber to the Redis `bus` channel (redis
+//! engine), and the heartbeat that lists this instance under `GET /admin/instances`. Receives
+//! [`Publish`] from the admin routes, after they changed the store: it applies the event here
+//! at once and publishes it for the other instances, which apply it when it arrives. Sends
+//! [`KickUser`] and [`Notify`] to the ConnectionRegistry, and writes the [`CampaignBook`] and
+//! [`BanBook`]. The bus carries only what changed, never the truth: an instance re-reads
+//! campaigns and bans from the store on each event, when its subscriber (re)connects, and every
+//! [`REREAD_EVERY`], so an event missed during a Redis outage is made good. Its own events
+//! come back from Redis and are skipped by origin. The subscriber reconnects with backoff, up to
+//! [`MAX_BACKOFF`]. With the memory engine there is one instance and no channel. Started by the
+//! Engine; it holds nothing a restart would lose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::connection_registry::{ConnectionRegistry, KickUser, Notify};
+use crate::domain::clock::now_ms;
+use crate::domain::error::CloseReason;
+use crate::domain::ids::{CampaignId, UserId};
+use crate::room_registry::{CountRooms, RoomRegistry};
+use crate::store::live::{BanBook, CampaignBook};
+use crate::store::Store;
+
+/// How often campaigns and bans are re-read from the store whatever the bus says.
+pub const REREAD_EVERY: Duration = Duration::from_secs(10);
+/// Longest pause between two attempts to resubscribe.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often this instance says it is alive, and how long that lasts.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
+
+/// What happened, as the bus carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A campaign was created or changed: re-read it.
+    Campaign { name: CampaignId },
+    /// A player was banned: re-read the bans and close their sockets with 4403.
+    Ban { user: UserId },
+    /// A ban was lifted: re-read the bans.
+    Unban { user: UserId },
+    /// Close the player's sockets with 4000; they may reconnect.
+    Kick { user: UserId },
+    /// An `announce` frame (already encoded) to every player, or those in a campaign's rooms.
+    Announce {
+        frame: String,
+        campaign: Option<CampaignId>,
+    },
+}
+
+/// An event on the wire, with the instance it came from.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    event: Event,
+}
+
+/// This instance as `GET /admin/instances` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub address: String,
+    pub version: String,
+    pub started_at_ms: u64,
+    pub connections: i64,
+    pub users: i64,
+    pub rooms: i64,
+    pub heartbeat_ms: u64,
+}
+
+pub struct ClusterBus {
+    store: Store,
+    campaigns: Arc<CampaignBook>,
+    bans: Arc<BanBook>,
+    connections: Addr<ConnectionRegistry>,
+    /// This instance; the counts in it are refreshed at each heartbeat.
+    me: InstanceInfo,
+    /// The figures the heartbeat reports: connections and users, and rooms from the
+    /// RoomRegistry.
+    stats: Arc<crate::telemetry::Stats>,
+    rooms: Addr<RoomRegistry>,
+}
+
+impl ClusterBus {
+    pub fn new(
+        store: Store,
+        campaigns: Arc<CampaignBook>,
+        bans: Arc<BanBook>,
+        connections: Addr<ConnectionRegistry>,
+        me: InstanceInfo,
+        stats: Arc<crate::telemetry::Stats>,
+        rooms: Addr<RoomRegistry>,
+    ) -> Self {
+        Self {
+            store,
+            campaigns,
+            bans,
+            connections,
+            me,
+            stats,
+            rooms,
+        }
+    }
+
+    /// Applies an event on this instance.
+    fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
+        match event {
+            Event::Campaign { .. } => self.reread(ctx),
+            Event::Ban { user } => {
+                self.reread(ctx);
+                self.connections.do_send(KickUser {
+                    user,
+                    reason: CloseReason::Banned,
+                });
+            }
+            Event::Unban { .. } => self.reread(ctx),
+            Event::Kick { user } => self.connections.do_send(KickUser {
+                user,
+                reason: CloseReason::Kicked,
+            }),
+            Event::Announce { frame, campaign } => {
+                self.connections.do_send(Notify { frame, campaign })
+            }
+        }
+    }
+
+    /// Re-reads campaigns and bans from the store into the books.
+    fn reread(&self, ctx: &mut Context<Self>) {
+        let (store, campaigns, bans) = (
+            self.store.clone(),
+            self.campaigns.clone(),
+            self.bans.clone(),
+        );
+        ctx.spawn(
+            async move {
+                match store.campaigns().await {
+                    Ok(all) => all.into_iter().for_each(|c| {
+                        campaigns.apply(c);
+                    }),
+                    Err(err) => tracing::warn!(%err, "could not re-read the campaigns"),
+                }
+                match store.bans(now_ms()).await {
+                    Ok(all) => bans.replace(all),
+                    Err(err) => tracing::warn!(%err, "could not re-read the bans"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Subscribes to the bus channel and hands each event from another instance to the actor;
+    /// reconnects with backoff, re-reading the store each time it is subscribed again.
+    fn subscribe(&self, ctx: &mut Context<Self>) {
+        let Store::Durable(durable) = &self.store else {
+            return;
+        };
+        let (redis, me, bus) = (durable.redis.clone(), self.me.id.clone(), ctx.address());
+        ctx.spawn(
+            async move {
+                let mut pause = Duration::from_millis(100);
+                loop {
+                    match redis.pubsub().await {
+                        Ok(mut pubsub) => {
+                            if let Err(err) = pubsub.subscribe(redis.bus_channel()).await {
+                                tracing::warn!(%err, "cluster bus: subscribe failed");
+                            } else {
+                                pause = Duration::from_millis(100);
+                                bus.do_send(Reread);
+                                let mut messages = pubsub.into_on_message();
+                                while let Some(msg) = messages.next().await {
+                                    let Ok(envelope) =
+                                        serde_json::from_slice::<Envelope>(msg.get_payload_bytes())
+                                    else {
+                                        tracing::warn!("cluster bus: an event podium cannot read");
+                                        continue;
+                                    };
+                                    if envelope.from != me {
+                                        bus.do_send(Remote(envelope.event));
+                                    }
+                                }
+                                tracing::warn!("cluster bus: subscription lost; resubscribing");
+                            }
+                        }
+                        Err(err) => tracing::debug!(%err, "cluster bus: Redis unreachable"),
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        use std::sync::atomic::Ordering;
+        self.me.connections = self.stats.connections.load(Ordering::Relaxed);
+        self.me.users = self.stats.users.load(Ordering::Relaxed);
+        self.me.heartbeat_ms = now_ms();
+        let count = self.rooms.send(CountRooms);
+        ctx.spawn(count.into_actor(self).map(|rooms, act, _| {
+            act.me.rooms = rooms.unwrap_or(0) as i64;
+        }));
+        let Store::Durable(durable) = &self.store else {
+            return;
+        };
+        let (redis, me) = (durable.redis.clone(), self.me.clone());
+        ctx.spawn(
+            async move {
+                let description = serde_json::to_string(&me).unwrap_or_default();
+                if let Err(err) = redis
+                    .heartbeat(&me.id, &description, me.heartbeat_ms, HEARTBEAT_TTL)
+                    .await
+                {
+                    tracing::debug!(%err, "instance heartbeat failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for ClusterBus {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.subscribe(ctx);
+        // The first heartbeat waits for [`Listening`], so no instance is listed without its
+        // address (two heartbeats in flight could land in either order).
+        ctx.run_interval(HEARTBEAT_EVERY, |act, ctx| act.heartbeat(ctx));
+        if matches!(self.store, Store::Durable(_)) {
+            ctx.run_interval(REREAD_EVERY, |act, ctx| act.reread(ctx));
+        }
+    }
+}
+
+/// An admin route changed the store: apply `event` here and tell the other instances. Answers
+/// once it is published (or could not be: the others then catch up at their next re-read,
+/// except for kicks and announcements, which are lost, as the route is told).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Publish(pub Event);
+
+impl Handler<Publish> for ClusterBus {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
+        let redis = match &self.store {
+            Store::Durable(durable) => durable.redis.clone(),
+            Store::Memory(_) => {
+                self.apply(msg.0, ctx);
+                return Box::pin(async { true });
+            }
+        };
+        let payload = serde_json::to_string(&Envelope {
+            from: self.me.id.clone(),
+            event: msg.0.clone(),
+        })
+        .unwrap_or_default();
+        self.apply(msg.0, ctx);
+        Box::pin(async move {
+            match redis.publish(&payload).await {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(%err, "cluster bus: could not publish");
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// An event from another instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Remote(Event);
+
+impl Handler<Remote> for ClusterBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Remote, ctx: &mut Self::Context) {
+        self.apply(msg.0, ctx);
+    }
+}
+
+/// The subscriber (re)connected: events may have been missed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reread;
+
+impl Handler<Reread> for ClusterBus {
+    type Result = ();
+
+    fn handle(&mut self, _: Reread, ctx: &mut Self::Context) {
+        self.reread(ctx);
+    }
+}
+
+/// The server is listening at this address (known only once it is bound).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Listening(pub String);
+
+impl Handler<Listening> for ClusterBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Listening, ctx: &mut Self::Context) {
+        self.me.address = msg.0;
+        self.heartbeat(ctx);
+    }
+}
+
+/// The live instances: every one that heartbeat recently (redis engine), or this one.
+#[derive(Message)]
+#[rtype(result = "Vec<InstanceInfo>")]
+pub struct Instances;
+
+impl Handler<Instances> for ClusterBus {
+    type Result = ResponseFuture<Vec<InstanceInfo>>;
+
+    fn handle(&mut self, _: Instances, ctx: &mut Self::Context) -> Self::Result {
+        self.heartbeat(ctx);
+        let me = self.me.clone();
+        let Store::Durable(durable) = &self.store else {
+            return Box::pin(async move { vec![me] });
+        };
+        let redis = durable.redis.clone();
+        Box::pin(async move {
+            match redis.instances(now_ms(), HEARTBEAT_TTL).await {
+                Ok(found) => {
+                    let mut all: Vec<InstanceInfo> = found
+                        .iter()
+                        .filter_map(|d| serde_json::from_str(d).ok())
+                        .filter(|i: &InstanceInfo| i.id != me.id)
+                        .collect();
+                    all.push(me);
+                    all.sort_by(|a, b| a.id.cmp(&b.id));
+                    all
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "could not list the instances; answering this one");
+                    vec![me]
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,235 @@
+//! What operators keep in PostgreSQL: campaigns (the truth on the redis engine), bans and the
+//! audit log.
+
+use deadpool_postgres::Pool;
+
+use super::pool::{pg_err, timed};
+use crate::domain::campaign::{Campaign, CampaignRules};
+use crate::domain::ids::{CampaignId, UserId};
+use crate::domain::operator::{AuditEntry, Ban};
+use crate::store::error::StoreError;
+
+/// Unix ms of a `timestamptz` column, in SQL.
+macro_rules! ms {
+    ($col:literal) => {
+        concat!("(extract(epoch FROM ", $col, ") * 1000)::int8")
+    };
+}
+
+const CAMPAIGN_COLUMNS: &str = concat!(
+    "id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second, max_games_per_hour, ",
+    ms!("starts_at"), ", ", ms!("ends_at"), ", daily_retention_days, regions, ",
+    ms!("closed_at"), ", version, ", ms!("updated_at")
+);
+
+fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
+    let ms = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v.max(0) as u64);
+    let num = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+    Campaign {
+        name: CampaignId::new(row.get::<_, &str>(0)),
+        rules: CampaignRules {
+            title: row.get(1),
+            min_duration_ms: num(2),
+            max_duration_ms: num(3),
+            max_score: num(4),
+            max_score_per_second: num(5),
+            max_games_per_hour: row.get::<_, i32>(6).max(0) as u32,
+            starts_at_ms: ms(7),
+            ends_at_ms: ms(8),
+            daily_retention_days: row.get::<_, i32>(9).max(0) as u32,
+            regions: row.get(10),
+        },
+        closed_at_ms: ms(11),
+        version: num(12),
+        updated_at_ms: ms(13).unwrap_or(0),
+    }
+}
+
+pub async fn campaigns(pool: &Pool) -> Result<Vec<Campaign>, StoreError> {
+    timed("campaigns", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id");
+        let rows = client.query(&sql, &[]).await.map_err(pg_err)?;
+        Ok(rows.iter().map(campaign_of).collect())
+    })
+    .await
+}
+
+/// Writes `c` as a new campaign, unless one of that name exists: answers whether it did.
+pub async fn create_campaign(pool: &Pool, c: &Campaign) -> Result<bool, StoreError> {
+    write_campaign(pool, c, None).await
+}
+
+/// Replaces the campaign whose version is `read_version` with `c`: answers false when it
+/// changed since (or is gone), so the caller can say `conflict`.
+pub async fn update_campaign(
+    pool: &Pool,
+    c: &Campaign,
+    read_version: u64,
+) -> Result<bool, StoreError> {
+    write_campaign(pool, c, Some(read_version)).await
+}
+
+async fn write_campaign(
+    pool: &Pool,
+    c: &Campaign,
+    read_version: Option<u64>,
+) -> Result<bool, StoreError> {
+    timed("write_campaign", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let r = &c.rules;
+        let i = |v: u64| v as i64;
+        let sql = match read_version {
+            None => "INSERT INTO campaigns (id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second,
+                    max_games_per_hour, starts_at, ends_at, daily_retention_days, regions, closed_at, version, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::int8 / 1000.0), to_timestamp($9::int8 / 1000.0), $10, $11,
+                    to_timestamp($12::int8 / 1000.0), $13, to_timestamp($14::int8 / 1000.0))
+                 ON CONFLICT (id) DO NOTHING",
+            Some(_) => "UPDATE campaigns SET title = $2, min_duration_ms = $3, max_duration_ms = $4, max_score = $5,
+                    max_score_per_second = $6, max_games_per_hour = $7, starts_at = to_timestamp($8::int8 / 1000.0),
+                    ends_at = to_timestamp($9::int8 / 1000.0), daily_retention_days = $10, regions = $11,
+                    closed_at = to_timestamp($12::int8 / 1000.0), version = $13, updated_at = to_timestamp($14::int8 / 1000.0)
+                 WHERE id = $1 AND version = $15",
+        };
+        let read = read_version.map_or(0, i);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        let (min, max, score, rate) = (i(r.min_duration_ms), i(r.max_duration_ms), i(r.max_score), i(r.max_score_per_second));
+        let games = r.max_games_per_hour as i32;
+        let (starts, ends, closed) = (r.starts_at_ms.map(i), r.ends_at_ms.map(i), c.closed_at_ms.map(i));
+        let retention = r.daily_retention_days as i32;
+        let (version, updated) = (i(c.version), i(c.updated_at_ms));
+        let name = c.name.as_str();
+        params.extend([
+            &name as &(dyn tokio_postgres::types::ToSql + Sync),
+            &r.title, &min, &max, &score, &rate, &games, &starts, &ends, &retention, &r.regions, &closed,
+            &version, &updated,
+        ]);
+        if read_version.is_some() {
+            params.push(&read);
+        }
+        let n = client.execute(sql, &params).await.map_err(pg_err)?;
+        Ok(n == 1)
+    })
+    .await
+}
+
+const BAN_COLUMNS: &str = concat!(
+    "user_id, reason, ",
+    ms!("expires_at"),
+    ", created_by, ",
+    ms!("created_at")
+);
+
+fn ban_of(row: &tokio_postgres::Row) -> Option<Ban> {
+    Some(Ban {
+        user: UserId::stored(row.get(0))?,
+        reason: row.get(1),
+        until_ms: row.get::<_, Option<i64>>(2).map(|v| v.max(0) as u64),
+        by: row.get(3),
+        at_ms: row.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
+    })
+}
+
+/// Sets or replaces the player's ban.
+pub async fn put_ban(pool: &Pool, ban: &Ban) -> Result<(), StoreError> {
+    timed("put_ban", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        client
+            .execute(
+                "INSERT INTO bans (user_id, reason, expires_at, created_by, created_at)
+                 VALUES ($1, $2, to_timestamp($3::int8 / 1000.0), $4, to_timestamp($5::int8 / 1000.0))
+                 ON CONFLICT (user_id) DO UPDATE SET reason = $2, expires_at = EXCLUDED.expires_at,
+                    created_by = $4, created_at = EXCLUDED.created_at",
+                &[&ban.user.as_str(), &ban.reason, &ban.until_ms.map(|v| v as i64), &ban.by, &(ban.at_ms as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Lifts the player's ban: answers whether there was one.
+pub async fn lift_ban(pool: &Pool, user: &UserId) -> Result<bool, StoreError> {
+    timed("lift_ban", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let n = client
+            .execute("DELETE FROM bans WHERE user_id = $1", &[&user.as_str()])
+            .await
+            .map_err(pg_err)?;
+        Ok(n == 1)
+    })
+    .await
+}
+
+/// Bans in force at `now_ms`.
+pub async fn bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+    timed("bans", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT {BAN_COLUMNS} FROM bans
+             WHERE expires_at IS NULL OR expires_at > to_timestamp($1::int8 / 1000.0) ORDER BY created_at DESC"
+        );
+        let rows = client.query(&sql, &[&(now_ms as i64)]).await.map_err(pg_err)?;
+        Ok(rows.iter().filter_map(ban_of).collect())
+    })
+    .await
+}
+
+/// Appends an admin action to the audit log.
+pub async fn audit(
+    pool: &Pool,
+    actor: &str,
+    action: &str,
+    target: &str,
+    body: &serde_json::Value,
+) -> Result<(), StoreError> {
+    timed("audit", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let body = body.to_string();
+        client
+            .execute(
+                "INSERT INTO audit (actor, action, target, body) VALUES ($1, $2, $3, $4::text::jsonb)",
+                &[&actor, &action, &target, &body],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Up to `limit` audit entries older than `before` (an entry id), newest first.
+pub async fn audit_page(
+    pool: &Pool,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    timed("audit_page", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT id, {}, actor, action, target, body::text FROM audit
+             WHERE ($1::int8 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            ms!("at")
+        );
+        let rows = client
+            .query(&sql, &[&before.map(|b| b as i64), &(limit as i64)])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get::<_, i64>(0) as u64,
+                at_ms: r.get::<_, i64>(1).max(0) as u64,
+                actor: r.get(2),
+                action: r.get(3),
+                target: r.get(4),
+                body: r
+                    .get::<_, Option<String>>(5)
+                    .and_then(|b| serde_json::from_str(&b).ok())
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    })
+    .await
+}

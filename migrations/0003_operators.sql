@@ -1,0 +1,27 @@
+-- What operators run a campaign with: campaigns become the truth (created from the config
+-- file when absent, then changed through the admin API), bans say who set them, and every
+-- admin action is kept in an audit log.
+
+-- A campaign's full settings. `version` grows with every change: instances apply changes in
+-- order, and an update names the version it read, so two operators cannot overwrite each
+-- other unseen.
+ALTER TABLE campaigns
+    ADD COLUMN title text,
+    ADD COLUMN max_games_per_hour integer NOT NULL DEFAULT 0,
+    ADD COLUMN daily_retention_days integer NOT NULL DEFAULT 7,
+    ADD COLUMN regions text[] NOT NULL DEFAULT '{eu,us,asia}',
+    ADD COLUMN closed_at timestamptz,
+    ADD COLUMN version bigint NOT NULL DEFAULT 1;
+
+-- Who banned the player: an admin key's name, an admin's `sub`, or `auto`.
+ALTER TABLE bans ADD COLUMN created_by text NOT NULL DEFAULT 'unknown';
+
+-- Every admin action, newest read first by id (the cursor of `GET /admin/audit`).
+CREATE TABLE audit (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    actor text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    body jsonb
+);

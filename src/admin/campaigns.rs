@@ -1,0 +1,246 @@
+//! `/admin/campaigns`: list, read, create, change and close campaigns. The store is the
+//! truth: a change is read from it, written back naming the version it read (409 `conflict`
+//! when another operator changed it meanwhile), then announced on the ClusterBus so every
+//! instance applies it. A game is judged by the limits in force when it started (they are
+//! signed into its session), so a change never judges a game already under way.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use podium_actors::cluster_bus::{Event, Publish};
+use podium_actors::domain::campaign::{Campaign, CampaignRules};
+use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::error::ClientError;
+use podium_actors::domain::ids::CampaignId;
+use podium_actors::engine::Engine;
+use serde_json::{json, Value};
+
+use super::body::Fields;
+use super::{audited, rfc3339, store_failed, Admin};
+use crate::routes::read_body;
+
+/// A campaign as the admin API shows it.
+pub fn campaign_json(c: &Campaign, now: u64) -> Value {
+    let r = &c.rules;
+    json!({
+        "name": c.name.as_str(),
+        "title": c.title(),
+        "starts_at": rfc3339(r.starts_at_ms),
+        "ends_at": rfc3339(r.ends_at_ms),
+        "closed_at": rfc3339(c.closed_at_ms),
+        "open": c.takes_games_at(now),
+        "regions": r.regions,
+        "daily_retention_days": r.daily_retention_days,
+        "rules": {
+            "min_duration_ms": r.min_duration_ms,
+            "max_duration_ms": r.max_duration_ms,
+            "max_score": r.max_score,
+            "max_score_per_second": r.max_score_per_second,
+            "max_games_per_hour": r.max_games_per_hour,
+        },
+        "version": c.version,
+        "updated_at": rfc3339(Some(c.updated_at_ms)),
+    })
+}
+
+const FIELDS: &[&str] = &[
+    "name",
+    "title",
+    "starts_at",
+    "ends_at",
+    "rules",
+    "regions",
+    "daily_retention_days",
+];
+const RULES: &[&str] = &[
+    "min_duration_ms",
+    "max_duration_ms",
+    "max_score",
+    "max_score_per_second",
+    "max_games_per_hour",
+];
+
+/// Applies the body's fields to `rules`, then checks the result as a whole.
+fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError> {
+    if let Some(title) = body.text_or_null("title")? {
+        rules.title = title;
+    }
+    if let Some(t) = body.time("starts_at")? {
+        rules.starts_at_ms = t;
+    }
+    if let Some(t) = body.time("ends_at")? {
+        rules.ends_at_ms = t;
+    }
+    if let Some(regions) = body.strings("regions")? {
+        rules.regions = regions;
+    }
+    if let Some(days) = body.whole("daily_retention_days")? {
+        rules.daily_retention_days = u32::try_from(days).unwrap_or(u32::MAX);
+    }
+    if let Some(r) = body.object("rules", "rules.")? {
+        r.only(RULES)?;
+        let set = |v: Option<u64>, field: &mut u64| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(r.whole("min_duration_ms")?, &mut rules.min_duration_ms);
+        set(r.whole("max_duration_ms")?, &mut rules.max_duration_ms);
+        set(r.whole("max_score")?, &mut rules.max_score);
+        set(
+            r.whole("max_score_per_second")?,
+            &mut rules.max_score_per_second,
+        );
+        if let Some(n) = r.whole("max_games_per_hour")? {
+            rules.max_games_per_hour = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+    match rules.problem() {
+        None => Ok(()),
+        Some((field, expected)) => {
+            let at = if RULES.contains(&field) { "rules." } else { "" };
+            Err(ClientError::BadMessage(format!(
+                "{at}{field}: expected {expected}"
+            )))
+        }
+    }
+}
+
+/// The campaign as the store holds it now.
+async fn held(engine: &Engine, name: &str) -> Result<Campaign, ClientError> {
+    let all = engine
+        .gateway
+        .store
+        .campaigns()
+        .await
+        .map_err(store_failed)?;
+    all.into_iter()
+        .find(|c| c.name.as_str() == name)
+        .ok_or(ClientError::UnknownCampaign)
+}
+
+/// Tells every instance, this one first, that the campaign changed.
+async fn announce_change(engine: &Engine, c: &Campaign) {
+    engine.gateway.campaigns.apply(c.clone());
+    let _ = engine
+        .bus
+        .send(Publish(Event::Campaign {
+            name: c.name.clone(),
+        }))
+        .await;
+}
+
+pub async fn list(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
+    let now = now_ms();
+    let all = engine
+        .gateway
+        .store
+        .campaigns()
+        .await
+        .map_err(store_failed)?;
+    let rows: Vec<Value> = all.iter().map(|c| campaign_json(c, now)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "campaigns": rows })))
+}
+
+pub async fn show(
+    _: Admin,
+    name: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let c = held(&engine, &name).await?;
+    Ok(HttpResponse::Ok().json(campaign_json(&c, now_ms())))
+}
+
+/// `POST /admin/campaigns`: 201 with the campaign; 409 when the name is taken.
+pub async fn create(
+    admin: Admin,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let raw = Fields::parse(&read_body(payload).await?)?;
+    let body = Fields::of(&raw)?;
+    body.only(FIELDS)?;
+    let name = body
+        .text("name")?
+        .ok_or_else(|| ClientError::BadMessage("name: required".into()))?;
+    let name = CampaignId::parse(&name).ok_or_else(|| {
+        ClientError::BadMessage("name: expected 1 to 64 letters, digits, - and _".into())
+    })?;
+    let mut rules = CampaignRules::default();
+    apply(&body, &mut rules)?;
+    let now = now_ms();
+    let campaign = Campaign::configured(name, rules, now);
+    let created = engine
+        .gateway
+        .store
+        .create_campaign(&campaign)
+        .await
+        .map_err(store_failed)?;
+    if !created {
+        return Err(ClientError::Conflict("a campaign of that name exists"));
+    }
+    announce_change(&engine, &campaign).await;
+    let shown = campaign_json(&campaign, now);
+    audited(
+        &engine,
+        &admin,
+        "campaign_create",
+        campaign.name.as_str(),
+        raw,
+    )
+    .await;
+    Ok(HttpResponse::Created().json(shown))
+}
+
+/// `PATCH /admin/campaigns/{name}`: any subset of the fields; 200 with the campaign.
+pub async fn update(
+    admin: Admin,
+    name: web::Path<String>,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let raw = Fields::parse(&read_body(payload).await?)?;
+    let body = Fields::of(&raw)?;
+    body.only(&FIELDS[1..])?;
+    let mut campaign = held(&engine, &name).await?;
+    apply(&body, &mut campaign.rules)?;
+    let changed = commit(&engine, &mut campaign).await?;
+    audited(&engine, &admin, "campaign_update", &name, raw).await;
+    Ok(HttpResponse::Ok().json(campaign_json(&changed, now_ms())))
+}
+
+/// Writes the next version of `c`, or says the campaign changed since it was read.
+async fn commit(engine: &Engine, c: &mut Campaign) -> Result<Campaign, ClientError> {
+    let read = c.version;
+    c.version += 1;
+    c.updated_at_ms = now_ms();
+    let written = engine
+        .gateway
+        .store
+        .update_campaign(c, read)
+        .await
+        .map_err(store_failed)?;
+    if !written {
+        return Err(ClientError::Conflict(
+            "the campaign changed since it was read; read it again",
+        ));
+    }
+    announce_change(engine, c).await;
+    Ok(c.clone())
+}
+
+/// `POST /admin/campaigns/{name}/close`: no game starts from now on; games under way may be
+/// submitted until their `max_duration_ms` runs out. Closing a closed campaign changes nothing.
+pub async fn close(
+    admin: Admin,
+    name: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let mut campaign = held(&engine, &name).await?;
+    if campaign.closed_at_ms.is_none() {
+        campaign.closed_at_ms = Some(now_ms());
+        campaign = commit(&engine, &mut campaign).await?;
+        audited(&engine, &admin, "campaign_close", &name, Value::Null).await;
+    }
+    Ok(HttpResponse::Ok().json(campaign_json(&campaign, now_ms())))
+}

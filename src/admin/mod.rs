@@ -1,0 +1,102 @@
+//! The admin API, `/admin/*`: what operators run a campaign with. Every route takes an
+//! authenticated [`Admin`] (see [`auth`]), answers JSON, refuses a bad body with 400
+//! `bad_message` naming the field, and records what it changed in the audit log before it
+//! answers. Changes reach the other instances through the ClusterBus.
+
+pub mod auth;
+mod body;
+mod campaigns;
+mod players;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::error::ClientError;
+use podium_actors::engine::Engine;
+use podium_actors::store::StoreError;
+use serde_json::Value;
+
+pub use auth::{Admin, AdminAuth};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::routes::resource;
+    cfg.service(
+        resource("/admin/campaigns")
+            .route(web::get().to(campaigns::list))
+            .route(web::post().to(campaigns::create)),
+    )
+    .service(
+        resource("/admin/campaigns/{name}")
+            .route(web::get().to(campaigns::show))
+            .route(web::patch().to(campaigns::update)),
+    )
+    .service(resource("/admin/campaigns/{name}/close").route(web::post().to(campaigns::close)))
+    .service(resource("/admin/users/{user}").route(web::get().to(players::show)))
+    .service(
+        resource("/admin/users/{user}/ban")
+            .route(web::post().to(players::ban))
+            .route(web::delete().to(players::unban)),
+    )
+    .service(resource("/admin/users/{user}/kick").route(web::post().to(players::kick)))
+    .service(resource("/admin/bans").route(web::get().to(players::bans)))
+    .service(resource("/admin/announce").route(web::post().to(players::announce)))
+    .service(resource("/admin/instances").route(web::get().to(players::instances)))
+    .service(resource("/admin/audit").route(web::get().to(players::audit)));
+}
+
+/// A store failure, as an admin route answers it: retryable when the store is out of reach.
+fn store_failed(err: StoreError) -> ClientError {
+    if err.is_unreachable() {
+        tracing::warn!(%err, "admin route: store unreachable");
+        ClientError::Unavailable
+    } else {
+        tracing::error!(%err, "admin route: store failed");
+        ClientError::Internal
+    }
+}
+
+/// Records an admin action in the audit log and the logs/metrics. The action is done by
+/// then: an audit write that fails is logged loudly rather than undoing it.
+async fn audited(
+    engine: &Arc<Engine>,
+    admin: &Admin,
+    action: &'static str,
+    target: &str,
+    body: Value,
+) {
+    podium_actors::telemetry::admin_action(action, &admin.actor, target);
+    let store = &engine.gateway.store;
+    if let Err(err) = store
+        .audit(&admin.actor, action, target, &body, now_ms())
+        .await
+    {
+        tracing::error!(%err, action, target, actor = %admin.actor, "could not write the audit log");
+    }
+}
+
+/// Unix ms as RFC 3339, or null.
+fn rfc3339(ms: Option<u64>) -> Value {
+    ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    })
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(Value::Null, Value::String)
+}
+
+/// Rows a listing answers at most, and by default.
+const MAX_LIMIT: usize = 500;
+const DEFAULT_LIMIT: usize = 50;
+
+/// A listing's `limit`: 1 to [`MAX_LIMIT`].
+fn limit(raw: Option<usize>) -> Result<usize, ClientError> {
+    match raw.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ClientError::BadMessage(format!(
+            "limit: expected 1 to {MAX_LIMIT}"
+        ))),
+    }
+}

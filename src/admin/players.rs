@@ -1,0 +1,298 @@
+//! `/admin/users`, `/admin/bans`, `/admin/announce`, `/admin/instances`, `/admin/audit`: what
+//! operators do to players and see of the cluster. A ban is written to the store first, then
+//! carried by the ClusterBus, which closes the player's sockets on every instance (4403) and
+//! has each instance re-read the bans; `auth`, `start_game` and submits of a banned player are
+//! refused with `banned` from then on.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use podium_actors::cluster_bus::{Event, Instances, Publish};
+use podium_actors::connection_registry::Sockets;
+use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::error::ClientError;
+use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId, UserId};
+use podium_actors::domain::operator::Ban;
+use podium_actors::domain::protocol::{encode, ServerMsg};
+use podium_actors::engine::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::Fields;
+use super::{audited, limit, rfc3339, store_failed, Admin};
+use crate::routes::read_body;
+
+/// Longest ban reason and announcement.
+const MAX_REASON: usize = 200;
+const MAX_ANNOUNCE: usize = 500;
+
+fn user_of(raw: &str) -> Result<UserId, ClientError> {
+    UserId::parse(raw).map_err(|_| ClientError::NotFound)
+}
+
+/// Text of 1 to `max` characters, or the field's error.
+fn bounded(field: &str, text: Option<String>, max: usize) -> Result<String, ClientError> {
+    match text {
+        Some(t) if !t.trim().is_empty() && t.chars().count() <= max => Ok(t),
+        _ => Err(ClientError::BadMessage(format!(
+            "{field}: expected 1 to {max} characters"
+        ))),
+    }
+}
+
+fn ban_json(b: &Ban) -> Value {
+    json!({
+        "user": b.user.as_str(),
+        "reason": b.reason,
+        "until": rfc3339(b.until_ms),
+        "by": b.by,
+        "at": rfc3339(Some(b.at_ms)),
+    })
+}
+
+/// `POST /admin/users/{user}/ban {"reason","until"}`: `until` RFC 3339, or null (the default)
+/// for good. Banning a banned player replaces the ban.
+pub async fn ban(
+    admin: Admin,
+    user: web::Path<String>,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let user = user_of(&user)?;
+    let raw = Fields::parse(&read_body(payload).await?)?;
+    let body = Fields::of(&raw)?;
+    body.only(&["reason", "until"])?;
+    let reason = bounded("reason", body.text("reason")?, MAX_REASON)?;
+    let now = now_ms();
+    let until_ms = body.time("until")?.flatten();
+    if until_ms.is_some_and(|u| u <= now) {
+        return Err(ClientError::BadMessage(
+            "until: expected a time in the future, or null".into(),
+        ));
+    }
+    let ban = Ban {
+        user: user.clone(),
+        reason,
+        until_ms,
+        by: admin.actor.clone(),
+        at_ms: now,
+    };
+    let gateway = &engine.gateway;
+    gateway.store.put_ban(&ban).await.map_err(store_failed)?;
+    gateway.bans.put(ban.clone());
+    let _ = engine
+        .bus
+        .send(Publish(Event::Ban { user: user.clone() }))
+        .await;
+    audited(&engine, &admin, "ban", user.as_str(), raw).await;
+    Ok(HttpResponse::Ok().json(ban_json(&ban)))
+}
+
+/// `DELETE /admin/users/{user}/ban`: 404 when the player is not banned.
+pub async fn unban(
+    admin: Admin,
+    user: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let user = user_of(&user)?;
+    let gateway = &engine.gateway;
+    if !gateway.store.lift_ban(&user).await.map_err(store_failed)? {
+        return Err(ClientError::NotFound);
+    }
+    gateway.bans.lift(&user);
+    let _ = engine
+        .bus
+        .send(Publish(Event::Unban { user: user.clone() }))
+        .await;
+    audited(&engine, &admin, "unban", user.as_str(), Value::Null).await;
+    Ok(HttpResponse::Ok().json(json!({ "user": user.as_str(), "banned": false })))
+}
+
+/// `GET /admin/bans`: the bans in force, newest first.
+pub async fn bans(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
+    let all = engine
+        .gateway
+        .store
+        .bans(now_ms())
+        .await
+        .map_err(store_failed)?;
+    let rows: Vec<Value> = all.iter().map(ban_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "bans": rows })))
+}
+
+/// `POST /admin/users/{user}/kick {"reason"}`: closes the player's sockets on every instance
+/// with 4000 `kicked`; they may reconnect.
+pub async fn kick(
+    admin: Admin,
+    user: web::Path<String>,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let user = user_of(&user)?;
+    let raw = Fields::parse(&read_body(payload).await?)?;
+    let body = Fields::of(&raw)?;
+    body.only(&["reason"])?;
+    let reason = bounded("reason", body.text("reason")?, MAX_REASON)?;
+    let published = engine
+        .bus
+        .send(Publish(Event::Kick { user: user.clone() }))
+        .await
+        .unwrap_or(false);
+    audited(&engine, &admin, "kick", user.as_str(), raw).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "user": user.as_str(),
+        "reason": reason,
+        "every_instance": published,
+    })))
+}
+
+/// `GET /admin/users/{user}`: the player's sockets on this instance, best and rank on each
+/// campaign's global board, and their ban. 404 when podium knows nothing of them.
+pub async fn show(
+    _: Admin,
+    user: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let user = user_of(&user)?;
+    let gateway = &engine.gateway;
+    let now = now_ms();
+    let sockets = gateway
+        .connections
+        .send(Sockets { user: user.clone() })
+        .await
+        .unwrap_or_default();
+    let mut boards = Vec::new();
+    for campaign in gateway.campaigns.all() {
+        for kind in [BoardKind::Global, BoardKind::Daily] {
+            let key = BoardKey::of(&campaign.name, &kind, now);
+            if let Some(s) = gateway
+                .store
+                .standing(&key, &user)
+                .await
+                .map_err(store_failed)?
+            {
+                boards.push(json!({
+                    "campaign": campaign.name.as_str(),
+                    "board": key.board.to_string(),
+                    "best": s.score,
+                    "rank": s.rank,
+                }));
+            }
+        }
+    }
+    let ban = gateway.store.bans(now).await.map_err(store_failed)?;
+    let ban = ban.iter().find(|b| b.user == user);
+    if sockets.is_empty() && boards.is_empty() && ban.is_none() {
+        return Err(ClientError::NotFound);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "user": user.as_str(),
+        "sockets": { "instance": engine.instance, "open": sockets },
+        "boards": boards,
+        "ban": ban.map(ban_json),
+    })))
+}
+
+/// `POST /admin/announce {"text","campaign"}`: an `announce` frame to every connected player,
+/// or to those in the campaign's rooms, on every instance.
+pub async fn announce(
+    admin: Admin,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let raw = Fields::parse(&read_body(payload).await?)?;
+    let body = Fields::of(&raw)?;
+    body.only(&["text", "campaign"])?;
+    let text = bounded("text", body.text("text")?, MAX_ANNOUNCE)?;
+    let campaign = match body.text("campaign")? {
+        None => None,
+        Some(name) => Some(
+            engine
+                .gateway
+                .campaigns
+                .get(&name)
+                .map(|c| c.name.clone())
+                .ok_or(ClientError::UnknownCampaign)?,
+        ),
+    };
+    let frame = encode(
+        &ServerMsg::Announce {
+            text: &text,
+            server_time: now_ms(),
+        },
+        None,
+    );
+    let target = campaign.as_ref().map_or("*", CampaignId::as_str).to_owned();
+    let published = engine
+        .bus
+        .send(Publish(Event::Announce {
+            frame: frame.to_string(),
+            campaign,
+        }))
+        .await
+        .unwrap_or(false);
+    audited(&engine, &admin, "announce", &target, raw).await;
+    Ok(HttpResponse::Ok().json(json!({ "sent": true, "every_instance": published })))
+}
+
+/// `GET /admin/instances`: every instance that heartbeat within the last few seconds.
+pub async fn instances(
+    _: Admin,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let all = engine.bus.send(Instances).await.unwrap_or_default();
+    let rows: Vec<Value> = all
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "address": i.address,
+                "version": i.version,
+                "started_at": rfc3339(Some(i.started_at_ms)),
+                "connections": i.connections,
+                "users": i.users,
+                "rooms": i.rooms,
+                "last_heartbeat": rfc3339(Some(i.heartbeat_ms)),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "instances": rows })))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+/// `GET /admin/audit?limit=&cursor=`: admin actions, newest first; `next_cursor` pages on.
+pub async fn audit(
+    _: Admin,
+    query: web::Query<Page>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let n = limit(query.limit)?;
+    let rows = engine
+        .gateway
+        .store
+        .audit_page(query.cursor, n)
+        .await
+        .map_err(store_failed)?;
+    let next = (rows.len() == n)
+        .then(|| rows.last().map(|e| e.id))
+        .flatten();
+    let shown: Vec<Value> = rows
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": rfc3339(Some(e.at_ms)),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "body": e.body,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "entries": shown, "next_cursor": next })))
+}

@@ -1,0 +1,394 @@
+//! The admin API on one instance: authentication, campaigns changed live, bans, kicks,
+//! announcements, the audit log and the instance list. Runs on both engines.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A player token carrying `role` (for the admin claim).
+fn token_with_role(user: &str, role: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let claims = json!({"sub": user, "exp": now_secs() + 600, "role": role});
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn admin_routes_want_an_admin_key_or_an_admin_token() {
+    let s = TestServer::start();
+    let (status, body) = s.http("GET", "/admin/campaigns", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let message = body["error"]["message"].clone();
+    let (status, body) = s
+        .as_admin(
+            "Bearer not-the-key-0123456789abcdef",
+            "GET",
+            "/admin/campaigns",
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["error"]["message"], message,
+        "no hint which part was wrong"
+    );
+    let player = format!("Bearer {}", token_with_role("mallory", "player"));
+    let (status, body) = s.as_admin(&player, "GET", "/admin/campaigns", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let admin = format!("Bearer {}", token_with_role("olga", "admin"));
+    let (status, body) = s.as_admin(&admin, "GET", "/admin/campaigns", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "quick"));
+    let (status, _) = s.admin("GET", "/admin/campaigns", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn failed_admin_logins_are_limited_per_address() {
+    let s = TestServer::start();
+    for _ in 0..10 {
+        let (status, _) = s.as_admin("Bearer wrong", "GET", "/admin/bans", None).await;
+        assert_eq!(status, 401);
+    }
+    let (status, head, body) = s
+        .request(
+            "GET",
+            "/admin/bans",
+            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 429,
+        "even the right key waits out the window: {body}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 60"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_key_outside_dev_mode_there_is_no_admin_surface() {
+    let s = TestServer::with(|c| {
+        c.admin.api_keys.clear();
+        c.dev_mode = Some(false);
+    });
+    let (status, body) = s.admin("GET", "/admin/campaigns", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+fn new_campaign(name: &str) -> Value {
+    json!({
+        "name": name,
+        "title": "Winter Rush",
+        "starts_at": null,
+        "ends_at": "2099-01-01T00:00:00Z",
+        "rules": {"min_duration_ms": 1, "max_duration_ms": 60000, "max_score": 500, "max_score_per_second": 1000000},
+        "regions": ["eu", "us"]
+    })
+}
+
+#[tokio::test]
+async fn a_campaign_created_over_http_is_playable_at_once() {
+    let s = TestServer::start();
+    let (status, body) = s
+        .admin("POST", "/admin/campaigns", Some(new_campaign("winter")))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["title"], "Winter Rush");
+    assert_eq!(body["ends_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(body["rules"]["max_games_per_hour"], 0);
+    let (status, body) = s
+        .admin("POST", "/admin/campaigns", Some(new_campaign("winter")))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    let (status, body) = s.admin("GET", "/admin/campaigns/winter", None).await;
+    assert_eq!((status, body["open"].as_bool()), (200, Some(true)));
+    let mut p = s.player("ada").await;
+    p.join("winter/global").await;
+    let session = p.start_game("winter").await;
+    let result = p.submit(&session, 400).await;
+    assert_eq!(result["status"], "accepted", "{result}");
+    let over = p.start_game("winter").await;
+    let result = p.submit(&over, 501).await;
+    assert_eq!(
+        result["reason"], "score_too_high",
+        "the campaign's own rules hold"
+    );
+}
+
+#[tokio::test]
+async fn bad_campaign_bodies_name_the_field() {
+    let s = TestServer::start();
+    let cases = [
+        (json!({"title": "x"}), "name: required"),
+        (json!({"name": "bad name"}), "name: expected"),
+        (
+            json!({"name": "a", "rules": {"max_score": "lots"}}),
+            "rules.max_score: expected a whole number",
+        ),
+        (
+            json!({"name": "a", "rules": {"min_duration_ms": 5000, "max_duration_ms": 10}}),
+            "rules.min_duration_ms: expected less than max_duration_ms",
+        ),
+        (
+            json!({"name": "a", "starts_at": "tomorrow"}),
+            "starts_at: expected an RFC 3339 time",
+        ),
+        (
+            json!({"name": "a", "regions": ["EU!"]}),
+            "regions: expected",
+        ),
+        (
+            json!({"name": "a", "colour": "red"}),
+            "colour: unknown field",
+        ),
+        (
+            json!({"name": "a", "rules": {"speed": 1}}),
+            "rules.speed: unknown field",
+        ),
+        (json!([1, 2]), "the body must be a JSON object"),
+    ];
+    for (body, says) in cases {
+        let (status, answer) = s
+            .admin("POST", "/admin/campaigns", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(answer["error"]["code"], "bad_message");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(says),
+            "{body}: {message:?} should say {says:?}"
+        );
+    }
+    let (status, _) = s.admin("GET", "/admin/campaigns/a", None).await;
+    assert_eq!(status, 404, "nothing was created by a refused body");
+    let (status, body) = s
+        .admin(
+            "PATCH",
+            "/admin/campaigns/nowhere",
+            Some(json!({"title": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_campaign"))
+    );
+}
+
+#[tokio::test]
+async fn a_rule_change_judges_only_games_started_after_it() {
+    let s = TestServer::start();
+    s.admin("POST", "/admin/campaigns", Some(new_campaign("spring")))
+        .await;
+    let mut p = s.player("bea").await;
+    let before = p.start_game("spring").await;
+    let (status, body) = s
+        .admin(
+            "PATCH",
+            "/admin/campaigns/spring",
+            Some(json!({"rules": {"max_score": 100}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["rules"]["max_score"].as_u64()),
+        (200, Some(100)),
+        "{body}"
+    );
+    assert_eq!(body["version"], 2);
+    let after = p.start_game("spring").await;
+    assert_eq!(p.submit(&after, 300).await["reason"], "score_too_high");
+    let result = p.submit(&before, 300).await;
+    assert_eq!(
+        result["status"], "accepted",
+        "judged by the rules it started under: {result}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_campaign_starts_no_game_but_takes_the_ones_under_way() {
+    let s = TestServer::start();
+    s.admin("POST", "/admin/campaigns", Some(new_campaign("autumn")))
+        .await;
+    let mut p = s.player("cy").await;
+    let under_way = p.start_game("autumn").await;
+    let (status, body) = s.admin("POST", "/admin/campaigns/autumn/close", None).await;
+    assert_eq!(
+        (status, body["open"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    assert!(body["closed_at"].is_string());
+    p.send(json!({"type":"start_game","campaign":"autumn"}))
+        .await;
+    assert_eq!(p.recv().await["code"], "campaign_closed");
+    assert_eq!(p.submit(&under_way, 10).await["status"], "accepted");
+}
+
+#[tokio::test]
+async fn a_ban_closes_the_players_sockets_and_refuses_them_until_lifted() {
+    let s = TestServer::start();
+    let mut p = s.player("eve").await;
+    let session = p.start_game("quick").await;
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/admin/users/eve/ban",
+            Some(json!({"reason": "bot", "until": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["by"], "key:test");
+    assert_eq!(p.closed().await, (4403, "banned".into()));
+    let mut again = s.connect().await;
+    again
+        .send(json!({"type":"auth","token": s.token("eve")}))
+        .await;
+    assert_eq!(again.recv().await["code"], "banned");
+    assert_eq!(again.closed().await.0, 4403);
+    let (_, bans) = s.admin("GET", "/admin/bans", None).await;
+    assert_eq!(bans["bans"][0]["user"], "eve");
+    let (status, _) = s.admin("DELETE", "/admin/users/eve/ban", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = s.admin("DELETE", "/admin/users/eve/ban", None).await;
+    assert_eq!(status, 404, "nothing left to lift");
+    let mut back = s.player("eve").await;
+    assert_eq!(
+        back.submit(&session, 5).await["status"],
+        "accepted",
+        "a ban decides nothing"
+    );
+    let (status, body) = s
+        .admin("POST", "/admin/users/eve/ban", Some(json!({"reason": ""})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_message"))
+    );
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/admin/users/eve/ban",
+            Some(json!({"reason": "x", "until": "2001-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 400, "a ban that ended already");
+}
+
+#[tokio::test]
+async fn a_kick_closes_with_4000_and_the_player_may_return() {
+    let s = TestServer::start();
+    let mut p = s.player("fay").await;
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/admin/users/fay/kick",
+            Some(json!({"reason": "reconnect please"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(p.closed().await, (4000, "kicked".into()));
+    s.player("fay").await;
+}
+
+#[tokio::test]
+async fn an_announcement_reaches_the_campaigns_players_only() {
+    let s = TestServer::start();
+    let mut inside = s.player("gus").await;
+    inside.join("quick/global").await;
+    let mut elsewhere = s.player("hal").await;
+    elsewhere.join("demo/global").await;
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/admin/announce",
+            Some(json!({"text": "Finals at 8", "campaign": "quick"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let frame = inside.recv_type("announce").await;
+    assert_eq!(frame["text"], "Finals at 8");
+    assert!(frame["server_time"].as_u64().unwrap() > 0);
+    s.admin("POST", "/admin/announce", Some(json!({"text": "Everyone"})))
+        .await;
+    assert_eq!(
+        elsewhere.recv_type("announce").await["text"],
+        "Everyone",
+        "not the quick one first"
+    );
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/admin/announce",
+            Some(json!({"text": "x", "campaign": "nope"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_every_action_newest_first() {
+    let s = TestServer::start();
+    for user in ["u1", "u2", "u3"] {
+        s.admin(
+            "POST",
+            &format!("/admin/users/{user}/kick"),
+            Some(json!({"reason": "r"})),
+        )
+        .await;
+    }
+    let (status, page) = s.admin("GET", "/admin/audit?limit=2", None).await;
+    assert_eq!(status, 200, "{page}");
+    let targets: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["u3", "u2"]);
+    assert_eq!(page["entries"][0]["actor"], "key:test");
+    assert_eq!(page["entries"][0]["action"], "kick");
+    let cursor = page["next_cursor"].as_u64().expect("a next page");
+    let (_, rest) = s
+        .admin(
+            "GET",
+            &format!("/admin/audit?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["entries"][0]["target"], "u1");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (status, _) = s.admin("GET", "/admin/audit?limit=501", None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn the_instance_list_and_a_players_page() {
+    let s = TestServer::start();
+    let _p = s.player("ivy").await;
+    let (status, body) = s.admin("GET", "/admin/instances", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(body["instances"][0]["address"], s.addr.to_string());
+    let (status, body) = s.admin("GET", "/admin/users/ivy", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sockets"]["open"].as_array().unwrap().len(), 1);
+    let (status, _) = s.admin("GET", "/admin/users/nobody-at-all", None).await;
+    assert_eq!(status, 404);
+}
