@@ -21,7 +21,7 @@ use crate::domain::window::WindowLimiter;
 use crate::persistence_batcher::{Drain, PersistenceBatcher};
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::MessageLimiter;
+use crate::store::counters::{GameCounts, MessageLimiter};
 use crate::store::durable::OpenError;
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -83,6 +83,7 @@ impl Engine {
             })?;
         let ws = &config.ws;
         let counters = store.counters();
+        let counters_for_games = counters.clone();
         let messages = Arc::new(MessageLimiter::new(
             Duration::from_millis(ws.rate_limit_window_ms),
             ws.rate_limit_max_messages,
@@ -157,6 +158,7 @@ impl Engine {
             signer,
             campaigns,
             bans,
+            games: GameCounts::new(&counters_for_games),
             messages,
             stats,
             connections,

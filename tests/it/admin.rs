@@ -96,7 +96,7 @@ fn new_campaign(name: &str) -> Value {
         "title": "Winter Rush",
         "starts_at": null,
         "ends_at": "2099-01-01T00:00:00Z",
-        "rules": {"min_duration_ms": 1, "max_duration_ms": 60000, "max_score": 500, "max_score_per_second": 1000000},
+        "rules": {"min_duration_ms": 0, "max_duration_ms": 60000, "max_score": 500, "max_score_per_second": 1000000},
         "regions": ["eu", "us"]
     })
 }
@@ -391,4 +391,21 @@ async fn the_instance_list_and_a_players_page() {
     assert_eq!(body["sockets"]["open"].as_array().unwrap().len(), 1);
     let (status, _) = s.admin("GET", "/admin/users/nobody-at-all", None).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_campaign_may_limit_the_games_a_player_starts_per_hour() {
+    let s = TestServer::start();
+    let mut body = new_campaign("sprint");
+    body["rules"]["max_games_per_hour"] = json!(2);
+    let (status, _) = s.admin("POST", "/admin/campaigns", Some(body)).await;
+    assert_eq!(status, 201);
+    let mut p = s.player("jo").await;
+    p.start_game("sprint").await;
+    p.start_game("sprint").await;
+    p.send(json!({"type":"start_game","campaign":"sprint"})).await;
+    assert_eq!(p.recv().await["code"], "too_many_games");
+    let mut other = s.player("kay").await;
+    other.start_game("sprint").await;
+    p.start_game("quick").await;
 }

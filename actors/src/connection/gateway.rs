@@ -18,7 +18,7 @@ use crate::domain::session::{GameSession, SessionSigner};
 use crate::domain::token::TokenVerifier;
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::MessageLimiter;
+use crate::store::counters::{GameCounts, MessageLimiter};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -36,6 +36,8 @@ pub struct Gateway {
     pub campaigns: Arc<CampaignBook>,
     /// The bans in force: a banned player's `auth` and games are refused.
     pub bans: Arc<BanBook>,
+    /// Games per player per campaign this hour, for `max_games_per_hour`.
+    pub games: GameCounts,
     /// Per-user message windows across the player's sockets (on every instance).
     pub messages: Arc<MessageLimiter>,
     /// The one-minute figures behind `/health`.
@@ -57,7 +59,7 @@ impl Gateway {
 
     /// Starts a game of `campaign` for `user` at `now_ms`: the signed session token, and the
     /// limits it will be judged by (the client is told its durations).
-    pub fn start_game(
+    pub async fn start_game(
         &self,
         user: UserId,
         region: Option<Region>,
@@ -73,6 +75,10 @@ impl Gateway {
         }
         if self.bans.of(&user, now_ms).is_some() {
             return Err(ClientError::Banned);
+        }
+        let per_hour = u64::from(found.rules.max_games_per_hour);
+        if per_hour > 0 && self.games.count(campaign, &user, now_ms).await > per_hour {
+            return Err(ClientError::TooManyGames);
         }
         let limits = found.rules.limits();
         // Only the region boards the campaign has; the submit counts on those.

@@ -41,19 +41,7 @@ impl Connection {
             ClientMsg::Snapshot { room } => self.resync(RoomId::parse(&room)?, id),
             ClientMsg::Around { room } => self.around(ctx, user, RoomId::parse(&room)?, id),
             ClientMsg::StartGame { campaign } => {
-                let now = now_ms();
-                let (token, limits) =
-                    self.gateway
-                        .start_game(user, self.region.clone(), &campaign, now)?;
-                telemetry::game_started();
-                let started = ServerMsg::GameStarted {
-                    session: &token,
-                    campaign: &campaign,
-                    server_time: now,
-                    min_duration_ms: limits.min_duration_ms,
-                    max_duration_ms: limits.max_duration_ms,
-                };
-                self.reply(ctx, &started, id.as_ref());
+                self.start_game(ctx, user, campaign, id);
                 Ok(())
             }
             ClientMsg::Submit { session, score } => {
@@ -61,6 +49,39 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// Starts a game (a store round trip when the campaign limits games per hour) and
+    /// answers with its signed session.
+    fn start_game(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        user: UserId,
+        campaign: String,
+        id: Option<MsgId>,
+    ) {
+        let (gateway, region) = (self.gateway.clone(), self.region.clone());
+        let now = now_ms();
+        let start = async move {
+            let started = gateway.start_game(user, region, &campaign, now).await;
+            (started, campaign)
+        };
+        ctx.spawn(start.into_actor(self).map(move |(started, campaign), act, ctx| {
+            match started {
+                Ok((token, limits)) => {
+                    telemetry::game_started();
+                    let started = ServerMsg::GameStarted {
+                        session: &token,
+                        campaign: &campaign,
+                        server_time: now,
+                        min_duration_ms: limits.min_duration_ms,
+                        max_duration_ms: limits.max_duration_ms,
+                    };
+                    act.reply(ctx, &started, id.as_ref());
+                }
+                Err(err) => act.reply_error(ctx, &err, id.as_ref()),
+            }
+        }));
     }
 
     /// Joins through the RoomRegistry, which answers whether the room exists; the room sends

@@ -18,7 +18,7 @@ use crate::domain::session::SessionSigner;
 use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::MessageLimiter;
+use crate::store::counters::{GameCounts, MessageLimiter};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
@@ -70,6 +70,7 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         signer,
         campaigns,
         bans,
+        games: GameCounts::new(&store.counters()),
         messages,
         stats,
         store,

@@ -1,5 +1,5 @@
-//! Counters shared by every instance of a deployment: per-user socket places and per-user
-//! message windows. With the redis engine they live in Redis; with the memory engine there is
+//! Counters shared by every instance of a deployment: per-user socket places, per-user
+//! message windows and games started per hour. With the redis engine they live in Redis; with the memory engine there is
 //! one instance and the counts it keeps itself are the whole truth. The Store hands out
 //! [`Counters`]; the ConnectionRegistry and the Connections use them without knowing which.
 
@@ -195,5 +195,60 @@ impl MessageLimiter {
 
     pub fn sweep(&self) {
         self.local.sweep();
+    }
+}
+
+/// Games each player started per campaign in the current UTC hour, for a campaign's
+/// `max_games_per_hour`. With the redis engine the count is shared by every instance; if Redis
+/// is unreachable each instance counts on its own until it returns (a player may then start up
+/// to the limit once per instance), rather than refusing every game.
+pub struct GameCounts {
+    redis: Option<RedisStore>,
+    /// (campaign, user) -> (hour, count). A std mutex: held for one map update.
+    local: Mutex<HashMap<(String, UserId), (u64, u64)>>,
+}
+
+/// Players kept in the local map before hours that ended are dropped from it.
+const GAME_COUNTS_KEPT: usize = 100_000;
+
+impl GameCounts {
+    pub fn new(counters: &Counters) -> Self {
+        Self {
+            redis: match counters {
+                Counters::Local => None,
+                Counters::Redis(r) => Some(r.clone()),
+            },
+            local: Mutex::default(),
+        }
+    }
+
+    /// Counts a game of `user` in `campaign` started at `now_ms`; answers how many they have
+    /// started this hour, this one included.
+    pub async fn count(&self, campaign: &str, user: &UserId, now_ms: u64) -> u64 {
+        let hour = now_ms / 3_600_000;
+        let local = {
+            let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= GAME_COUNTS_KEPT {
+                map.retain(|_, (h, _)| *h == hour);
+            }
+            let entry = map
+                .entry((campaign.to_owned(), user.clone()))
+                .or_insert((hour, 0));
+            if entry.0 != hour {
+                *entry = (hour, 0);
+            }
+            entry.1 += 1;
+            entry.1
+        };
+        let Some(redis) = &self.redis else {
+            return local;
+        };
+        match redis.count_game(campaign, user.as_str(), hour).await {
+            Ok(shared) => shared,
+            Err(err) => {
+                tracing::debug!(%err, "games per hour counted on this instance alone");
+                local
+            }
+        }
     }
 }
