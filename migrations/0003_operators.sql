@@ -25,3 +25,9 @@ CREATE TABLE audit (
     target text NOT NULL,
     body jsonb
 );
+
+-- A refused attempt's broken limit, in the rule's unit (ms, points, points per second), as it
+-- was when the game started; null for a closed campaign.
+ALTER TABLE flagged ADD COLUMN rule_limit bigint;
+-- Review lists refusals newest first, whatever the filter.
+CREATE INDEX flagged_recent ON flagged (flagged_at DESC, session_id);

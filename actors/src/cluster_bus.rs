@@ -112,15 +112,15 @@ impl ClusterBus {
     /// Applies an event on this instance.
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Campaign { .. } => self.reread(ctx),
+            Event::Campaign { .. } => self.reread(ctx, false),
             Event::Ban { user } => {
-                self.reread(ctx);
+                self.reread(ctx, false);
                 self.connections.do_send(KickUser {
                     user,
                     reason: CloseReason::Banned,
                 });
             }
-            Event::Unban { .. } => self.reread(ctx),
+            Event::Unban { .. } => self.reread(ctx, false),
             Event::Kick { user } => self.connections.do_send(KickUser {
                 user,
                 reason: CloseReason::Kicked,
@@ -131,8 +131,11 @@ impl ClusterBus {
         }
     }
 
-    /// Re-reads campaigns and bans from the store into the books.
-    fn reread(&self, ctx: &mut Context<Self>) {
+    /// Re-reads campaigns and bans from the store into the books, and puts back on the
+    /// boards the players whose ban ran out. `rehide` takes every banned player off the
+    /// boards again: after Redis was out of reach, a ban may have been recorded while its
+    /// boards could not be touched.
+    fn reread(&self, ctx: &mut Context<Self>, rehide: bool) {
         let (store, campaigns, bans) = (
             self.store.clone(),
             self.campaigns.clone(),
@@ -146,9 +149,26 @@ impl ClusterBus {
                     }),
                     Err(err) => tracing::warn!(%err, "could not re-read the campaigns"),
                 }
-                match store.bans(now_ms()).await {
-                    Ok(all) => bans.replace(all),
+                let now = now_ms();
+                let boards: Vec<_> = campaigns.all().iter().flat_map(|c| c.boards(now)).collect();
+                match store.bans(now).await {
+                    Ok(all) => {
+                        for ban in all.iter().filter(|_| rehide) {
+                            if let Err(err) = store.hide_player(&ban.user, &boards).await {
+                                tracing::warn!(%err, "could not take a banned player off the boards");
+                            }
+                        }
+                        bans.replace(all);
+                    }
                     Err(err) => tracing::warn!(%err, "could not re-read the bans"),
+                }
+                // A ban that ran out is lifted like one an operator lifted; several instances
+                // doing it at once put the same bests back once.
+                for ban in store.lapsed_bans(now).await.unwrap_or_default() {
+                    let restored = store.restore_player(&ban.user, &boards).await;
+                    if restored.is_ok() {
+                        let _ = store.lift_ban(&ban.user).await;
+                    }
                 }
             }
             .into_actor(self),
@@ -234,9 +254,7 @@ impl Actor for ClusterBus {
         // The first heartbeat waits for [`Listening`], so no instance is listed without its
         // address (two heartbeats in flight could land in either order).
         ctx.run_interval(HEARTBEAT_EVERY, |act, ctx| act.heartbeat(ctx));
-        if matches!(self.store, Store::Durable(_)) {
-            ctx.run_interval(REREAD_EVERY, |act, ctx| act.reread(ctx));
-        }
+        ctx.run_interval(REREAD_EVERY, |act, ctx| act.reread(ctx, false));
     }
 }
 
@@ -298,7 +316,7 @@ impl Handler<Reread> for ClusterBus {
     type Result = ();
 
     fn handle(&mut self, _: Reread, ctx: &mut Self::Context) {
-        self.reread(ctx);
+        self.reread(ctx, true);
     }
 }
 

@@ -79,7 +79,10 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         ));
     }
     let store_failed = |err: StoreError| {
-        if err.is_unreachable() {
+        if matches!(err, StoreError::Banned) {
+            // Banned between the check above and the store's own: nothing was decided.
+            ClientError::Banned
+        } else if err.is_unreachable() {
             // Nothing was decided (or the store will answer the retry with what it decided).
             tracing::debug!(%err, "store unreachable while deciding a submit; retryable");
             ClientError::Unavailable
@@ -144,6 +147,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         region: rules.board_region(session.region.as_ref()),
         boards: &boards,
         fallback: session.fallback,
+        limit: refused.and_then(|r| r.limit(&limits)),
     };
     let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
     // The store answers a session decided before (here or on another engine) with that decision.

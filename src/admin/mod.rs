@@ -7,6 +7,7 @@ pub mod auth;
 mod body;
 mod campaigns;
 mod players;
+mod review;
 
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/bans").route(web::get().to(players::bans)))
     .service(resource("/admin/announce").route(web::post().to(players::announce)))
     .service(resource("/admin/instances").route(web::get().to(players::instances)))
-    .service(resource("/admin/audit").route(web::get().to(players::audit)));
+    .service(resource("/admin/audit").route(web::get().to(players::audit)))
+    .service(resource("/admin/flagged").route(web::get().to(review::flagged)));
 }
 
 /// A store failure, as an admin route answers it: retryable when the store is out of reach.

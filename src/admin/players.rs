@@ -40,6 +40,18 @@ fn bounded(field: &str, text: Option<String>, max: usize) -> Result<String, Clie
     }
 }
 
+/// Every board of every campaign a player may be on now.
+fn every_board(engine: &Engine) -> Vec<(BoardKey, Option<std::time::Duration>)> {
+    let now = now_ms();
+    engine
+        .gateway
+        .campaigns
+        .all()
+        .iter()
+        .flat_map(|c| c.boards(now))
+        .collect()
+}
+
 fn ban_json(b: &Ban) -> Value {
     json!({
         "user": b.user.as_str(),
@@ -80,6 +92,13 @@ pub async fn ban(
     let gateway = &engine.gateway;
     gateway.store.put_ban(&ban).await.map_err(store_failed)?;
     gateway.bans.put(ban.clone());
+    // Recorded first, so a bus reconnect can redo this should the boards be out of reach.
+    let boards = every_board(&engine);
+    gateway
+        .store
+        .hide_player(&user, &boards)
+        .await
+        .map_err(store_failed)?;
     let _ = engine
         .bus
         .send(Publish(Event::Ban { user: user.clone() }))
@@ -100,6 +119,12 @@ pub async fn unban(
         return Err(ClientError::NotFound);
     }
     gateway.bans.lift(&user);
+    let boards = every_board(&engine);
+    gateway
+        .store
+        .restore_player(&user, &boards)
+        .await
+        .map_err(store_failed)?;
     let _ = engine
         .bus
         .send(Publish(Event::Unban { user: user.clone() }))

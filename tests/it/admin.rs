@@ -403,9 +403,101 @@ async fn a_campaign_may_limit_the_games_a_player_starts_per_hour() {
     let mut p = s.player("jo").await;
     p.start_game("sprint").await;
     p.start_game("sprint").await;
-    p.send(json!({"type":"start_game","campaign":"sprint"})).await;
+    p.send(json!({"type":"start_game","campaign":"sprint"}))
+        .await;
     assert_eq!(p.recv().await["code"], "too_many_games");
     let mut other = s.player("kay").await;
     other.start_game("sprint").await;
     p.start_game("quick").await;
+}
+
+#[tokio::test]
+async fn a_banned_player_leaves_every_board_until_the_ban_is_lifted() {
+    let s = TestServer::start();
+    let mut cheat = s.player("zed").await;
+    assert_eq!(cheat.play(900).await["status"], "accepted");
+    let mut honest = s.player("amy").await;
+    honest.play(100).await;
+    assert_eq!(
+        s.http("GET", "/leaderboard/quick/global", None).await.1["rows"][0]["user"],
+        "zed"
+    );
+    s.admin(
+        "POST",
+        "/admin/users/zed/ban",
+        Some(json!({"reason": "bot"})),
+    )
+    .await;
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(shown["total"], 1, "{shown}");
+    assert_eq!(shown["rows"][0]["user"], "amy");
+    let daily = s.http("GET", "/leaderboard/quick/daily", None).await.1;
+    assert_eq!(
+        daily["rows"][0]["user"], "amy",
+        "the daily board too: {daily}"
+    );
+    s.admin("DELETE", "/admin/users/zed/ban", None).await;
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(shown["rows"][0]["user"], "zed", "{shown}");
+    assert_eq!(shown["rows"][0]["score"], 900, "the best it had");
+    assert_eq!(shown["total"], 2);
+}
+
+#[tokio::test]
+async fn flagged_attempts_come_with_their_numbers_and_the_rule_they_broke() {
+    let s = TestServer::start();
+    let mut p = s.player("nia").await;
+    let quick = p.start_game("demo").await;
+    assert_eq!(p.submit(&quick, 10).await["reason"], "too_fast");
+    let mut body = new_campaign("review");
+    body["rules"]["max_score"] = json!(50);
+    s.admin("POST", "/admin/campaigns", Some(body)).await;
+    for _ in 0..3 {
+        let session = p.start_game("review").await;
+        assert_eq!(p.submit(&session, 60).await["reason"], "score_too_high");
+    }
+    eventually("the refusals reach review", || async {
+        let rows = s.admin("GET", "/admin/flagged?user=nia", None).await.1;
+        rows["flagged"]
+            .as_array()
+            .is_some_and(|rows| rows.len() == 4)
+    })
+    .await;
+    let listed = s.admin("GET", "/admin/flagged?user=nia", None).await.1;
+    let newest = &listed["flagged"][0];
+    assert_eq!(newest["reason"], "score_too_high", "{listed}");
+    assert_eq!(newest["rule"], "max_score");
+    assert_eq!(newest["limit"], 50);
+    assert_eq!(newest["score"], 60);
+    let oldest = &listed["flagged"][3];
+    assert_eq!(
+        (oldest["reason"].as_str(), oldest["limit"].as_u64()),
+        (Some("too_fast"), Some(2000))
+    );
+    assert!(oldest["duration_ms"].as_i64().unwrap() < 2000);
+    let (_, page) = s
+        .admin("GET", "/admin/flagged?campaign=review&limit=2", None)
+        .await;
+    assert_eq!(page["flagged"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("another page")
+        .to_owned();
+    let (_, rest) = s
+        .admin(
+            "GET",
+            &format!("/admin/flagged?campaign=review&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["flagged"].as_array().unwrap().len(), 1, "{rest}");
+    assert_ne!(rest["flagged"][0]["session"], page["flagged"][1]["session"]);
+    let (_, too_fast) = s
+        .admin("GET", "/admin/flagged?reason=too_fast&user=nia", None)
+        .await;
+    assert_eq!(too_fast["flagged"].as_array().unwrap().len(), 1);
+    let (status, body) = s.admin("GET", "/admin/flagged?reason=cheating", None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = s.admin("GET", "/admin/flagged?since=yesterday", None).await;
+    assert_eq!(status, 400);
 }

@@ -185,6 +185,7 @@ async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_anothe
             region: None,
             boards: &boards,
             fallback: false,
+            limit: None,
         };
         store.redis.decide(&attempt).await.unwrap();
     }

@@ -56,6 +56,7 @@ async fn offer(store: &Store, name: &str, score: u64, at: u64) {
         region: None,
         boards: &[(board(), None)],
         fallback: false,
+        limit: None,
     };
     store.decide(&attempt).await.unwrap();
 }
@@ -223,6 +224,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
             region: None,
             boards: &[(board(), None)],
             fallback: false,
+            limit: None,
         };
         let outcome = store.decide(&again).await.unwrap();
         assert_eq!(
@@ -285,6 +287,7 @@ async fn a_results_stream_entry_round_trips_through_the_decide_script() {
             region,
             boards: &[(board(), None)],
             fallback: false,
+            limit: None,
         };
         store.redis.decide(&attempt).await.unwrap();
         written.push(attempt.record());
@@ -321,6 +324,7 @@ async fn the_highest_score_is_kept_exactly_on_both_stores() {
             region: None,
             boards: &[(board(), None)],
             fallback: false,
+            limit: None,
         };
         let first = store.decide(&attempt).await.unwrap();
         assert_eq!(

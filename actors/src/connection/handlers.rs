@@ -66,22 +66,24 @@ impl Connection {
             let started = gateway.start_game(user, region, &campaign, now).await;
             (started, campaign)
         };
-        ctx.spawn(start.into_actor(self).map(move |(started, campaign), act, ctx| {
-            match started {
-                Ok((token, limits)) => {
-                    telemetry::game_started();
-                    let started = ServerMsg::GameStarted {
-                        session: &token,
-                        campaign: &campaign,
-                        server_time: now,
-                        min_duration_ms: limits.min_duration_ms,
-                        max_duration_ms: limits.max_duration_ms,
-                    };
-                    act.reply(ctx, &started, id.as_ref());
-                }
-                Err(err) => act.reply_error(ctx, &err, id.as_ref()),
-            }
-        }));
+        ctx.spawn(
+            start
+                .into_actor(self)
+                .map(move |(started, campaign), act, ctx| match started {
+                    Ok((token, limits)) => {
+                        telemetry::game_started();
+                        let started = ServerMsg::GameStarted {
+                            session: &token,
+                            campaign: &campaign,
+                            server_time: now,
+                            min_duration_ms: limits.min_duration_ms,
+                            max_duration_ms: limits.max_duration_ms,
+                        };
+                        act.reply(ctx, &started, id.as_ref());
+                    }
+                    Err(err) => act.reply_error(ctx, &err, id.as_ref()),
+                }),
+        );
     }
 
     /// Joins through the RoomRegistry, which answers whether the room exists; the room sends

@@ -206,6 +206,7 @@ async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
             region: None,
             boards: &boards,
             fallback: false,
+            limit: None,
         });
     }
     let join = json!({"type": "join", "room": "demo/global"});

@@ -150,6 +150,14 @@ impl Board {
         Some(Standing { rank, score })
     }
 
+    /// Takes `user` off the board, answering their best and its stamp (to put back with
+    /// [`Board::offer`]).
+    pub fn take(&mut self, user: &UserId) -> Option<(u64, u64)> {
+        let (score, stamp) = self.best.remove(user)?;
+        self.order.remove(&(Reverse(score), stamp, user.clone()));
+        Some((score, stamp))
+    }
+
     pub fn len(&self) -> usize {
         self.best.len()
     }

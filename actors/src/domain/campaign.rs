@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::ClientError;
-use super::ids::{BoardKind, CampaignId, Region};
+use super::ids::{BoardKey, BoardKind, CampaignId, Region};
 
 /// One campaign as it is in force: its settings, whether an operator closed it, and a version
 /// that grows with every change (so instances apply changes in order, and two operators
@@ -34,6 +34,22 @@ impl Campaign {
     /// What players are shown: the title, else the name.
     pub fn title(&self) -> &str {
         self.rules.title.as_deref().unwrap_or(self.name.as_str())
+    }
+
+    /// Every board the campaign may hold a player on at `now_ms`, with its TTL: global, each
+    /// region's, and the daily boards still kept.
+    pub fn boards(&self, now_ms: u64) -> Vec<(BoardKey, Option<std::time::Duration>)> {
+        let mut boards = vec![(BoardKey::of(&self.name, &BoardKind::Global, now_ms), None)];
+        boards.extend(self.rules.regions.iter().filter_map(|r| {
+            let kind = BoardKind::Region(Region::parse(r)?);
+            Some((BoardKey::of(&self.name, &kind, now_ms), None))
+        }));
+        let ttl = Some(self.rules.daily_retention());
+        for day in 0..u64::from(self.rules.daily_retention_days) {
+            let at = now_ms.saturating_sub(day * 86_400_000);
+            boards.push((BoardKey::of(&self.name, &BoardKind::Daily, at), ttl));
+        }
+        boards
     }
 
     /// Whether a game may start at `ms`: inside the window and not closed.
@@ -296,6 +312,18 @@ impl Refusal {
     /// The stable code: the same as the client error's.
     pub fn code(self) -> &'static str {
         ClientError::from(self).code()
+    }
+
+    /// The limit an attempt refused for this reason broke, in the rule's own unit (ms,
+    /// points, points per second); `None` for a closed campaign, whose limit is its window.
+    pub fn limit(self, limits: &Limits) -> Option<u64> {
+        match self {
+            Refusal::CampaignClosed => None,
+            Refusal::TooFast => Some(limits.min_duration_ms),
+            Refusal::TooSlow => Some(limits.max_duration_ms),
+            Refusal::ScoreTooHigh => Some(limits.max_score),
+            Refusal::ScoreRateTooHigh => Some(limits.max_score_per_second),
+        }
     }
 
     /// The refusal a stored code names; `None` for a code podium never writes.

@@ -37,6 +37,8 @@ pub struct Attempt<'a> {
     pub boards: &'a [(BoardKey, Option<Duration>)],
     /// Decided straight in PostgreSQL (see `GameSession::fallback`).
     pub fallback: bool,
+    /// For a refusal, the limit of the rule it broke (see `Refusal::limit`), kept for review.
+    pub limit: Option<u64>,
 }
 
 impl Attempt<'_> {
@@ -51,6 +53,7 @@ impl Attempt<'_> {
             at_ms: self.now_ms as i64,
             reason: self.refused,
             region: self.region.map(|r| r.as_str().to_owned()),
+            limit: self.limit.map(|l| l.min(i64::MAX as u64) as i64),
         }
     }
 }
@@ -69,4 +72,6 @@ pub struct Record {
     pub reason: Option<Refusal>,
     /// The player's region, if their token named one.
     pub region: Option<String>,
+    /// A refusal's broken limit (`flagged.rule_limit`).
+    pub limit: Option<i64>,
 }

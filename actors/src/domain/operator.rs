@@ -58,3 +58,31 @@ mod tests {
         assert!(forever.is_active_at(u64::MAX));
     }
 }
+
+/// Which refused attempts a review asks for, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct FlagQuery {
+    pub campaign: Option<String>,
+    pub user: Option<String>,
+    pub reason: Option<super::campaign::Refusal>,
+    /// Refused at or after (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Strictly older than this (refused at ms, session id): the cursor of the page before.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+impl FlagQuery {
+    /// Whether a refused attempt is one this query asks for.
+    pub fn matches(&self, r: &super::decision::Record) -> bool {
+        r.reason.is_some()
+            && self.campaign.as_ref().is_none_or(|c| *c == r.campaign_id)
+            && self.user.as_ref().is_none_or(|u| *u == r.user_id)
+            && self.reason.is_none_or(|want| r.reason == Some(want))
+            && self.since_ms.is_none_or(|s| r.at_ms >= s as i64)
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|(at, id)| (r.at_ms, &r.session_id) < (*at, id))
+    }
+}

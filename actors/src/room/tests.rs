@@ -52,6 +52,7 @@ fn accept_at(
         region: None,
         boards: &[(board, None)],
         fallback: false,
+        limit: None,
     });
 }
 

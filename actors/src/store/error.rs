@@ -10,6 +10,9 @@ pub enum StoreError {
     Command(String),
     #[error("corrupt {0} in the store")]
     Corrupt(&'static str),
+    /// The player is banned: nothing was decided.
+    #[error("the player is banned")]
+    Banned,
 }
 
 impl StoreError {

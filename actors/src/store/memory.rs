@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::domain::board::{Board, Entry, Standing};
 use crate::domain::campaign::Campaign;
-use crate::domain::decision::{Attempt, Outcome};
+use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{BoardKey, UserId};
-use crate::domain::operator::{AuditEntry, Ban};
+use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
 
 #[derive(Default)]
 struct Inner {
@@ -21,7 +21,17 @@ struct Inner {
     outcomes: HashMap<String, (Outcome, u64)>,
     /// Grows by one per accepted result: the tie-break stamp (earlier wins).
     stamp: u64,
+    /// Banned players: their submits decide nothing, and their bests wait in `held`.
+    banned: std::collections::HashSet<UserId>,
+    /// A banned player's bests, taken off the boards until the ban is lifted.
+    held: HashMap<UserId, Vec<(BoardKey, u64, u64)>>,
+    /// The latest decided attempts, newest first, as PostgreSQL would hold them (for review);
+    /// at most [`MEMORY_RECORDS_KEPT`].
+    records: VecDeque<Record>,
 }
+
+/// Decided attempts the memory engine keeps for review; older ones are dropped.
+const MEMORY_RECORDS_KEPT: usize = 50_000;
 
 /// A std mutex guards everything: each call is a few map operations, never held across an
 /// await, and one lock keeps "mark the session + update the boards" atomic as the Redis
@@ -43,10 +53,40 @@ impl MemoryStore {
         self.lock().outcomes.get(session).map(|(o, _)| o.clone())
     }
 
-    pub fn decide(&self, a: &Attempt<'_>) -> Outcome {
+    /// Bars the player (under the same lock as [`Self::decide`], so no submit lands after
+    /// it) and takes their bests off every board.
+    pub fn hide_player(&self, user: &UserId) {
+        let mut inner = self.lock();
+        inner.banned.insert(user.clone());
+        let mut taken = Vec::new();
+        for (key, (board, version)) in inner.boards.iter_mut() {
+            if let Some((score, stamp)) = board.take(user) {
+                *version += 1;
+                taken.push((key.clone(), score, stamp));
+            }
+        }
+        inner.held.entry(user.clone()).or_default().extend(taken);
+    }
+
+    /// Lifts the bar and puts the player's bests back where they were.
+    pub fn restore_player(&self, user: &UserId) {
+        let mut inner = self.lock();
+        inner.banned.remove(user);
+        for (key, score, stamp) in inner.held.remove(user).unwrap_or_default() {
+            let (board, version) = inner.boards.entry(key).or_default();
+            if board.offer(user, score, stamp) {
+                *version += 1;
+            }
+        }
+    }
+
+    pub fn decide(&self, a: &Attempt<'_>) -> Result<Outcome, crate::store::error::StoreError> {
         let mut inner = self.lock();
         if let Some((done, _)) = inner.outcomes.get(a.session_id) {
-            return done.clone();
+            return Ok(done.clone());
+        }
+        if inner.banned.contains(a.user) {
+            return Err(crate::store::error::StoreError::Banned);
         }
         let mut standing = None;
         if a.refused.is_none() {
@@ -72,7 +112,9 @@ impl MemoryStore {
         inner
             .outcomes
             .insert(a.session_id.to_owned(), (outcome.clone(), a.keep_until_ms));
-        outcome
+        inner.records.push_front(a.record());
+        inner.records.truncate(MEMORY_RECORDS_KEPT);
+        Ok(outcome)
     }
 
     pub fn top(&self, board: &BoardKey, n: usize) -> Vec<Entry> {
@@ -167,6 +209,31 @@ impl MemoryStore {
 
     pub fn lift_ban(&self, user: &UserId) -> bool {
         self.ops().bans.remove(user).is_some()
+    }
+
+    /// Refused attempts the query asks for, newest first.
+    pub fn flagged(&self, q: &FlagQuery) -> Vec<Record> {
+        let mut found: Vec<Record> = self
+            .lock()
+            .records
+            .iter()
+            .filter(|r| q.matches(r))
+            .cloned()
+            .collect();
+        // The cursor's order, as PostgreSQL sorts: time, then session, both descending.
+        found.sort_by(|a, b| (b.at_ms, &b.session_id).cmp(&(a.at_ms, &a.session_id)));
+        found.truncate(q.limit);
+        found
+    }
+
+    /// Bans whose time ran out by `now_ms`.
+    pub fn lapsed_bans(&self, now_ms: u64) -> Vec<Ban> {
+        let ops = self.ops();
+        ops.bans
+            .values()
+            .filter(|b| !b.is_active_at(now_ms))
+            .cloned()
+            .collect()
     }
 
     /// The bans in force at `now_ms`, newest first.

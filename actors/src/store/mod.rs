@@ -22,9 +22,10 @@ pub use error::StoreError;
 use crate::config::{Config, EngineKind};
 use crate::domain::board::{Entry, Standing};
 use crate::domain::campaign::Campaign;
+use crate::domain::decision::Record;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, UserId};
-use crate::domain::operator::{AuditEntry, Ban};
+use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
 use crate::domain::session::GameSession;
 use counters::Counters;
 use durable::{Durable, OpenError};
@@ -137,7 +138,7 @@ impl Store {
     /// outcome either way (the earlier one wins).
     pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.decide(attempt)),
+            Store::Memory(m) => m.decide(attempt),
             Store::Durable(d) => d.decide(attempt).await,
         }
     }
@@ -211,6 +212,38 @@ impl Store {
         }
     }
 
+    /// Bars a banned player from the boards: from now on their submits decide nothing, and
+    /// their bests leave `boards` (every board of every campaign) until
+    /// [`Self::restore_player`]. Safe to repeat.
+    pub async fn hide_player(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<std::time::Duration>)],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.hide_player(user);
+                Ok(())
+            }
+            Store::Durable(d) => d.redis.hide_player(user, boards).await,
+        }
+    }
+
+    /// Lifts the bar of [`Self::hide_player`] and puts the player's bests back.
+    pub async fn restore_player(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<std::time::Duration>)],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.restore_player(user);
+                Ok(())
+            }
+            Store::Durable(d) => d.redis.restore_player(user, boards).await,
+        }
+    }
+
     // Operator data: in process with the memory engine, in PostgreSQL with the redis engine.
 
     /// Every campaign the store holds.
@@ -256,6 +289,22 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.lift_ban(user)),
             Store::Durable(d) => pg::lift_ban(&d.pg, user).await,
+        }
+    }
+
+    /// Refused attempts for review, newest first (the memory engine keeps the latest only).
+    pub async fn flagged(&self, q: &FlagQuery) -> Result<Vec<Record>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.flagged(q)),
+            Store::Durable(d) => pg::flagged(&d.pg, q).await,
+        }
+    }
+
+    /// Bans whose time ran out by `now_ms` and that are still recorded.
+    pub async fn lapsed_bans(&self, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.lapsed_bans(now_ms)),
+            Store::Durable(d) => pg::lapsed_bans(&d.pg, now_ms).await,
         }
     }
 

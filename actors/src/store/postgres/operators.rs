@@ -4,9 +4,11 @@
 use deadpool_postgres::Pool;
 
 use super::pool::{pg_err, timed};
+use crate::domain::campaign::Refusal;
 use crate::domain::campaign::{Campaign, CampaignRules};
+use crate::domain::decision::Record;
 use crate::domain::ids::{CampaignId, UserId};
-use crate::domain::operator::{AuditEntry, Ban};
+use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
 use crate::store::error::StoreError;
 
 /// Unix ms of a `timestamptz` column, in SQL.
@@ -162,6 +164,22 @@ pub async fn lift_ban(pool: &Pool, user: &UserId) -> Result<bool, StoreError> {
     .await
 }
 
+/// Bans whose time ran out by `now_ms` (still recorded: their boards wait to be restored).
+pub async fn lapsed_bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+    timed("lapsed_bans", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT {BAN_COLUMNS} FROM bans WHERE expires_at <= to_timestamp($1::int8 / 1000.0)"
+        );
+        let rows = client
+            .query(&sql, &[&(now_ms as i64)])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().filter_map(ban_of).collect())
+    })
+    .await
+}
+
 /// Bans in force at `now_ms`.
 pub async fn bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
     timed("bans", async {
@@ -172,6 +190,51 @@ pub async fn bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
         );
         let rows = client.query(&sql, &[&(now_ms as i64)]).await.map_err(pg_err)?;
         Ok(rows.iter().filter_map(ban_of).collect())
+    })
+    .await
+}
+
+/// Refused attempts the query asks for, newest first.
+pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Record>, StoreError> {
+    timed("flagged", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT session_id, user_id, campaign_id, reason, score, {}, {}, rule_limit FROM flagged
+             WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR user_id = $2)
+               AND ($3::text IS NULL OR reason = $3)
+               AND ($4::int8 IS NULL OR flagged_at >= to_timestamp($4::int8 / 1000.0))
+               AND ($5::int8 IS NULL OR (flagged_at, session_id) < (to_timestamp($5::int8 / 1000.0), $6::text))
+             ORDER BY flagged_at DESC, session_id DESC LIMIT $7",
+            ms!("started_at"),
+            ms!("flagged_at")
+        );
+        let (before_at, before_id) = match &q.before {
+            Some((at, id)) => (Some(*at), Some(id.as_str())),
+            None => (None, None),
+        };
+        let reason = q.reason.map(Refusal::code);
+        let since = q.since_ms.map(|s| s as i64);
+        let rows = client
+            .query(
+                &sql,
+                &[&q.campaign, &q.user, &reason, &since, &before_at, &before_id, &(q.limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Record {
+                session_id: r.get(0),
+                user_id: r.get(1),
+                campaign_id: r.get(2),
+                reason: Refusal::from_code(r.get(3)),
+                score: r.get(4),
+                started_ms: r.get(5),
+                at_ms: r.get(6),
+                region: None,
+                limit: r.get(7),
+            })
+            .collect())
     })
     .await
 }

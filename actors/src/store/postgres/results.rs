@@ -67,11 +67,11 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreE
         );
         written += tx
             .execute(
-                "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
-                 SELECT s, u, c, r, sc, to_timestamp(st / 1000.0), to_timestamp(at / 1000.0)
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) AS t(s, u, c, r, sc, st, at)
+                "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, rule_limit)
+                 SELECT s, u, c, r, sc, to_timestamp(st / 1000.0), to_timestamp(at / 1000.0), NULLIF(l, -1)
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[]) AS t(s, u, c, r, sc, st, at, l)
                  ON CONFLICT DO NOTHING",
-                &[&col(|r| r.session_id.clone()), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &col(|r| r.reason.map_or("", Refusal::code).to_owned()), &num(|r| r.score), &num(|r| r.started_ms), &num(|r| r.at_ms)],
+                &[&col(|r| r.session_id.clone()), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &col(|r| r.reason.map_or("", Refusal::code).to_owned()), &num(|r| r.score), &num(|r| r.started_ms), &num(|r| r.at_ms), &num(|r| r.limit.unwrap_or(-1))],
             )
             .await
             .map_err(pg_err)?;
@@ -144,6 +144,16 @@ async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome
     {
         return outcome_of(a.user, &row);
     }
+    let banned = tx
+        .query_opt(
+            "SELECT 1 FROM bans WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+            &[&a.user.as_str()],
+        )
+        .await
+        .map_err(pg_err)?;
+    if banned.is_some() {
+        return Err(StoreError::Banned);
+    }
     let (user, campaign, score) = (a.user.as_str(), a.campaign.as_str(), a.score as i64);
     // $7 is the refusal for `flagged`, the region for `results`.
     let seventh: Option<&str> = match a.refused {
@@ -153,23 +163,23 @@ async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome
     let sql = match a.refused {
         None => "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
              VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7)",
-        Some(_) => "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
-             VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0))",
+        Some(_) => "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, rule_limit)
+             VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0), $8)",
     };
-    tx.execute(
-        sql,
-        &[
-            &a.session_id,
-            &started,
-            &user,
-            &campaign,
-            &score,
-            &at,
-            &seventh,
-        ],
-    )
-    .await
-    .map_err(pg_err)?;
+    let limit = a.limit.map(|l| l.min(i64::MAX as u64) as i64);
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &a.session_id,
+        &started,
+        &user,
+        &campaign,
+        &score,
+        &at,
+        &seventh,
+    ];
+    if a.refused.is_some() {
+        params.push(&limit);
+    }
+    tx.execute(sql, &params).await.map_err(pg_err)?;
     tx.commit().await.map_err(pg_err)?;
     Ok(Outcome {
         user: a.user.clone(),
@@ -195,6 +205,7 @@ pub async fn bests(
             "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
              FROM results
              WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
+               AND user_id NOT IN (SELECT user_id FROM bans WHERE expires_at IS NULL OR expires_at > now())
              ORDER BY user_id, score DESC, accepted_at ASC",
             &[&campaign, &since, &region],
         )

@@ -9,6 +9,10 @@
 //! - `bv:{campaign}:{board}`: version, incremented whenever the board changes; rooms on every
 //!   instance poll it each tick.
 //! - `s:{session}`: the decided outcome of a session (idempotency mark), with a TTL.
+//! - `ban:{user}`: present while the player is banned; the decide script refuses their
+//!   submits, so no score lands once their bests were taken off.
+//! - `held:{user}`: hash, board key -> "score member" of a banned player's best, put back on
+//!   unban.
 //!
 //! Deciding a session is one Lua script, so the mark, the boards and the results-stream entry
 //! are written together or not at all; only then is the client told.
@@ -50,18 +54,19 @@ local function offer(z, h, v, user, score, member, ttl)
 end
 "#;
 
-/// KEYS: mark, stream, then (board, hash, version) per board. ARGV: mark TTL ms, user, score,
+/// KEYS: mark, stream, ban, then (board, hash, version) per board. ARGV: mark TTL ms, user, score,
 /// member prefix, refusal ('' when accepted), the stream entry's field and value (laid out by
 /// `stream::pack`, the one place that knows it), then one TTL in seconds per board (0: none).
 const DECIDE: &str = r#"
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
 local user, score, refused = ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local best, rank = false, false
 if refused == '' then
-  local boards = (#KEYS - 2) / 3
+  local boards = (#KEYS - 3) / 3
   for i = 0, boards - 1 do
-    local z, h, v = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
+    local z, h, v = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
     offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[8 + i]))
     if i == 0 then
       local m = redis.call('HGET', h, user)
@@ -76,6 +81,42 @@ local outcome = cjson.encode({u = user, s = ARGV[3], r = refused, b = best, k = 
 redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', ARGV[6], ARGV[7])
 return {1, outcome}
+"#;
+
+/// KEYS: ban, held, then (board, hash, version) per board. ARGV: user. Bars the player and
+/// moves their best on each board into `held`.
+const HIDE: &str = r#"
+redis.call('SET', KEYS[1], '1')
+local user = ARGV[1]
+for i = 3, #KEYS, 3 do
+  local z, h, v = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+  local m = redis.call('HGET', h, user)
+  if m then
+    local s = redis.call('ZSCORE', z, m)
+    if s then redis.call('HSET', KEYS[2], z, s .. ' ' .. m) end
+    redis.call('ZREM', z, m)
+    redis.call('HDEL', h, user)
+    redis.call('INCR', v)
+  end
+end
+return 1
+"#;
+
+/// KEYS: ban, held, then (board, hash, version) per board. ARGV: user, then one TTL in
+/// seconds per board. Puts the held bests back and lifts the bar.
+const RESTORE: &str = r#"
+local user = ARGV[1]
+for i = 3, #KEYS, 3 do
+  local z = KEYS[i]
+  local held = redis.call('HGET', KEYS[2], z)
+  if held then
+    local space = string.find(held, ' ', 1, true)
+    local score, member = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
+    offer(z, KEYS[i + 1], KEYS[i + 2], user, score, member, tonumber(ARGV[2 + (i - 3) / 3]))
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 "#;
 
 /// KEYS: board, hash, version. ARGV: TTL seconds, then (user, score, member) per player.
@@ -98,6 +139,9 @@ static DECIDE_SCRIPT: LazyLock<Script> =
 static REBUILD_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{OFFER_FN}{REBUILD}")));
 static STANDING_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STANDING));
+static HIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HIDE));
+static RESTORE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{OFFER_FN}{RESTORE}")));
 
 /// The member of a best reached at `at_ms`: the inverted time, then the user.
 fn member_prefix(at_ms: u64) -> String {
@@ -209,7 +253,8 @@ impl RedisStore {
         let mut invocation = DECIDE_SCRIPT.prepare_invoke();
         invocation
             .key(self.key(&["s", attempt.session_id]))
-            .key(self.stream_key());
+            .key(self.stream_key())
+            .key(self.key(&["ban", attempt.user.as_str()]));
         let (field, entry) = stream::pack(&attempt.record());
         for (board, _) in attempt.boards {
             for key in self.board_keys(board) {
@@ -228,9 +273,51 @@ impl RedisStore {
         for (_, ttl) in attempt.boards {
             invocation.arg(ttl.map_or(0, |d| d.as_secs()));
         }
-        let (_fresh, json): (u8, String) =
+        let (status, json): (u8, String) =
             self.run(async |c| invocation.invoke_async(c).await).await?;
+        if status == 2 {
+            return Err(StoreError::Banned);
+        }
         parse_outcome(&json)
+    }
+
+    /// See `Store::hide_player`.
+    pub async fn hide_player(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<Duration>)],
+    ) -> Result<(), StoreError> {
+        let mut call = HIDE_SCRIPT.prepare_invoke();
+        call.key(self.key(&["ban", user.as_str()]))
+            .key(self.key(&["held", user.as_str()]))
+            .arg(user.as_str());
+        for (board, _) in boards {
+            for key in self.board_keys(board) {
+                call.key(key);
+            }
+        }
+        let _: i64 = self.run(async |c| call.invoke_async(c).await).await?;
+        Ok(())
+    }
+
+    /// See `Store::restore_player`.
+    pub async fn restore_player(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<Duration>)],
+    ) -> Result<(), StoreError> {
+        let mut call = RESTORE_SCRIPT.prepare_invoke();
+        call.key(self.key(&["ban", user.as_str()]))
+            .key(self.key(&["held", user.as_str()]))
+            .arg(user.as_str());
+        for (board, ttl) in boards {
+            for key in self.board_keys(board) {
+                call.key(key);
+            }
+            call.arg(ttl.map_or(0, |d| d.as_secs()));
+        }
+        let _: i64 = self.run(async |c| call.invoke_async(c).await).await?;
+        Ok(())
     }
 
     pub async fn top(&self, board: &BoardKey, n: usize) -> Result<Vec<Entry>, StoreError> {

@@ -3,7 +3,8 @@
 //!
 //! An entry is one field, [`FIELD`], holding the record's parts tab-separated in the order
 //! [`pack`] writes and [`unpack`] reads: session, user, campaign, score, started ms, decided ms,
-//! the refusal ('' when accepted) and the region ('' when none). This file is the only place
+//! the refusal ('' when accepted), the region ('' when none) and the broken rule's limit ('' when
+//! none; absent in entries written before it was kept). This file is the only place
 //! that knows that order; the Lua script stores the value it is handed. One field instead of
 //! eight keeps the batcher's parsing cheap; no part can hold a tab (user ids refuse control
 //! characters, the rest are codes, names and numbers).
@@ -31,6 +32,7 @@ pub fn pack(record: &Record) -> (&'static str, String) {
         &record.at_ms.to_string(),
         record.reason.map_or("", Refusal::code),
         record.region.as_deref().unwrap_or(""),
+        &record.limit.map(|l| l.to_string()).unwrap_or_default(),
     ]
     .join("\t");
     (FIELD, value)
@@ -47,6 +49,10 @@ pub fn unpack(packed: &str) -> Option<Record> {
         next()?.parse().ok()?,
     );
     let (reason, region) = (next()?, next()?);
+    let limit = match next() {
+        None | Some("") => None,
+        Some(l) => Some(l.parse().ok()?),
+    };
     Some(Record {
         session_id: session.to_owned(),
         user_id: user.to_owned(),
@@ -59,6 +65,7 @@ pub fn unpack(packed: &str) -> Option<Record> {
             code => Some(Refusal::from_code(code)?),
         },
         region: (!region.is_empty()).then(|| region.to_owned()),
+        limit,
     })
 }
 

@@ -36,11 +36,20 @@ impl RedisStore {
 impl RedisStore {
     /// Counts one more game of `user` in `campaign` in the fixed hour `hour`; answers the
     /// hour's count across instances.
-    pub async fn count_game(&self, campaign: &str, user: &str, hour: u64) -> Result<u64, StoreError> {
+    pub async fn count_game(
+        &self,
+        campaign: &str,
+        user: &str,
+        hour: u64,
+    ) -> Result<u64, StoreError> {
         let key = self.key(&["gh", campaign, user, &hour.to_string()]);
         let mut pipe = redis::pipe();
         pipe.cmd("INCR").arg(&key);
-        pipe.cmd("PEXPIRE").arg(&key).arg(2 * 3_600_000).arg("NX").ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(2 * 3_600_000)
+            .arg("NX")
+            .ignore();
         let (count,): (u64,) = self.run(async |c| pipe.query_async(c).await).await?;
         Ok(count)
     }

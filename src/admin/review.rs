@@ -1,0 +1,119 @@
+//! `GET /admin/flagged`: refused attempts for review, newest first, each with its numbers
+//! beside the rule it broke, filtered by campaign, player, reason and time, paged by cursor.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use podium_actors::domain::campaign::Refusal;
+use podium_actors::domain::decision::Record;
+use podium_actors::domain::error::ClientError;
+use podium_actors::domain::operator::FlagQuery;
+use podium_actors::engine::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{limit, rfc3339, store_failed, Admin};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    campaign: Option<String>,
+    user: Option<String>,
+    reason: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    limit: Option<usize>,
+    /// `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The rule each refusal names, as review shows it.
+fn rule(reason: Option<Refusal>) -> Option<&'static str> {
+    Some(match reason? {
+        Refusal::CampaignClosed => "window",
+        Refusal::TooFast => "min_duration_ms",
+        Refusal::TooSlow => "max_duration_ms",
+        Refusal::ScoreTooHigh => "max_score",
+        Refusal::ScoreRateTooHigh => "max_score_per_second",
+    })
+}
+
+fn row(r: &Record) -> Value {
+    let duration_ms = (r.at_ms - r.started_ms).max(0);
+    let per_second = if duration_ms > 0 {
+        r.score as f64 * 1000.0 / duration_ms as f64
+    } else {
+        0.0
+    };
+    json!({
+        "session": r.session_id,
+        "user": r.user_id,
+        "campaign": r.campaign_id,
+        "reason": r.reason.map(Refusal::code),
+        "score": r.score,
+        "duration_ms": duration_ms,
+        "points_per_second": (per_second * 100.0).round() / 100.0,
+        "rule": rule(r.reason),
+        "limit": r.limit,
+        "started_at": rfc3339(Some(r.started_ms.max(0) as u64)),
+        "flagged_at": rfc3339(Some(r.at_ms.max(0) as u64)),
+    })
+}
+
+/// A cursor is the last row's refusal time and session: `<ms>.<session>`.
+fn cursor_of(r: &Record) -> String {
+    format!("{}.{}", r.at_ms, r.session_id)
+}
+
+fn parse_cursor(raw: &str) -> Result<(i64, String), ClientError> {
+    raw.split_once('.')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .ok_or_else(|| {
+            ClientError::BadMessage("cursor: expected a next_cursor this route gave".into())
+        })
+}
+
+pub async fn flagged(
+    _: Admin,
+    query: web::Query<Filter>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let q = query.into_inner();
+    let reason = match q.reason.as_deref() {
+        None => None,
+        Some(code) => Some(Refusal::from_code(code).ok_or_else(|| {
+            let known: Vec<&str> = Refusal::ALL.iter().map(|r| r.code()).collect();
+            ClientError::BadMessage(format!("reason: expected one of {}", known.join(", ")))
+        })?),
+    };
+    let since_ms = match q.since.as_deref() {
+        None => None,
+        Some(raw) => {
+            let t =
+                time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        ClientError::BadMessage("since: expected an RFC 3339 time".into())
+                    })?;
+            Some(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+        }
+    };
+    let query = FlagQuery {
+        campaign: q.campaign,
+        user: q.user,
+        reason,
+        since_ms,
+        before: q.cursor.as_deref().map(parse_cursor).transpose()?,
+        limit: limit(q.limit)?,
+    };
+    let rows = engine
+        .gateway
+        .store
+        .flagged(&query)
+        .await
+        .map_err(store_failed)?;
+    let next = (rows.len() == query.limit)
+        .then(|| rows.last().map(cursor_of))
+        .flatten();
+    let shown: Vec<Value> = rows.iter().map(row).collect();
+    Ok(HttpResponse::Ok().json(json!({ "flagged": shown, "next_cursor": next })))
+}
