@@ -31,3 +31,13 @@ CREATE TABLE audit (
 ALTER TABLE flagged ADD COLUMN rule_limit bigint;
 -- Review lists refusals newest first, whatever the filter.
 CREATE INDEX flagged_recent ON flagged (flagged_at DESC, session_id);
+
+-- Scores an operator removed from a campaign's boards: the player's results accepted up to
+-- `removed_at` stay in `results` and count on no board again, even one still on its way
+-- from the results stream when the removal was made.
+CREATE TABLE score_removals (
+    campaign_id text NOT NULL,
+    user_id text NOT NULL,
+    removed_at timestamptz NOT NULL,
+    PRIMARY KEY (campaign_id, user_id)
+);

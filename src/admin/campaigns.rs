@@ -229,6 +229,57 @@ async fn commit(engine: &Engine, c: &mut Campaign) -> Result<Campaign, ClientErr
     Ok(c.clone())
 }
 
+/// `POST /admin/campaigns/{name}/rebuild`: raises every board of the campaign to what the
+/// database holds (as `podium rebuild` does); answers how many rows changed.
+pub async fn rebuild(
+    admin: Admin,
+    name: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let campaign = held(&engine, &name).await?;
+    let changed = engine
+        .gateway
+        .store
+        .rebuild_campaign(&campaign, now_ms())
+        .await
+        .map_err(store_failed)?;
+    audited(&engine, &admin, "campaign_rebuild", &name, Value::Null).await;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "campaign": campaign.name.as_str(), "rows_changed": changed })))
+}
+
+/// `DELETE /admin/campaigns/{name}/boards/scores/{user}`: the player leaves every board of the
+/// campaign; their results stay, marked removed. Rooms show it at their next tick.
+pub async fn remove_scores(
+    admin: Admin,
+    path: web::Path<(String, String)>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let (name, user) = path.into_inner();
+    let campaign = held(&engine, &name).await?;
+    let user =
+        podium_actors::domain::ids::UserId::parse(&user).map_err(|_| ClientError::NotFound)?;
+    let boards = engine
+        .gateway
+        .store
+        .remove_scores(&user, &campaign, now_ms())
+        .await
+        .map_err(store_failed)?;
+    if boards == 0 {
+        return Err(ClientError::NotFound);
+    }
+    audited(
+        &engine,
+        &admin,
+        "scores_remove",
+        &format!("{name}/{user}"),
+        Value::Null,
+    )
+    .await;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "campaign": name, "user": user.as_str(), "boards": boards })))
+}
+
 /// `POST /admin/campaigns/{name}/close`: no game starts from now on; games under way may be
 /// submitted until their `max_duration_ms` runs out. Closing a closed campaign changes nothing.
 pub async fn close(

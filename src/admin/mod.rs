@@ -33,6 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(campaigns::update)),
     )
     .service(resource("/admin/campaigns/{name}/close").route(web::post().to(campaigns::close)))
+    .service(resource("/admin/campaigns/{name}/rebuild").route(web::post().to(campaigns::rebuild)))
+    .service(
+        resource("/admin/campaigns/{name}/boards/scores/{user}")
+            .route(web::delete().to(campaigns::remove_scores)),
+    )
     .service(resource("/admin/users/{user}").route(web::get().to(players::show)))
     .service(
         resource("/admin/users/{user}/ban")

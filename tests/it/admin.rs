@@ -501,3 +501,51 @@ async fn flagged_attempts_come_with_their_numbers_and_the_rule_they_broke() {
     let (status, _) = s.admin("GET", "/admin/flagged?since=yesterday", None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn removing_a_players_scores_takes_them_off_the_campaigns_boards_for_good() {
+    let s = TestServer::start();
+    let mut p = s.player("oz").await;
+    p.play(700).await;
+    s.player("pia").await.play(300).await;
+    let (status, body) = s
+        .admin("DELETE", "/admin/campaigns/quick/boards/scores/oz", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["boards"], 2, "global and today's");
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(
+        (shown["total"].as_u64(), shown["rows"][0]["user"].as_str()),
+        (Some(1), Some("pia"))
+    );
+    // The removed result may still have been on its way to PostgreSQL: once it is there, a
+    // rebuild must not count it.
+    if s.config.postgres.url.is_some() {
+        eventually("the results reach PostgreSQL", || async {
+            stream_backlog(&s.config).await == 0
+        })
+        .await;
+    }
+    let (status, body) = s
+        .admin("POST", "/admin/campaigns/quick/rebuild", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(
+        shown["total"], 1,
+        "a rebuild does not bring a removed score back: {shown}"
+    );
+    let (status, _) = s
+        .admin("DELETE", "/admin/campaigns/quick/boards/scores/oz", None)
+        .await;
+    assert_eq!(status, 404, "nothing left to remove");
+    let (status, _) = s
+        .admin("DELETE", "/admin/campaigns/nope/boards/scores/oz", None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        p.play(650).await["status"],
+        "accepted",
+        "the player may play on"
+    );
+}

@@ -68,6 +68,19 @@ impl MemoryStore {
         inner.held.entry(user.clone()).or_default().extend(taken);
     }
 
+    /// Drops the player's bests from every board of `campaign`; answers from how many.
+    pub fn remove_scores(&self, user: &UserId, campaign: &str) -> u64 {
+        let mut inner = self.lock();
+        let mut removed = 0;
+        for (key, (board, version)) in inner.boards.iter_mut() {
+            if key.campaign.as_str() == campaign && board.take(user).is_some() {
+                *version += 1;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Lifts the bar and puts the player's bests back where they were.
     pub fn restore_player(&self, user: &UserId) {
         let mut inner = self.lock();

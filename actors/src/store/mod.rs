@@ -229,6 +229,34 @@ impl Store {
         }
     }
 
+    /// Removes the player's scores from every board of `campaign` for good; their results
+    /// stay recorded, marked removed, so no rebuild counts them again. Answers from how many
+    /// boards.
+    pub async fn remove_scores(
+        &self,
+        user: &UserId,
+        campaign: &Campaign,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.remove_scores(user, campaign.name.as_str())),
+            Store::Durable(d) => {
+                let (name, who) = (campaign.name.as_str(), user.as_str());
+                postgres::results::mark_removed(&d.pg, name, who, now_ms).await?;
+                d.redis.remove_scores(user, &campaign.boards(now_ms)).await
+            }
+        }
+    }
+
+    /// Raises the campaign's boards to what PostgreSQL holds (`podium rebuild`); answers how
+    /// many rows changed. The memory engine's boards are their own record: nothing to do.
+    pub async fn rebuild_campaign(&self, c: &Campaign, now_ms: u64) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(0),
+            Store::Durable(d) => d.rebuild_boards(c.name.as_str(), &c.rules, now_ms).await,
+        }
+    }
+
     /// Lifts the bar of [`Self::hide_player`] and puts the player's bests back.
     pub async fn restore_player(
         &self,

@@ -205,6 +205,8 @@ pub async fn bests(
             "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
              FROM results
              WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
+               AND NOT EXISTS (SELECT 1 FROM score_removals x WHERE x.campaign_id = results.campaign_id
+                   AND x.user_id = results.user_id AND results.accepted_at <= x.removed_at)
                AND user_id NOT IN (SELECT user_id FROM bans WHERE expires_at IS NULL OR expires_at > now())
              ORDER BY user_id, score DESC, accepted_at ASC",
             &[&campaign, &since, &region],
@@ -221,6 +223,29 @@ pub async fn bests(
             )
         })
         .collect())
+}
+
+/// Marks a player's results in a campaign up to `now_ms` removed: kept, but counted on no
+/// board again (including results still in the stream's backlog).
+pub async fn mark_removed(
+    pool: &Pool,
+    campaign: &str,
+    user: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    timed("mark_removed", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        client
+            .execute(
+                "INSERT INTO score_removals (campaign_id, user_id, removed_at) VALUES ($1, $2, to_timestamp($3::int8 / 1000.0))
+                 ON CONFLICT (campaign_id, user_id) DO UPDATE SET removed_at = EXCLUDED.removed_at",
+                &[&campaign, &user, &(now_ms as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    })
+    .await
 }
 
 /// The regions a campaign's results came from (one board each).

@@ -83,23 +83,38 @@ redis.call('XADD', KEYS[2], '*', ARGV[6], ARGV[7])
 return {1, outcome}
 "#;
 
+/// Takes a player's best off one board; answers "score member", or false when they had none.
+const TAKE_FN: &str = r#"
+local function take(z, h, v, user)
+  local m = redis.call('HGET', h, user)
+  if not m then return false end
+  local s = redis.call('ZSCORE', z, m)
+  redis.call('ZREM', z, m)
+  redis.call('HDEL', h, user)
+  redis.call('INCR', v)
+  if s then return s .. ' ' .. m end
+  return false
+end
+"#;
+
 /// KEYS: ban, held, then (board, hash, version) per board. ARGV: user. Bars the player and
 /// moves their best on each board into `held`.
 const HIDE: &str = r#"
 redis.call('SET', KEYS[1], '1')
-local user = ARGV[1]
 for i = 3, #KEYS, 3 do
-  local z, h, v = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  local m = redis.call('HGET', h, user)
-  if m then
-    local s = redis.call('ZSCORE', z, m)
-    if s then redis.call('HSET', KEYS[2], z, s .. ' ' .. m) end
-    redis.call('ZREM', z, m)
-    redis.call('HDEL', h, user)
-    redis.call('INCR', v)
-  end
+  local taken = take(KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[1])
+  if taken then redis.call('HSET', KEYS[2], KEYS[i], taken) end
 end
 return 1
+"#;
+
+/// KEYS: (board, hash, version) per board. ARGV: user. Drops their best from each, for good.
+const REMOVE: &str = r#"
+local removed = 0
+for i = 1, #KEYS, 3 do
+  if take(KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[1]) then removed = removed + 1 end
+end
+return removed
 "#;
 
 /// KEYS: ban, held, then (board, hash, version) per board. ARGV: user, then one TTL in
@@ -139,7 +154,9 @@ static DECIDE_SCRIPT: LazyLock<Script> =
 static REBUILD_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{OFFER_FN}{REBUILD}")));
 static STANDING_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STANDING));
-static HIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HIDE));
+static HIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{TAKE_FN}{HIDE}")));
+static REMOVE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{TAKE_FN}{REMOVE}")));
 static RESTORE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{OFFER_FN}{RESTORE}")));
 
@@ -298,6 +315,22 @@ impl RedisStore {
         }
         let _: i64 = self.run(async |c| call.invoke_async(c).await).await?;
         Ok(())
+    }
+
+    /// Drops the player's best from each board; answers from how many.
+    pub async fn remove_scores(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<Duration>)],
+    ) -> Result<u64, StoreError> {
+        let mut call = REMOVE_SCRIPT.prepare_invoke();
+        call.arg(user.as_str());
+        for (board, _) in boards {
+            for key in self.board_keys(board) {
+                call.key(key);
+            }
+        }
+        self.run(async |c| call.invoke_async(c).await).await
     }
 
     /// See `Store::restore_player`.
