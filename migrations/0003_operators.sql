@@ -41,3 +41,22 @@ CREATE TABLE score_removals (
     removed_at timestamptz NOT NULL,
     PRIMARY KEY (campaign_id, user_id)
 );
+
+-- A board an operator reset: its standings at that moment, kept under a name.
+CREATE TABLE board_archives (
+    id bigserial PRIMARY KEY,
+    campaign_id text NOT NULL,
+    board text NOT NULL,
+    name text NOT NULL,
+    archived_at timestamptz NOT NULL,
+    rows jsonb NOT NULL,
+    UNIQUE (campaign_id, board, name)
+);
+
+-- When each board was last reset: a rebuild counts only results accepted after it.
+CREATE TABLE board_resets (
+    campaign_id text NOT NULL,
+    board text NOT NULL,
+    reset_at timestamptz NOT NULL,
+    PRIMARY KEY (campaign_id, board)
+);

@@ -5,8 +5,9 @@
 //! engine), and the heartbeat that lists this instance under `GET /admin/instances`. Receives
 //! [`Publish`] from the admin routes, after they changed the store: it applies the event here
 //! at once and publishes it for the other instances, which apply it when it arrives. Sends
-//! [`KickUser`] and [`Notify`] to the ConnectionRegistry, and writes the [`CampaignBook`] and
-//! [`BanBook`]. The bus carries only what changed, never the truth: an instance re-reads
+//! [`KickUser`] and [`Notify`] to the ConnectionRegistry and [`ResetRoom`] to the
+//! RoomRegistry, and writes the [`CampaignBook`] and [`BanBook`]; puts back on the boards the
+//! players whose ban ran out. The bus carries only what changed, never the truth: an instance re-reads
 //! campaigns and bans from the store on each event, when its subscriber (re)connects, and every
 //! [`REREAD_EVERY`], so an event missed during a Redis outage is made good. Its own events
 //! come back from Redis and are skipped by origin. The subscriber reconnects with backoff, up to
@@ -24,7 +25,7 @@ use crate::connection_registry::{ConnectionRegistry, KickUser, Notify};
 use crate::domain::clock::now_ms;
 use crate::domain::error::CloseReason;
 use crate::domain::ids::{CampaignId, UserId};
-use crate::room_registry::{CountRooms, RoomRegistry};
+use crate::room_registry::{CountRooms, ResetRoom, RoomRegistry};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::Store;
 
@@ -48,6 +49,9 @@ pub enum Event {
     Unban { user: UserId },
     /// Close the player's sockets with 4000; they may reconnect.
     Kick { user: UserId },
+    /// A board was reset: its room on each instance sends every member a snapshot. The room
+    /// is written `campaign/board` as on the wire.
+    BoardReset { room: String },
     /// An `announce` frame (already encoded) to every player, or those in a campaign's rooms.
     Announce {
         frame: String,
@@ -125,6 +129,10 @@ impl ClusterBus {
                 user,
                 reason: CloseReason::Kicked,
             }),
+            Event::BoardReset { room } => match crate::domain::ids::RoomId::parse(&room) {
+                Ok(room) => self.rooms.do_send(ResetRoom { room }),
+                Err(_) => tracing::warn!(room, "cluster bus: a reset of a room podium cannot read"),
+            },
             Event::Announce { frame, campaign } => {
                 self.connections.do_send(Notify { frame, campaign })
             }

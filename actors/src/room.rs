@@ -1,8 +1,8 @@
 //! Room: one board of one campaign (`demo/global`) and the sockets watching it.
 //!
 //! Owns: its members, the top-N list its members hold (as of `seq`), and the board version
-//! that list was read at. Receives [`Join`], [`Leave`] and [`Resync`] (forwarded by the
-//! RoomRegistry). Each tick it reads its board's version from the store, so a result accepted
+//! that list was read at. Receives [`Join`], [`Leave`], [`Resync`] and [`Reset`] (forwarded by
+//! the RoomRegistry). Each tick it reads its board's version from the store, so a result accepted
 //! by any engine instance shows up, and only when the version moved reads the top list. Sends
 //! [`Push`] frames to member Connections: a `snapshot` to a joining or resyncing member, and on
 //! each tick at most one `diff`, serialized once and shared by every member. It never waits
@@ -387,6 +387,20 @@ impl Handler<Resync> for Room {
 pub struct Idle {
     pub room: RoomId,
     pub joins: u64,
+}
+
+/// An operator reset the room's board: the next read sends every member a fresh snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reset;
+
+impl Handler<Reset> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Reset, _: &mut Self::Context) {
+        self.resync = true;
+        self.version = None;
+    }
 }
 
 /// The owner's answer to [`Idle`]: nothing is on its way to the room, which stops. Its owner

@@ -115,6 +115,23 @@ impl Handler<Resync> for RoomRegistry {
     }
 }
 
+/// An operator reset this board: its room here (if any) sends every member a snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResetRoom {
+    pub room: RoomId,
+}
+
+impl Handler<ResetRoom> for RoomRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResetRoom, _: &mut Self::Context) {
+        if let Some(live) = self.rooms.get(&msg.room) {
+            live.addr.do_send(crate::room::Reset);
+        }
+    }
+}
+
 /// How many rooms live here (for the instance heartbeat).
 #[derive(Message)]
 #[rtype(result = "usize")]

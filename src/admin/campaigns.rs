@@ -280,6 +280,81 @@ pub async fn remove_scores(
         .json(json!({ "campaign": name, "user": user.as_str(), "boards": boards })))
 }
 
+/// The board `board` (`global`, `daily`, `region:eu`) of a campaign, as a room names it.
+pub fn board_of(
+    campaign: &Campaign,
+    board: &str,
+) -> Result<podium_actors::domain::ids::RoomId, ClientError> {
+    let room = podium_actors::domain::ids::RoomId::parse(&format!("{}/{board}", campaign.name))?;
+    if !campaign.rules.has_board(&room.board) {
+        return Err(ClientError::UnknownRoom("the campaign has no such board"));
+    }
+    Ok(room)
+}
+
+/// `POST /admin/campaigns/{name}/boards/{board}/reset {"archive"}`: the board starts empty;
+/// what it held is kept as the archive `archive` (default: the time of the reset), readable at
+/// `GET /api/campaigns/{name}/boards/{board}/archives`. Results stay in the database, and a
+/// rebuild counts only those accepted after the reset. Every member of the room on every
+/// instance gets a fresh snapshot. 409 when the board has an archive of that name.
+pub async fn reset(
+    admin: Admin,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let (name, board) = path.into_inner();
+    let raw = read_body(payload).await?;
+    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        Fields::parse(&raw)?
+    };
+    let body = Fields::of(&raw)?;
+    body.only(&["archive"])?;
+    let campaign = held(&engine, &name).await?;
+    let room = board_of(&campaign, &board)?;
+    let now = now_ms();
+    let archive = match body.text("archive")? {
+        None => rfc3339(Some(now)).as_str().unwrap_or_default().to_owned(),
+        Some(a)
+            if !a.trim().is_empty()
+                && a.chars().count() <= 64
+                && !a.chars().any(char::is_control) =>
+        {
+            a
+        }
+        Some(_) => {
+            return Err(ClientError::BadMessage(
+                "archive: expected 1 to 64 printable characters".into(),
+            ))
+        }
+    };
+    let key = podium_actors::domain::ids::BoardKey::for_room(&room, now);
+    let kept = engine
+        .gateway
+        .store
+        .reset_board(&key, &archive, now)
+        .await
+        .map_err(store_failed)?
+        .ok_or(ClientError::Conflict(
+            "the board has an archive of that name",
+        ))?;
+    let _ = engine
+        .bus
+        .send(Publish(Event::BoardReset {
+            room: room.to_string(),
+        }))
+        .await;
+    audited(&engine, &admin, "board_reset", &room.to_string(), raw).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "room": room.to_string(),
+        "board": key.board.to_string(),
+        "archive": kept.name,
+        "archived_players": kept.rows.len(),
+    })))
+}
+
 /// `POST /admin/campaigns/{name}/close`: no game starts from now on; games under way may be
 /// submitted until their `max_duration_ms` runs out. Closing a closed campaign changes nothing.
 pub async fn close(

@@ -5,7 +5,7 @@
 
 pub mod auth;
 mod body;
-mod campaigns;
+pub mod campaigns;
 mod players;
 mod review;
 
@@ -34,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/admin/campaigns/{name}/close").route(web::post().to(campaigns::close)))
     .service(resource("/admin/campaigns/{name}/rebuild").route(web::post().to(campaigns::rebuild)))
+    .service(
+        resource("/admin/campaigns/{name}/boards/{board}/reset")
+            .route(web::post().to(campaigns::reset)),
+    )
     .service(
         resource("/admin/campaigns/{name}/boards/scores/{user}")
             .route(web::delete().to(campaigns::remove_scores)),
@@ -83,7 +87,7 @@ async fn audited(
 }
 
 /// Unix ms as RFC 3339, or null.
-fn rfc3339(ms: Option<u64>) -> Value {
+pub fn rfc3339(ms: Option<u64>) -> Value {
     ms.and_then(|ms| {
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
     })

@@ -549,3 +549,74 @@ async fn removing_a_players_scores_takes_them_off_the_campaigns_boards_for_good(
         "the player may play on"
     );
 }
+
+#[tokio::test]
+async fn a_reset_board_starts_empty_and_keeps_its_standings_as_an_archive() {
+    let s = TestServer::start();
+    let mut watcher = s.player("quinn").await;
+    watcher.join("quick/global").await;
+    s.player("ray").await.play(40).await;
+    s.player("sue").await.play(60).await;
+    watcher.recv_type("diff").await;
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/admin/campaigns/quick/boards/global/reset",
+            Some(json!({"archive": "week 1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["archived_players"], 2);
+    let fresh = watcher.recv_type("snapshot").await;
+    assert_eq!(fresh["top"], json!([]), "{fresh}");
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(shown["total"], 0);
+    let (status, archives) = s
+        .http("GET", "/api/campaigns/quick/boards/global/archives", None)
+        .await;
+    assert_eq!(status, 200, "{archives}");
+    let week = &archives["archives"][0];
+    assert_eq!(
+        (week["name"].as_str(), week["players"].as_u64()),
+        (Some("week 1"), Some(2))
+    );
+    assert_eq!(week["rows"][0]["user"], "sue");
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/admin/campaigns/quick/boards/global/reset",
+            Some(json!({"archive": "week 1"})),
+        )
+        .await;
+    assert_eq!(status, 409, "an archive name is used once per board");
+    if s.config.postgres.url.is_some() {
+        eventually("the results reach PostgreSQL", || async {
+            stream_backlog(&s.config).await == 0
+        })
+        .await;
+    }
+    s.admin("POST", "/admin/campaigns/quick/rebuild", None)
+        .await;
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(
+        shown["total"], 0,
+        "a rebuild counts only what came after the reset: {shown}"
+    );
+    s.player("tom").await.play(5).await;
+    let shown = s.http("GET", "/leaderboard/quick/global", None).await.1;
+    assert_eq!(shown["rows"][0]["user"], "tom");
+    let daily = s.http("GET", "/leaderboard/quick/daily", None).await.1;
+    assert_eq!(daily["total"], 3, "only the global board was reset");
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/admin/campaigns/quick/boards/region:zz/reset",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s
+        .admin("POST", "/admin/campaigns/quick/boards/daily/reset", None)
+        .await;
+    assert_eq!(status, 200, "no body: the archive is named by the time");
+}

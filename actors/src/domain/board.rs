@@ -20,7 +20,7 @@ pub struct Standing {
 }
 
 /// One row of a top-N list as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Entry {
     pub rank: u64,
     pub user: UserId,

@@ -86,3 +86,14 @@ impl FlagQuery {
                 .is_none_or(|(at, id)| (r.at_ms, &r.session_id) < (*at, id))
     }
 }
+
+/// A board's standings as they were when an operator reset it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Archive {
+    pub campaign: String,
+    /// The stored board name (`global`, `daily:2026-12-02`, `region:eu`).
+    pub board: String,
+    pub name: String,
+    pub at_ms: u64,
+    pub rows: Vec<super::board::Entry>,
+}

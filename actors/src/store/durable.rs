@@ -243,18 +243,26 @@ impl Durable {
         let board = |kind| BoardKey::of(&id, &kind, now);
         let day_start = now - now % 86_400_000;
         let (redis, pg) = (&self.redis, &self.pg);
+        // A board an operator reset counts only what was accepted after.
+        let resets = postgres::operators::resets(pg, campaign).await?;
+        let since = |key: &BoardKey, from: Option<u64>| {
+            let reset = resets.get(&key.board.to_string()).copied();
+            from.max(reset)
+        };
+        let global = board(BoardKind::Global);
         let mut changed = redis
             .rebuild(
-                &board(BoardKind::Global),
+                &global,
                 None,
-                &results::bests(pg, campaign, None, None).await?,
+                &results::bests(pg, campaign, since(&global, None), None).await?,
             )
             .await?;
+        let daily = board(BoardKind::Daily);
         changed += redis
             .rebuild(
-                &board(BoardKind::Daily),
+                &daily,
                 Some(rules.daily_retention()),
-                &results::bests(pg, campaign, Some(day_start), None).await?,
+                &results::bests(pg, campaign, since(&daily, Some(day_start)), None).await?,
             )
             .await?;
         for region in results::regions(pg, campaign)
@@ -262,10 +270,10 @@ impl Durable {
             .iter()
             .filter_map(|r| Region::parse(r))
         {
-            let bests = results::bests(pg, campaign, None, Some(region.as_str())).await?;
-            changed += redis
-                .rebuild(&board(BoardKind::Region(region)), None, &bests)
-                .await?;
+            let key = board(BoardKind::Region(region.clone()));
+            let bests =
+                results::bests(pg, campaign, since(&key, None), Some(region.as_str())).await?;
+            changed += redis.rebuild(&key, None, &bests).await?;
         }
         telemetry::boards_rebuilt(campaign, changed, started.elapsed());
         Ok(changed)

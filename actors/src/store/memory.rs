@@ -12,7 +12,7 @@ use crate::domain::board::{Board, Entry, Standing};
 use crate::domain::campaign::Campaign;
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{BoardKey, UserId};
-use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
 
 #[derive(Default)]
 struct Inner {
@@ -66,6 +66,39 @@ impl MemoryStore {
             }
         }
         inner.held.entry(user.clone()).or_default().extend(taken);
+    }
+
+    /// Empties a board, answering the rows it held, best first.
+    pub fn reset(&self, key: &BoardKey) -> Vec<Entry> {
+        let mut inner = self.lock();
+        let (board, version) = inner.boards.entry(key.clone()).or_default();
+        let rows = board.top(board.len());
+        *board = Board::default();
+        *version += 1;
+        rows
+    }
+
+    pub fn archive(&self, archive: Archive) -> bool {
+        let mut ops = self.ops();
+        let taken = ops.archives.iter().any(|a| {
+            (&a.campaign, &a.board, &a.name) == (&archive.campaign, &archive.board, &archive.name)
+        });
+        if !taken {
+            ops.archives.push(archive);
+        }
+        !taken
+    }
+
+    pub fn archives(&self, campaign: &str, board: &str) -> Vec<Archive> {
+        let ops = self.ops();
+        let mut found: Vec<Archive> = ops
+            .archives
+            .iter()
+            .filter(|a| a.campaign == campaign && a.board == board)
+            .cloned()
+            .collect();
+        found.sort_by_key(|a| std::cmp::Reverse(a.at_ms));
+        found
     }
 
     /// Drops the player's bests from every board of `campaign`; answers from how many.
@@ -186,6 +219,7 @@ struct Ops {
     bans: HashMap<UserId, Ban>,
     audit: VecDeque<AuditEntry>,
     next_audit: u64,
+    archives: Vec<Archive>,
 }
 
 impl MemoryStore {

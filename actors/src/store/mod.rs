@@ -25,7 +25,7 @@ use crate::domain::campaign::Campaign;
 use crate::domain::decision::Record;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, UserId};
-use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
 use crate::domain::session::GameSession;
 use counters::Counters;
 use durable::{Durable, OpenError};
@@ -245,6 +245,60 @@ impl Store {
                 postgres::results::mark_removed(&d.pg, name, who, now_ms).await?;
                 d.redis.remove_scores(user, &campaign.boards(now_ms)).await
             }
+        }
+    }
+
+    /// Empties a board and keeps what it held as the archive `name`; a rebuild counts only
+    /// results accepted after. `Ok(None)` when the board already has an archive of that name
+    /// (nothing changed).
+    pub async fn reset_board(
+        &self,
+        board: &BoardKey,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<Option<Archive>, StoreError> {
+        let (campaign, board_name) = (board.campaign.to_string(), board.board.to_string());
+        let archive = |rows| Archive {
+            campaign: campaign.clone(),
+            board: board_name.clone(),
+            name: name.to_owned(),
+            at_ms: now_ms,
+            rows,
+        };
+        match self {
+            Store::Memory(m) => {
+                if m.archives(&campaign, &board_name)
+                    .iter()
+                    .any(|a| a.name == name)
+                {
+                    return Ok(None);
+                }
+                let kept = archive(m.reset(board));
+                m.archive(kept.clone());
+                Ok(Some(kept))
+            }
+            Store::Durable(d) => {
+                if pg::archive_exists(&d.pg, &campaign, &board_name, name).await? {
+                    return Ok(None);
+                }
+                let kept = archive(d.redis.reset(board).await?);
+                if let Err(err) = pg::archive(&d.pg, &kept).await {
+                    // The board is empty already; its standings are still derivable from
+                    // `results`, and logged here whole so nothing an operator saw is lost.
+                    tracing::error!(%err, campaign, board = board_name, rows = ?kept.rows, "board reset, but its archive could not be written");
+                    return Err(err);
+                }
+                Ok(Some(kept))
+            }
+        }
+    }
+
+    /// A board's archives, newest first.
+    pub async fn archives(&self, board: &BoardKey) -> Result<Vec<Archive>, StoreError> {
+        let (campaign, name) = (board.campaign.to_string(), board.board.to_string());
+        match self {
+            Store::Memory(m) => Ok(m.archives(&campaign, &name)),
+            Store::Durable(d) => pg::archives(&d.pg, &campaign, &name).await,
         }
     }
 

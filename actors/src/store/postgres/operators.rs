@@ -4,11 +4,12 @@
 use deadpool_postgres::Pool;
 
 use super::pool::{pg_err, timed};
+use crate::domain::board::Entry;
 use crate::domain::campaign::Refusal;
 use crate::domain::campaign::{Campaign, CampaignRules};
 use crate::domain::decision::Record;
 use crate::domain::ids::{CampaignId, UserId};
-use crate::domain::operator::{AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
 use crate::store::error::StoreError;
 
 /// Unix ms of a `timestamptz` column, in SQL.
@@ -237,6 +238,94 @@ pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Record>, StoreErr
             .collect())
     })
     .await
+}
+
+/// Whether an archive of that name exists for the board.
+pub async fn archive_exists(
+    pool: &Pool,
+    campaign: &str,
+    board: &str,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM board_archives WHERE campaign_id = $1 AND board = $2 AND name = $3",
+            &[&campaign, &board, &name],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.is_some())
+}
+
+/// Keeps the archive and records the reset, in one transaction.
+pub async fn archive(pool: &Pool, a: &Archive) -> Result<(), StoreError> {
+    timed("archive", async {
+        let mut client = pool.get().await.map_err(pg_err)?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let rows = serde_json::to_string(&a.rows).map_err(|e| StoreError::Command(e.to_string()))?;
+        let at = a.at_ms as i64;
+        tx.execute(
+            "INSERT INTO board_archives (campaign_id, board, name, archived_at, rows)
+             VALUES ($1, $2, $3, to_timestamp($4::int8 / 1000.0), $5::text::jsonb)",
+            &[&a.campaign, &a.board, &a.name, &at, &rows],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO board_resets (campaign_id, board, reset_at) VALUES ($1, $2, to_timestamp($3::int8 / 1000.0))
+             ON CONFLICT (campaign_id, board) DO UPDATE SET reset_at = EXCLUDED.reset_at",
+            &[&a.campaign, &a.board, &at],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)
+    })
+    .await
+}
+
+/// The board's archives, newest first.
+pub async fn archives(
+    pool: &Pool,
+    campaign: &str,
+    board: &str,
+) -> Result<Vec<Archive>, StoreError> {
+    timed("archives", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT name, {}, rows::text FROM board_archives WHERE campaign_id = $1 AND board = $2 ORDER BY archived_at DESC",
+            ms!("archived_at")
+        );
+        let rows = client.query(&sql, &[&campaign, &board]).await.map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Archive {
+                campaign: campaign.to_owned(),
+                board: board.to_owned(),
+                name: r.get(0),
+                at_ms: r.get::<_, i64>(1).max(0) as u64,
+                rows: serde_json::from_str::<Vec<Entry>>(r.get(2)).unwrap_or_default(),
+            })
+            .collect())
+    })
+    .await
+}
+
+/// When each board of the campaign was last reset (stored board name -> Unix ms).
+pub async fn resets(
+    pool: &Pool,
+    campaign: &str,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let client = pool.get().await.map_err(pg_err)?;
+    let sql = format!(
+        "SELECT board, {} FROM board_resets WHERE campaign_id = $1",
+        ms!("reset_at")
+    );
+    let rows = client.query(&sql, &[&campaign]).await.map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+        .collect())
 }
 
 /// Appends an admin action to the audit log.

@@ -108,6 +108,15 @@ end
 return 1
 "#;
 
+/// KEYS: board, hash, version. Answers every row (member, score, best first) and empties the
+/// board in the same step, so the archive holds exactly what was cleared.
+const RESET: &str = r#"
+local rows = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('INCR', KEYS[3])
+return rows
+"#;
+
 /// KEYS: (board, hash, version) per board. ARGV: user. Drops their best from each, for good.
 const REMOVE: &str = r#"
 local removed = 0
@@ -154,6 +163,7 @@ static DECIDE_SCRIPT: LazyLock<Script> =
 static REBUILD_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{OFFER_FN}{REBUILD}")));
 static STANDING_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STANDING));
+static RESET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESET));
 static HIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{TAKE_FN}{HIDE}")));
 static REMOVE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{TAKE_FN}{REMOVE}")));
@@ -218,6 +228,24 @@ fn parse_outcome(json: &str) -> Result<Outcome, StoreError> {
     serde_json::from_str::<Stored>(json)
         .map_err(|_| StoreError::Corrupt("session mark"))?
         .into_outcome()
+}
+
+/// Board rows from ZREVRANGE ... WITHSCORES, ranked from `from_rank`.
+fn entries(rows: Vec<(String, f64)>, from_rank: u64) -> Result<Vec<Entry>, StoreError> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, (member, score))| {
+            let user = member
+                .get(TIME_DIGITS..)
+                .ok_or(StoreError::Corrupt("board member"))?;
+            let user = UserId::stored(user).ok_or(StoreError::Corrupt("board member"))?;
+            Ok(Entry {
+                rank: from_rank + i as u64,
+                user,
+                score: score as u64,
+            })
+        })
+        .collect()
 }
 
 impl RedisStore {
@@ -317,6 +345,15 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Empties a board, answering the rows it held, best first.
+    pub async fn reset(&self, board: &BoardKey) -> Result<Vec<Entry>, StoreError> {
+        let [z, h, v] = self.board_keys(board);
+        let mut call = RESET_SCRIPT.prepare_invoke();
+        call.key(&z).key(&h).key(&v);
+        let rows: Vec<(String, f64)> = self.run(async |c| call.invoke_async(c).await).await?;
+        entries(rows, 1)
+    }
+
     /// Drops the player's best from each board; answers from how many.
     pub async fn remove_scores(
         &self,
@@ -379,20 +416,7 @@ impl RedisStore {
                     .await
             })
             .await?;
-        rows.into_iter()
-            .enumerate()
-            .map(|(i, (member, score))| {
-                let user = member
-                    .get(TIME_DIGITS..)
-                    .ok_or(StoreError::Corrupt("board member"))?;
-                let user = UserId::stored(user).ok_or(StoreError::Corrupt("board member"))?;
-                Ok(Entry {
-                    rank: from_rank + i as u64,
-                    user,
-                    score: score as u64,
-                })
-            })
-            .collect()
+        entries(rows, from_rank)
     }
 
     pub async fn count(&self, board: &BoardKey) -> Result<u64, StoreError> {
