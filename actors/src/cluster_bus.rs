@@ -25,6 +25,7 @@ use crate::connection_registry::{ConnectionRegistry, KickUser, Notify};
 use crate::domain::clock::now_ms;
 use crate::domain::error::CloseReason;
 use crate::domain::ids::{CampaignId, UserId};
+use crate::domain::operator::Ban;
 use crate::room_registry::{CountRooms, ResetRoom, RoomRegistry};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::Store;
@@ -325,6 +326,55 @@ impl Handler<Reread> for ClusterBus {
 
     fn handle(&mut self, _: Reread, ctx: &mut Self::Context) {
         self.reread(ctx, true);
+    }
+}
+
+/// A player reached the auto-ban threshold (from a ResultsPipeline): banned by `auto`, for
+/// good until an operator lifts it, carried out like an operator's ban.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AutoBanned {
+    pub user: UserId,
+    pub refusals: u64,
+}
+
+impl Handler<AutoBanned> for ClusterBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: AutoBanned, ctx: &mut Self::Context) {
+        let now = now_ms();
+        if self.bans.of(&msg.user, now).is_some() {
+            return;
+        }
+        let ban = Ban {
+            user: msg.user.clone(),
+            reason: format!("{} cheat refusals", msg.refusals),
+            until_ms: None,
+            by: "auto".into(),
+            at_ms: now,
+        };
+        self.bans.put(ban.clone());
+        let (store, campaigns, bus) = (self.store.clone(), self.campaigns.clone(), ctx.address());
+        ctx.spawn(
+            async move {
+                let boards: Vec<_> = campaigns.all().iter().flat_map(|c| c.boards(now)).collect();
+                let recorded = async {
+                    store.put_ban(&ban).await?;
+                    store.hide_player(&ban.user, &boards).await
+                };
+                if let Err(err) = recorded.await {
+                    tracing::error!(%err, user = %ban.user, "auto-ban could not be recorded");
+                    return;
+                }
+                let body = serde_json::json!({"reason": ban.reason});
+                crate::telemetry::admin_action("ban", "auto", ban.user.as_str());
+                let _ = store
+                    .audit("auto", "ban", ban.user.as_str(), &body, now)
+                    .await;
+                bus.do_send(Publish(Event::Ban { user: ban.user }));
+            }
+            .into_actor(self),
+        );
     }
 }
 

@@ -19,9 +19,9 @@ use crate::domain::session::{random_secret, SessionSigner};
 use crate::domain::token::JwtAlgorithm;
 use crate::domain::window::WindowLimiter;
 use crate::persistence_batcher::{Drain, PersistenceBatcher};
-use crate::results::ResultsPipeline;
+use crate::results::{AutoBan, ResultsPipeline};
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::{GameCounts, MessageLimiter};
+use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::durable::OpenError;
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -93,6 +93,35 @@ impl Engine {
             ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone(), counters).start();
         let rooms =
             RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
+        let instance = random_secret()[..12].to_owned();
+        let bus = ClusterBus::new(
+            store.clone(),
+            campaigns.clone(),
+            bans.clone(),
+            connections.clone(),
+            InstanceInfo {
+                id: instance.clone(),
+                address: config.listen.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at_ms: crate::domain::clock::now_ms(),
+                connections: 0,
+                users: 0,
+                rooms: 0,
+                heartbeat_ms: 0,
+            },
+            stats.clone(),
+            rooms.clone(),
+        )
+        .start();
+        let auto_ban = (config.admin.auto_ban_flags > 0).then(|| AutoBan {
+            counts: WindowCounts::new(
+                "cf",
+                Duration::from_millis(config.admin.auto_ban_window_ms),
+                &counters_for_games,
+            ),
+            flags: config.admin.auto_ban_flags,
+            bus: bus.clone(),
+        });
         let pipeline = ResultsPipeline::new(
             store.clone(),
             signer.clone(),
@@ -100,6 +129,7 @@ impl Engine {
             bans.clone(),
             config.game.max_submits_per_minute,
             Duration::from_millis(ws.cleanup_interval_ms),
+            auto_ban,
         );
         // Deciding a submit is a store round trip whose I/O runs on the deciding thread: one
         // pipeline per core spreads that over every core instead of queueing it on one.
@@ -130,26 +160,6 @@ impl Engine {
                 limiter.sweep();
             }
         });
-        let instance = random_secret()[..12].to_owned();
-        let bus = ClusterBus::new(
-            store.clone(),
-            campaigns.clone(),
-            bans.clone(),
-            connections.clone(),
-            InstanceInfo {
-                id: instance.clone(),
-                address: config.listen.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                started_at_ms: crate::domain::clock::now_ms(),
-                connections: 0,
-                users: 0,
-                rooms: 0,
-                heartbeat_ms: 0,
-            },
-            stats.clone(),
-            rooms.clone(),
-        )
-        .start();
         let gateway = Arc::new(Gateway {
             ws: config.ws.clone(),
             max_rooms_per_connection: config.rooms.max_rooms_per_connection,
@@ -158,7 +168,7 @@ impl Engine {
             signer,
             campaigns,
             bans,
-            games: GameCounts::new(&counters_for_games),
+            games: WindowCounts::new("gh", Duration::from_secs(3_600), &counters_for_games),
             messages,
             stats,
             connections,

@@ -20,15 +20,45 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::cluster_bus::{AutoBanned, ClusterBus};
 use crate::domain::clock::now_ms;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::error::ClientError;
 use crate::domain::ids::{BoardKey, UserId};
 use crate::domain::session::SessionSigner;
 use crate::domain::window::{Verdict, WindowLimiter};
+use crate::store::counters::WindowCounts;
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
+
+/// Bans a player by `auto` once they reach `flags` cheat refusals within the window
+/// (`GAME_AUTO_BAN_FLAGS`, `GAME_AUTO_BAN_WINDOW`); the ClusterBus carries out the ban.
+pub struct AutoBan {
+    pub counts: WindowCounts,
+    pub flags: u32,
+    pub bus: Addr<ClusterBus>,
+}
+
+impl AutoBan {
+    async fn note(&self, user: &UserId, result: &Result<Outcome, ClientError>) {
+        let cheat = match result {
+            Ok(outcome) => outcome.refused.is_some_and(|r| r.is_cheat()),
+            Err(err) => matches!(err, ClientError::BadSession(_)),
+        };
+        if !cheat {
+            return;
+        }
+        let seen = self.counts.count(user.as_str(), now_ms()).await;
+        // Exactly at the threshold: one ban per window, however many refusals follow.
+        if seen == u64::from(self.flags) {
+            self.bus.do_send(AutoBanned {
+                user: user.clone(),
+                refusals: seen,
+            });
+        }
+    }
+}
 
 /// What every submit needs, shared by the in-flight futures.
 struct Shared {
@@ -38,6 +68,7 @@ struct Shared {
     bans: Arc<BanBook>,
     /// Submits per user per minute.
     submits: WindowLimiter<UserId>,
+    auto_ban: Option<AutoBan>,
 }
 
 /// Every instance (one per core, see [`ResultsPipeline::sibling`]) shares the same state.
@@ -56,6 +87,7 @@ impl ResultsPipeline {
         bans: Arc<BanBook>,
         max_submits_per_minute: u32,
         cleanup: Duration,
+        auto_ban: Option<AutoBan>,
     ) -> Self {
         let submits = WindowLimiter::new(Duration::from_secs(60), max_submits_per_minute);
         Self {
@@ -65,6 +97,7 @@ impl ResultsPipeline {
                 campaigns,
                 bans,
                 submits,
+                auto_ban,
             }),
             cleanup: Some(cleanup),
         }
@@ -204,6 +237,15 @@ impl Handler<Submit> for ResultsPipeline {
         let shared = self.shared.clone();
         Box::pin(async move {
             let result = decide(&shared, &msg, now_ms()).await;
+            if shared.auto_ban.is_some() {
+                // After the answer: the player hears their refusal before any ban closes them.
+                let (shared, user, noted) = (shared.clone(), msg.user.clone(), result.clone());
+                actix_rt::spawn(async move {
+                    if let Some(auto_ban) = &shared.auto_ban {
+                        auto_ban.note(&user, &noted).await;
+                    }
+                });
+            }
             let (outcome, reason) = match &result {
                 Ok(o) => (
                     if o.refused.is_some() {

@@ -620,3 +620,32 @@ async fn a_reset_board_starts_empty_and_keeps_its_standings_as_an_archive() {
         .await;
     assert_eq!(status, 200, "no body: the archive is named by the time");
 }
+
+#[tokio::test]
+async fn enough_cheat_refusals_ban_a_player_automatically() {
+    let s = TestServer::with(|c| c.admin.auto_ban_flags = 3);
+    let mut p = s.player("vic").await;
+    let mut late = s.player("wes").await;
+    for _ in 0..2 {
+        let session = p.start_game("demo").await;
+        assert_eq!(p.submit(&session, 1).await["reason"], "too_fast");
+    }
+    p.send(json!({"type":"submit","session":"forged.token","score":1}))
+        .await;
+    assert_eq!(p.recv_type("result").await["reason"], "bad_session");
+    assert_eq!(p.closed().await, (4403, "banned".into()));
+    let (_, bans) = s.admin("GET", "/admin/bans", None).await;
+    assert_eq!(bans["bans"][0]["user"], "vic", "{bans}");
+    assert_eq!(bans["bans"][0]["by"], "auto");
+    let (_, audit) = s.admin("GET", "/admin/audit", None).await;
+    assert_eq!(audit["entries"][0]["actor"], "auto", "{audit}");
+    // Refusals that are not cheating (a late submit) never ban.
+    let _ = late.start_game("quick").await;
+    for _ in 0..3 {
+        late.send(json!({"type":"start_game","campaign":"nope"}))
+            .await;
+        assert_eq!(late.recv().await["code"], "unknown_campaign");
+    }
+    let (_, bans) = s.admin("GET", "/admin/bans", None).await;
+    assert_eq!(bans["bans"].as_array().unwrap().len(), 1);
+}

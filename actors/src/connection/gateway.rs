@@ -18,7 +18,7 @@ use crate::domain::session::{GameSession, SessionSigner};
 use crate::domain::token::TokenVerifier;
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::{GameCounts, MessageLimiter};
+use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -37,7 +37,7 @@ pub struct Gateway {
     /// The bans in force: a banned player's `auth` and games are refused.
     pub bans: Arc<BanBook>,
     /// Games per player per campaign this hour, for `max_games_per_hour`.
-    pub games: GameCounts,
+    pub games: WindowCounts,
     /// Per-user message windows across the player's sockets (on every instance).
     pub messages: Arc<MessageLimiter>,
     /// The one-minute figures behind `/health`.
@@ -77,7 +77,8 @@ impl Gateway {
             return Err(ClientError::Banned);
         }
         let per_hour = u64::from(found.rules.max_games_per_hour);
-        if per_hour > 0 && self.games.count(campaign, &user, now_ms).await > per_hour {
+        let key = format!("{campaign}:{user}");
+        if per_hour > 0 && self.games.count(&key, now_ms).await > per_hour {
             return Err(ClientError::TooManyGames);
         }
         let limits = found.rules.limits();

@@ -471,9 +471,10 @@ impl Handler<Notice> for Connection {
 impl Handler<Kick> for Connection {
     type Result = ();
 
-    /// A shutdown lets submits in flight be answered first (for at most `SUBMIT_GRACE`).
+    /// Submits in flight are answered first (for at most `SUBMIT_GRACE`), whatever the
+    /// reason: shutdown, a kick, or a ban that one of those submits set off.
     fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
-        if msg.0 == CloseReason::Shutdown && self.in_flight > 0 {
+        if self.in_flight > 0 {
             self.close_after = Some(msg.0);
             ctx.run_later(SUBMIT_GRACE, move |act, ctx| act.close(ctx, msg.0));
             return;

@@ -18,7 +18,7 @@ use crate::domain::session::SessionSigner;
 use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
 use crate::results::ResultsPipeline;
 use crate::room_registry::RoomRegistry;
-use crate::store::counters::{GameCounts, MessageLimiter};
+use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::live::{BanBook, CampaignBook};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
@@ -64,13 +64,14 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
             bans.clone(),
             30,
             Duration::from_secs(30),
+            None,
         )
         .start()],
         ws,
         signer,
         campaigns,
         bans,
-        games: GameCounts::new(&store.counters()),
+        games: WindowCounts::new("gh", Duration::from_secs(3_600), &store.counters()),
         messages,
         stats,
         store,

@@ -309,6 +309,15 @@ impl Refusal {
         Refusal::ScoreRateTooHigh,
     ];
 
+    /// Whether the refusal says the client lied rather than that it was late: what
+    /// `GAME_AUTO_BAN_FLAGS` counts (with forged sessions).
+    pub fn is_cheat(self) -> bool {
+        matches!(
+            self,
+            Refusal::TooFast | Refusal::ScoreTooHigh | Refusal::ScoreRateTooHigh
+        )
+    }
+
     /// The stable code: the same as the client error's.
     pub fn code(self) -> &'static str {
         ClientError::from(self).code()

@@ -198,22 +198,28 @@ impl MessageLimiter {
     }
 }
 
-/// Games each player started per campaign in the current UTC hour, for a campaign's
-/// `max_games_per_hour`. With the redis engine the count is shared by every instance; if Redis
-/// is unreachable each instance counts on its own until it returns (a player may then start up
-/// to the limit once per instance), rather than refusing every game.
-pub struct GameCounts {
+/// Events counted per key in fixed windows: games a player started per campaign per UTC hour
+/// (`max_games_per_hour`), a player's cheat refusals (`GAME_AUTO_BAN_FLAGS`). With the redis
+/// engine the count is shared by every instance; if Redis is unreachable each instance counts
+/// on its own until it returns (a player may then reach the limit once per instance), rather
+/// than refusing everything.
+pub struct WindowCounts {
+    /// What is counted, in Redis key names (`gh`, `cf`).
+    name: &'static str,
+    window_ms: u64,
     redis: Option<RedisStore>,
-    /// (campaign, user) -> (hour, count). A std mutex: held for one map update.
-    local: Mutex<HashMap<(String, UserId), (u64, u64)>>,
+    /// key -> (window index, count). A std mutex: held for one map update.
+    local: Mutex<HashMap<String, (u64, u64)>>,
 }
 
-/// Players kept in the local map before hours that ended are dropped from it.
-const GAME_COUNTS_KEPT: usize = 100_000;
+/// Keys kept in the local map before windows that ended are dropped from it.
+const WINDOW_COUNTS_KEPT: usize = 100_000;
 
-impl GameCounts {
-    pub fn new(counters: &Counters) -> Self {
+impl WindowCounts {
+    pub fn new(name: &'static str, window: std::time::Duration, counters: &Counters) -> Self {
         Self {
+            name,
+            window_ms: (window.as_millis() as u64).max(1),
             redis: match counters {
                 Counters::Local => None,
                 Counters::Redis(r) => Some(r.clone()),
@@ -222,20 +228,17 @@ impl GameCounts {
         }
     }
 
-    /// Counts a game of `user` in `campaign` started at `now_ms`; answers how many they have
-    /// started this hour, this one included.
-    pub async fn count(&self, campaign: &str, user: &UserId, now_ms: u64) -> u64 {
-        let hour = now_ms / 3_600_000;
+    /// Counts one event for `key` at `now_ms`; answers the window's count, this one included.
+    pub async fn count(&self, key: &str, now_ms: u64) -> u64 {
+        let index = now_ms / self.window_ms;
         let local = {
             let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() >= GAME_COUNTS_KEPT {
-                map.retain(|_, (h, _)| *h == hour);
+            if map.len() >= WINDOW_COUNTS_KEPT {
+                map.retain(|_, (i, _)| *i == index);
             }
-            let entry = map
-                .entry((campaign.to_owned(), user.clone()))
-                .or_insert((hour, 0));
-            if entry.0 != hour {
-                *entry = (hour, 0);
+            let entry = map.entry(key.to_owned()).or_insert((index, 0));
+            if entry.0 != index {
+                *entry = (index, 0);
             }
             entry.1 += 1;
             entry.1
@@ -243,10 +246,13 @@ impl GameCounts {
         let Some(redis) = &self.redis else {
             return local;
         };
-        match redis.count_game(campaign, user.as_str(), hour).await {
+        match redis
+            .count_in_window(self.name, key, index, self.window_ms * 2)
+            .await
+        {
             Ok(shared) => shared,
             Err(err) => {
-                tracing::debug!(%err, "games per hour counted on this instance alone");
+                tracing::debug!(%err, counted = self.name, "counted on this instance alone");
                 local
             }
         }

@@ -1,6 +1,6 @@
 //! Per-user message windows in Redis (`rl:{user}:{window}`: a counter per fixed window), which
-//! the instances add their local counts to, and games started per player per campaign per hour
-//! (`gh:{campaign}:{user}:{hour}`).
+//! the instances add their local counts to, and the counts of [`WindowCounts`](crate::store::counters::WindowCounts)
+//! (`{name}:{key}:{window}`).
 
 use std::time::Duration;
 
@@ -34,22 +34,19 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Counts one more game of `user` in `campaign` in the fixed hour `hour`; answers the
-    /// hour's count across instances.
-    pub async fn count_game(
+    /// Counts one more event for `key` in window `index` of what `name` counts (`name:key:index`,
+    /// kept for `ttl_ms`); answers the window's count across instances.
+    pub async fn count_in_window(
         &self,
-        campaign: &str,
-        user: &str,
-        hour: u64,
+        name: &str,
+        key: &str,
+        index: u64,
+        ttl_ms: u64,
     ) -> Result<u64, StoreError> {
-        let key = self.key(&["gh", campaign, user, &hour.to_string()]);
+        let key = self.key(&[name, key, &index.to_string()]);
         let mut pipe = redis::pipe();
         pipe.cmd("INCR").arg(&key);
-        pipe.cmd("PEXPIRE")
-            .arg(&key)
-            .arg(2 * 3_600_000)
-            .arg("NX")
-            .ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).arg("NX").ignore();
         let (count,): (u64,) = self.run(async |c| pipe.query_async(c).await).await?;
         Ok(count)
     }
