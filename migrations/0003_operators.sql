@@ -60,3 +60,6 @@ CREATE TABLE board_resets (
     reset_at timestamptz NOT NULL,
     PRIMARY KEY (campaign_id, board)
 );
+
+-- An operator's page of one player lists their latest results.
+CREATE INDEX results_user ON results (user_id, accepted_at DESC);

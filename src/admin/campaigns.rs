@@ -355,6 +355,38 @@ pub async fn reset(
     })))
 }
 
+/// `GET /admin/campaigns/{name}/results.csv`: every accepted result of the campaign, oldest
+/// first, streamed as it is read (never held whole); `removed` is `t` for results an operator
+/// took off the boards. The memory engine exports the results it still keeps.
+pub async fn results_csv(
+    admin: Admin,
+    name: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    use futures_util::StreamExt;
+    let campaign = held(&engine, &name).await?;
+    let rows = engine
+        .gateway
+        .store
+        .results_csv(campaign.name.as_str())
+        .await
+        .map_err(store_failed)?;
+    audited(&engine, &admin, "results_export", &name, Value::Null).await;
+    let body = rows.map(|chunk| {
+        chunk.map_err(|err| {
+            tracing::warn!(%err, "results export cut short");
+            actix_web::error::ErrorInternalServerError("export failed")
+        })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{}-results.csv\"", campaign.name),
+        ))
+        .streaming(body))
+}
+
 /// `POST /admin/campaigns/{name}/close`: no game starts from now on; games under way may be
 /// submitted until their `max_duration_ms` runs out. Closing a closed campaign changes nothing.
 pub async fn close(

@@ -33,6 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(campaigns::update)),
     )
     .service(resource("/admin/campaigns/{name}/close").route(web::post().to(campaigns::close)))
+    .service(
+        resource("/admin/campaigns/{name}/results.csv")
+            .route(web::get().to(campaigns::results_csv)),
+    )
     .service(resource("/admin/campaigns/{name}/rebuild").route(web::post().to(campaigns::rebuild)))
     .service(
         resource("/admin/campaigns/{name}/boards/{board}/reset")

@@ -22,6 +22,9 @@ use super::body::Fields;
 use super::{audited, limit, rfc3339, store_failed, Admin};
 use crate::routes::read_body;
 
+/// Latest results and flags a player's page shows.
+const USER_PAGE_ROWS: usize = 20;
+
 /// Longest ban reason and announcement.
 const MAX_REASON: usize = 200;
 const MAX_ANNOUNCE: usize = 500;
@@ -207,14 +210,48 @@ pub async fn show(
     }
     let ban = gateway.store.bans(now).await.map_err(store_failed)?;
     let ban = ban.iter().find(|b| b.user == user);
-    if sockets.is_empty() && boards.is_empty() && ban.is_none() {
+    let results = gateway
+        .store
+        .recent_results(&user, USER_PAGE_ROWS)
+        .await
+        .map_err(store_failed)?;
+    let flags = gateway
+        .store
+        .flagged(&podium_actors::domain::operator::FlagQuery {
+            user: Some(user.to_string()),
+            limit: USER_PAGE_ROWS,
+            ..Default::default()
+        })
+        .await
+        .map_err(store_failed)?;
+    if sockets.is_empty()
+        && boards.is_empty()
+        && ban.is_none()
+        && results.is_empty()
+        && flags.is_empty()
+    {
         return Err(ClientError::NotFound);
     }
+    let results: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "session": r.session_id,
+                "campaign": r.campaign_id,
+                "score": r.score,
+                "region": r.region,
+                "accepted_at": rfc3339(Some(r.at_ms.max(0) as u64)),
+            })
+        })
+        .collect();
+    let flags: Vec<Value> = flags.iter().map(super::review::row).collect();
     Ok(HttpResponse::Ok().json(json!({
         "user": user.as_str(),
         "sockets": { "instance": engine.instance, "open": sockets },
         "boards": boards,
         "ban": ban.map(ban_json),
+        "results": results,
+        "flags": flags,
     })))
 }
 

@@ -38,7 +38,7 @@ fn rule(reason: Option<Refusal>) -> Option<&'static str> {
     })
 }
 
-fn row(r: &Record) -> Value {
+pub fn row(r: &Record) -> Value {
     let duration_ms = (r.at_ms - r.started_ms).max(0);
     let per_second = if duration_ms > 0 {
         r.score as f64 * 1000.0 / duration_ms as f64

@@ -649,3 +649,87 @@ async fn enough_cheat_refusals_ban_a_player_automatically() {
     let (_, bans) = s.admin("GET", "/admin/bans", None).await;
     assert_eq!(bans["bans"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn results_export_as_csv_and_a_players_page_shows_their_results_and_flags() {
+    let s = TestServer::start();
+    let mut p = s.player("xia").await;
+    p.play(30).await;
+    p.play(45).await;
+    let early = p.start_game("demo").await;
+    assert_eq!(p.submit(&early, 1).await["reason"], "too_fast");
+    s.player("yan,the \"great\"").await.play(12).await;
+    if s.config.postgres.url.is_some() {
+        eventually("the results reach PostgreSQL", || async {
+            stream_backlog(&s.config).await == 0
+        })
+        .await;
+    }
+    s.admin("DELETE", "/admin/campaigns/quick/boards/scores/xia", None)
+        .await;
+    let (status, head, csv) = s
+        .request(
+            "GET",
+            "/admin/campaigns/quick/results.csv",
+            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/csv"),
+        "{head}"
+    );
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&csv)
+    } else {
+        csv
+    };
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "session_id,user_id,region,score,started_at,accepted_at,removed"
+    );
+    assert_eq!(lines.len(), 4, "three accepted results: {body}");
+    assert!(
+        lines[1].contains(",xia,,30,") && lines[1].ends_with(",t"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[3].contains("\"yan,the \"\"great\"\"\"") && lines[3].ends_with(",f"),
+        "{}",
+        lines[3]
+    );
+    let (status, page) = s.admin("GET", "/admin/users/xia", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    assert_eq!(page["results"][0]["score"], 45, "newest first");
+    eventually("the refusal reaches review", || async {
+        let page = s.admin("GET", "/admin/users/xia", None).await.1;
+        page["flags"][0]["reason"] == "too_fast"
+    })
+    .await;
+    let (status, _) = s
+        .admin("GET", "/admin/campaigns/nope/results.csv", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(raw: &str) -> String {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}

@@ -25,6 +25,8 @@ struct Inner {
     banned: std::collections::HashSet<UserId>,
     /// A banned player's bests, taken off the boards until the ban is lifted.
     held: HashMap<UserId, Vec<(BoardKey, u64, u64)>>,
+    /// When an operator removed a player's scores from a campaign: (campaign, user) -> ms.
+    removals: HashMap<(String, UserId), u64>,
     /// The latest decided attempts, newest first, as PostgreSQL would hold them (for review);
     /// at most [`MEMORY_RECORDS_KEPT`].
     records: VecDeque<Record>,
@@ -102,8 +104,11 @@ impl MemoryStore {
     }
 
     /// Drops the player's bests from every board of `campaign`; answers from how many.
-    pub fn remove_scores(&self, user: &UserId, campaign: &str) -> u64 {
+    pub fn remove_scores(&self, user: &UserId, campaign: &str, now_ms: u64) -> u64 {
         let mut inner = self.lock();
+        inner
+            .removals
+            .insert((campaign.to_owned(), user.clone()), now_ms);
         let mut removed = 0;
         for (key, (board, version)) in inner.boards.iter_mut() {
             if key.campaign.as_str() == campaign && board.take(user).is_some() {
@@ -258,6 +263,46 @@ impl MemoryStore {
         self.ops().bans.remove(user).is_some()
     }
 
+    /// A player's latest accepted results, newest first.
+    pub fn recent(&self, user: &UserId, limit: usize) -> Vec<Record> {
+        self.lock()
+            .records
+            .iter()
+            .filter(|r| r.reason.is_none() && r.user_id == user.as_str())
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The campaign's accepted results this engine still keeps, oldest first, as CSV rows
+    /// (the columns of `postgres::results::CSV_HEADER`).
+    pub fn results_csv(&self, campaign: &str) -> Vec<String> {
+        let inner = self.lock();
+        let mut rows: Vec<&Record> = inner
+            .records
+            .iter()
+            .filter(|r| r.reason.is_none() && r.campaign_id == campaign)
+            .collect();
+        rows.sort_by_key(|r| r.at_ms);
+        rows.iter()
+            .map(|r| {
+                let removed = UserId::stored(&r.user_id)
+                    .and_then(|u| inner.removals.get(&(campaign.to_owned(), u)))
+                    .is_some_and(|at| r.at_ms <= *at as i64);
+                format!(
+                    "{},{},{},{},{},{},{}\n",
+                    r.session_id,
+                    csv_field(&r.user_id),
+                    r.region.as_deref().unwrap_or(""),
+                    r.score,
+                    crate::domain::clock::utc_ms(r.started_ms.max(0) as u64),
+                    crate::domain::clock::utc_ms(r.at_ms.max(0) as u64),
+                    if removed { "t" } else { "f" },
+                )
+            })
+            .collect()
+    }
+
     /// Refused attempts the query asks for, newest first.
     pub fn flagged(&self, q: &FlagQuery) -> Vec<Record> {
         let mut found: Vec<Record> = self
@@ -319,5 +364,14 @@ impl MemoryStore {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (user ids may).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
     }
 }

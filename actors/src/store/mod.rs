@@ -239,7 +239,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<u64, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.remove_scores(user, campaign.name.as_str())),
+            Store::Memory(m) => Ok(m.remove_scores(user, campaign.name.as_str(), now_ms)),
             Store::Durable(d) => {
                 let (name, who) = (campaign.name.as_str(), user.as_str());
                 postgres::results::mark_removed(&d.pg, name, who, now_ms).await?;
@@ -372,6 +372,48 @@ impl Store {
             Store::Memory(m) => Ok(m.lift_ban(user)),
             Store::Durable(d) => pg::lift_ban(&d.pg, user).await,
         }
+    }
+
+    /// A player's latest accepted results, newest first (the memory engine keeps the latest
+    /// of everyone's only).
+    pub async fn recent_results(
+        &self,
+        user: &UserId,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.recent(user, limit)),
+            Store::Durable(d) => postgres::results::recent(&d.pg, user.as_str(), limit).await,
+        }
+    }
+
+    /// Every accepted result of the campaign as CSV, header first, streamed: from PostgreSQL
+    /// without holding the export, or from what the memory engine keeps.
+    pub async fn results_csv(
+        &self,
+        campaign: &str,
+    ) -> Result<
+        futures_util::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>,
+        StoreError,
+    > {
+        use futures_util::StreamExt;
+        let header = futures_util::stream::once(async {
+            Ok(bytes::Bytes::from_static(
+                postgres::results::CSV_HEADER.as_bytes(),
+            ))
+        });
+        Ok(match self {
+            Store::Memory(m) => {
+                let rows = m
+                    .results_csv(campaign)
+                    .into_iter()
+                    .map(|r| Ok(bytes::Bytes::from(r)));
+                header.chain(futures_util::stream::iter(rows)).boxed()
+            }
+            Store::Durable(d) => header
+                .chain(postgres::results::results_csv(&d.pg, campaign).await?)
+                .boxed(),
+        })
     }
 
     /// Refused attempts for review, newest first (the memory engine keeps the latest only).

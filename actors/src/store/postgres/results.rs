@@ -248,6 +248,77 @@ pub async fn mark_removed(
     .await
 }
 
+/// A player's latest accepted results, newest first.
+pub async fn recent(pool: &Pool, user: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+    timed("recent_results", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let rows = client
+            .query(
+                "SELECT session_id, user_id, campaign_id, score, (extract(epoch FROM started_at) * 1000)::int8,
+                        (extract(epoch FROM accepted_at) * 1000)::int8, region
+                 FROM results WHERE user_id = $1 ORDER BY accepted_at DESC LIMIT $2",
+                &[&user, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Record {
+                session_id: r.get(0),
+                user_id: r.get(1),
+                campaign_id: r.get(2),
+                score: r.get(3),
+                started_ms: r.get(4),
+                at_ms: r.get(5),
+                reason: None,
+                region: r.get(6),
+                limit: None,
+            })
+            .collect())
+    })
+    .await
+}
+
+/// The header of a results export, and the columns each row has.
+pub const CSV_HEADER: &str = "session_id,user_id,region,score,started_at,accepted_at,removed\n";
+
+/// Every accepted result of the campaign as CSV (with [`CSV_HEADER`]), streamed by PostgreSQL's
+/// `COPY ... TO STDOUT`: the export is never held whole. The pooled connection travels with
+/// the stream and returns to the pool when it ends.
+pub async fn results_csv(
+    pool: &Pool,
+    campaign: &str,
+) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, StoreError>> + use<>, StoreError>
+{
+    use futures_util::StreamExt;
+    let client = pool.get().await.map_err(pg_err)?;
+    // COPY takes no parameters: the name is quoted as a literal (campaign names are letters,
+    // digits, - and _ anyway).
+    let literal = format!("'{}'", campaign.replace('\'', "''"));
+    let sql = format!(
+        "COPY (SELECT r.session_id, r.user_id, r.region, r.score,
+                      to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                      to_char(r.accepted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                      x.removed_at IS NOT NULL AND r.accepted_at <= x.removed_at
+               FROM results r LEFT JOIN score_removals x ON x.campaign_id = r.campaign_id AND x.user_id = r.user_id
+               WHERE r.campaign_id = {literal} ORDER BY r.accepted_at)
+         TO STDOUT WITH (FORMAT csv)"
+    );
+    let copy = client.copy_out(sql.as_str()).await.map_err(pg_err)?;
+    let state = (client, Box::pin(copy));
+    Ok(futures_util::stream::unfold(
+        Some(state),
+        |state| async move {
+            let (client, mut copy) = state?;
+            match copy.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), Some((client, copy)))),
+                Some(Err(e)) => Some((Err(pg_err(e)), None)),
+                None => None,
+            }
+        },
+    ))
+}
+
 /// The regions a campaign's results came from (one board each).
 pub async fn regions(pool: &Pool, campaign: &str) -> Result<Vec<String>, StoreError> {
     let client = pool.get().await.map_err(pg_err)?;
