@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod conns;
 pub mod observe;
+pub mod policy;
+pub mod public;
 pub mod routes;
 
 use std::future::Future;
@@ -39,6 +41,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .then_some(config.max_connections_per_ip);
     let per_ip = conns::PerIp::default();
     let admin = web::Data::new(admin_auth(&config)?);
+    let origins = web::Data::new(policy::Origins(Arc::new(
+        config.cors_allowed_origins.clone(),
+    )));
+    let reads = web::Data::new(public::ReadCache::default());
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
@@ -46,9 +52,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         App::new()
             .wrap(actix_web::middleware::from_fn(conns::refuse_over_cap))
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
+            // Outermost, so every answer carries the security headers, errors included.
+            .wrap(actix_web::middleware::from_fn(policy::apply))
             .app_data(data.clone())
             .app_data(gateway.clone())
             .app_data(admin.clone())
+            .app_data(origins.clone())
+            .app_data(reads.clone())
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
     })

@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get("/metrics").to(metrics))
     .service(resource("/dev/token").route(web::post().to(dev_token)))
     .service(get("/leaderboard/{campaign}/{board}").to(leaderboard))
-    .service(get("/api/campaigns/{campaign}/boards/{board}/archives").to(archives))
+    .configure(crate::public::configure)
     .configure(crate::admin::configure)
     .service(get("/").to(|| page(INDEX_HTML, "text/html; charset=utf-8")))
     .service(get("/app.js").to(|| page(APP_JS, "text/javascript; charset=utf-8")))
@@ -288,42 +288,6 @@ async fn leaderboard(
     let total = store.count(&key).await.map_err(failed)?;
     let rows = store.page(&key, from, limit).await.map_err(failed)?;
     Ok(HttpResponse::Ok().json(json!({ "room": room.to_string(), "total": total, "rows": rows })))
-}
-
-/// Rows of each archive `GET .../archives` shows.
-const ARCHIVE_ROWS: usize = 100;
-
-/// `GET /api/campaigns/{campaign}/boards/{board}/archives`: the board's archives (one per
-/// reset), newest first, each with its top rows and how many players it held.
-async fn archives(
-    path: web::Path<(String, String)>,
-    engine: web::Data<Arc<Engine>>,
-) -> Result<HttpResponse, ClientError> {
-    let (campaign, board) = path.into_inner();
-    let found = engine
-        .gateway
-        .campaigns
-        .get(&campaign)
-        .ok_or(ClientError::UnknownCampaign)?;
-    let room = crate::admin::campaigns::board_of(&found, &board)?;
-    let key = BoardKey::for_room(&room, now_ms());
-    let all = engine.gateway.store.archives(&key).await.map_err(|err| {
-        tracing::warn!(%err, "archive read failed");
-        ClientError::Internal
-    })?;
-    let shown: Vec<serde_json::Value> = all
-        .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "board": a.board,
-                "archived_at": crate::admin::rfc3339(Some(a.at_ms)),
-                "players": a.rows.len(),
-                "rows": &a.rows[..a.rows.len().min(ARCHIVE_ROWS)],
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "room": room.to_string(), "archives": shown })))
 }
 
 #[derive(Deserialize)]

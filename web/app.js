@@ -32,6 +32,9 @@ const MESSAGES = {
   payload_too_large: "That request was too large.",
   request_timeout: "The connection is too slow. Try again.",
   method_not_allowed: "The game asked the server something it does not answer. Reload the page.",
+  banned: "This account may not play this campaign.",
+  too_many_games: "That is enough games for this hour. Come back later!",
+  kicked: "You were disconnected by the organiser. Reconnecting…",
 };
 const explain = (code) => MESSAGES[code] ?? `Unexpected error (${code}).`;
 
@@ -88,6 +91,11 @@ function connect() {
       say(explain("unauthorized"), "bad");
       return signOut();
     }
+    if (event.code === 4403) {
+      setStatus("Offline", "error");
+      return say(explain("banned"), "bad");
+    }
+    if (event.code === 4000) say(explain("kicked"));
     if (event.code === 4429 && event.reason === "too_many_connections_for_user") {
       setStatus("Offline", "error");
       return say(explain("too_many_connections_for_user"), "bad");
@@ -131,9 +139,13 @@ function handle(msg) {
     case "result":
       showResult(msg);
       break;
+    case "announce":
+      // An organiser's message: shown where results are, as the game's own voice.
+      say(msg.text, "announce");
+      break;
     case "error":
       say(explain(msg.code), "bad");
-      if (msg.code === "bad_session" || msg.code === "campaign_closed") resetGame();
+      if (["bad_session", "campaign_closed", "too_many_games", "banned"].includes(msg.code)) resetGame();
       break;
   }
 }

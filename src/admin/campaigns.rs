@@ -280,18 +280,6 @@ pub async fn remove_scores(
         .json(json!({ "campaign": name, "user": user.as_str(), "boards": boards })))
 }
 
-/// The board `board` (`global`, `daily`, `region:eu`) of a campaign, as a room names it.
-pub fn board_of(
-    campaign: &Campaign,
-    board: &str,
-) -> Result<podium_actors::domain::ids::RoomId, ClientError> {
-    let room = podium_actors::domain::ids::RoomId::parse(&format!("{}/{board}", campaign.name))?;
-    if !campaign.rules.has_board(&room.board) {
-        return Err(ClientError::UnknownRoom("the campaign has no such board"));
-    }
-    Ok(room)
-}
-
 /// `POST /admin/campaigns/{name}/boards/{board}/reset {"archive"}`: the board starts empty;
 /// what it held is kept as the archive `archive` (default: the time of the reset), readable at
 /// `GET /api/campaigns/{name}/boards/{board}/archives`. Results stay in the database, and a
@@ -313,7 +301,7 @@ pub async fn reset(
     let body = Fields::of(&raw)?;
     body.only(&["archive"])?;
     let campaign = held(&engine, &name).await?;
-    let room = board_of(&campaign, &board)?;
+    let room = crate::public::board_of(&campaign, &board)?;
     let now = now_ms();
     let archive = match body.text("archive")? {
         None => rfc3339(Some(now)).as_str().unwrap_or_default().to_owned(),

@@ -13,5 +13,6 @@ mod games;
 mod hostile;
 mod http;
 mod persist;
+mod public;
 mod rooms;
 mod store;

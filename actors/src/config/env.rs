@@ -68,6 +68,7 @@ env_table! {
     "PODIUM_DEV_MODE" => dev_mode: some_flag "true or false",
     "PODIUM_TRUST_PROXY" => trust_proxy: flag "true or false",
     "PODIUM_MAX_CONNECTIONS_PER_IP" => max_connections_per_ip: parsed "a whole number of connections (0 = no limit)",
+    "CORS_ALLOWED_ORIGINS" => cors_allowed_origins: list "origins, comma-separated",
     "LOG_FORMAT" => log_format: parsed "text or json",
     "PODIUM_ENGINE" => engine: some_parsed "memory or redis",
     "REDIS_URL" => redis.url: text "a redis:// URL",

@@ -26,6 +26,9 @@ pub struct Config {
     /// new connection is 429. 0 turns it off; behind a trusted proxy it does not apply, since
     /// every connection comes from the proxy (`PODIUM_MAX_CONNECTIONS_PER_IP`).
     pub max_connections_per_ip: usize,
+    /// Origins (`https://game.example.com`) whose pages may call the HTTP API and open
+    /// sockets; empty means same-origin only (`CORS_ALLOWED_ORIGINS`, comma-separated).
+    pub cors_allowed_origins: Vec<String>,
     /// `text` or `json` log lines (`LOG_FORMAT`).
     pub log_format: LogFormat,
     pub ws: WsConfig,
@@ -248,6 +251,7 @@ impl Default for Config {
             dev_mode: None,
             trust_proxy: false,
             max_connections_per_ip: 1_000,
+            cors_allowed_origins: Vec::new(),
             log_format: LogFormat::Text,
             ws: WsConfig::default(),
             jwt: JwtConfig::default(),

@@ -1,0 +1,250 @@
+//! The public read API, `/api/campaigns/...`: a campaign as players may see it, pages of its
+//! boards, the rows around a player, and a board's archives. Board reads are served from a
+//! cache of at most one second per instance ([`ReadCache`]), so however many pages read a
+//! board, this instance reads it from the store about once a second; answers say
+//! `Cache-Control: public, max-age=1`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpResponse};
+use podium_actors::domain::board::Entry;
+use podium_actors::domain::campaign::Campaign;
+use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::error::ClientError;
+use podium_actors::domain::ids::{BoardKey, RoomId, UserId};
+use podium_actors::engine::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::rfc3339;
+
+/// How long a board read is served from the cache.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Rows of a board the cache holds: pages within them cost no store read.
+const CACHED_ROWS: usize = 1_000;
+/// Boards the cache holds at most; past it, boards not read within a second are dropped.
+const CACHED_BOARDS: usize = 10_000;
+/// Rows one page may hold.
+const MAX_PAGE: usize = 1_000;
+/// Ranks shown above and below a player.
+const AROUND: u64 = 5;
+
+/// A board's size and first rows, as read at one moment.
+type Read = Arc<(u64, Vec<Entry>)>;
+
+/// The first rows of each board read recently, and the board's size, by board.
+#[derive(Default)]
+pub struct ReadCache {
+    /// A std mutex: held for a map lookup or insert, never across a store read.
+    boards: Mutex<HashMap<BoardKey, (Instant, Read)>>,
+}
+
+impl ReadCache {
+    /// The board's size and first rows, from the cache when fresh, else from the store.
+    async fn board(
+        &self,
+        engine: &Engine,
+        key: &BoardKey,
+    ) -> Result<Arc<(u64, Vec<Entry>)>, ClientError> {
+        {
+            let boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, held)) = boards.get(key) {
+                if at.elapsed() < FRESH_FOR {
+                    return Ok(held.clone());
+                }
+            }
+        }
+        let store = &engine.gateway.store;
+        let failed = |err: podium_actors::store::StoreError| {
+            tracing::warn!(%err, "board read failed");
+            if err.is_unreachable() {
+                ClientError::Unavailable
+            } else {
+                ClientError::Internal
+            }
+        };
+        let total = store.count(key).await.map_err(failed)?;
+        let rows = store.page(key, 1, CACHED_ROWS).await.map_err(failed)?;
+        let held = Arc::new((total, rows));
+        let mut boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
+        if boards.len() >= CACHED_BOARDS {
+            boards.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        }
+        boards.insert(key.clone(), (Instant::now(), held.clone()));
+        Ok(held)
+    }
+}
+
+fn cached(body: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=1"))
+        .json(body)
+}
+
+fn campaign(engine: &Engine, name: &str) -> Result<Arc<Campaign>, ClientError> {
+    engine
+        .gateway
+        .campaigns
+        .get(name)
+        .ok_or(ClientError::UnknownCampaign)
+}
+
+/// The campaign's board `board` (`global`, `daily`, `region:eu`) as a room names it.
+pub fn board_of(c: &Campaign, board: &str) -> Result<RoomId, ClientError> {
+    let room = RoomId::parse(&format!("{}/{board}", c.name))?;
+    if !c.rules.has_board(&room.board) {
+        return Err(ClientError::UnknownRoom("the campaign has no such board"));
+    }
+    Ok(room)
+}
+
+/// `GET /api/campaigns/{name}`: title, window, boards, regions and the rules a game may show.
+pub async fn show(
+    name: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let c = campaign(&engine, &name)?;
+    let r = &c.rules;
+    let mut boards = vec!["global".to_owned(), "daily".to_owned()];
+    boards.extend(r.regions.iter().map(|code| format!("region:{code}")));
+    Ok(cached(json!({
+        "name": c.name.as_str(),
+        "title": c.title(),
+        "starts_at": rfc3339(r.starts_at_ms),
+        "ends_at": rfc3339(r.ends_at_ms),
+        "open": c.takes_games_at(now_ms()),
+        "boards": boards,
+        "regions": r.regions,
+        "rules": {
+            "min_duration_ms": r.min_duration_ms,
+            "max_duration_ms": r.max_duration_ms,
+            "max_score": r.max_score,
+            "max_score_per_second": r.max_score_per_second,
+            "max_games_per_hour": r.max_games_per_hour,
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<usize>,
+    offset: Option<u64>,
+}
+
+/// `GET /api/campaigns/{name}/boards/{board}?limit=50&offset=0`: `limit` rows from the
+/// `offset`-th (0 is the top), with the board's size.
+pub async fn board(
+    path: web::Path<(String, String)>,
+    query: web::Query<Page>,
+    engine: web::Data<Arc<Engine>>,
+    cache: web::Data<ReadCache>,
+) -> Result<HttpResponse, ClientError> {
+    let (name, board) = path.into_inner();
+    let room = board_of(&*campaign(&engine, &name)?, &board)?;
+    let limit = query.limit.unwrap_or(50);
+    let offset = query.offset.unwrap_or(0);
+    if limit == 0 || limit > MAX_PAGE || offset >= podium_actors::domain::protocol::MAX_SCORE {
+        return Err(ClientError::BadMessage(format!(
+            "limit is 1 to {MAX_PAGE} and offset 0 or more"
+        )));
+    }
+    let key = BoardKey::for_room(&room, now_ms());
+    let held = cache.board(&engine, &key).await?;
+    let (total, top) = (&held.0, &held.1);
+    let end = offset.saturating_add(limit as u64);
+    let rows: Vec<Entry> = if end <= CACHED_ROWS as u64 {
+        top.iter()
+            .skip(offset as usize)
+            .take(limit)
+            .cloned()
+            .collect()
+    } else {
+        engine
+            .gateway
+            .store
+            .page(&key, offset + 1, limit)
+            .await
+            .map_err(|_| ClientError::Unavailable)?
+    };
+    Ok(cached(json!({
+        "room": room.to_string(),
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "rows": rows,
+    })))
+}
+
+/// `GET /api/campaigns/{name}/boards/{board}/around/{user}`: the rows from five ranks above
+/// the player to five below; 404 when they have no score there.
+pub async fn around(
+    path: web::Path<(String, String, String)>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let (name, board, user) = path.into_inner();
+    let room = board_of(&*campaign(&engine, &name)?, &board)?;
+    let user = UserId::parse(&user).map_err(|_| ClientError::NotFound)?;
+    let key = BoardKey::for_room(&room, now_ms());
+    let rows = engine
+        .gateway
+        .store
+        .around(&key, &user, AROUND)
+        .await
+        .map_err(|_| ClientError::Unavailable)?;
+    if rows.is_empty() {
+        return Err(ClientError::NotFound);
+    }
+    Ok(cached(
+        json!({ "room": room.to_string(), "user": user.as_str(), "rows": rows }),
+    ))
+}
+
+/// Rows of each archive the listing shows.
+const ARCHIVE_ROWS: usize = 100;
+
+/// `GET /api/campaigns/{name}/boards/{board}/archives`: the board's archives (one per reset),
+/// newest first, each with its top rows and how many players it held.
+pub async fn archives(
+    path: web::Path<(String, String)>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let (name, board) = path.into_inner();
+    let room = board_of(&*campaign(&engine, &name)?, &board)?;
+    let key = BoardKey::for_room(&room, now_ms());
+    let all = engine.gateway.store.archives(&key).await.map_err(|err| {
+        tracing::warn!(%err, "archive read failed");
+        ClientError::Unavailable
+    })?;
+    let shown: Vec<Value> = all
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "board": a.board,
+                "archived_at": rfc3339(Some(a.at_ms)),
+                "players": a.rows.len(),
+                "rows": &a.rows[..a.rows.len().min(ARCHIVE_ROWS)],
+            })
+        })
+        .collect();
+    Ok(cached(
+        json!({ "room": room.to_string(), "archives": shown }),
+    ))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::routes::resource;
+    cfg.service(resource("/api/campaigns/{name}").route(web::get().to(show)))
+        .service(resource("/api/campaigns/{name}/boards/{board}").route(web::get().to(board)))
+        .service(
+            resource("/api/campaigns/{name}/boards/{board}/around/{user}")
+                .route(web::get().to(around)),
+        )
+        .service(
+            resource("/api/campaigns/{name}/boards/{board}/archives")
+                .route(web::get().to(archives)),
+        );
+}
