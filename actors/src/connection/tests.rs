@@ -195,20 +195,22 @@ async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
     )];
     for i in 0..40 {
         let user = UserId::parse(&format!("player-with-a-long-name-{i:02}")).unwrap();
-        memory.decide(&Attempt {
-            session_id: &format!("s{i}"),
-            user: &user,
-            campaign: &CampaignId::new("demo"),
-            score: 100 + i,
-            started_ms: 0,
-            now_ms: now_ms(),
-            keep_until_ms: u64::MAX,
-            refused: None,
-            region: None,
-            boards: &boards,
-            fallback: false,
-            limit: None,
-        });
+        memory
+            .decide(&Attempt {
+                session_id: &format!("s{i}"),
+                user: &user,
+                campaign: &CampaignId::new("demo"),
+                score: 100 + i,
+                started_ms: 0,
+                now_ms: now_ms(),
+                keep_until_ms: u64::MAX,
+                refused: None,
+                region: None,
+                boards: &boards,
+                fallback: false,
+                limit: None,
+            })
+            .expect("nobody is banned");
     }
     let join = json!({"type": "join", "room": "demo/global"});
     let roomy = serve(
