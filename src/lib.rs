@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod conns;
 pub mod observe;
+pub mod openapi;
 pub mod policy;
 pub mod public;
 pub mod routes;

@@ -27,6 +27,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get("/health").to(health))
     .service(get("/ready").to(ready))
     .service(get("/metrics").to(metrics))
+    .service(get("/openapi.json").to(|| async {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(crate::openapi::document())
+    }))
     .service(resource("/dev/token").route(web::post().to(dev_token)))
     .service(get("/leaderboard/{campaign}/{board}").to(leaderboard))
     .configure(crate::public::configure)
