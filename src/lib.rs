@@ -116,6 +116,7 @@ fn admin_auth(config: &Config) -> anyhow::Result<admin::AdminAuth> {
     Ok(admin::AdminAuth::new(
         &keys,
         &config.admin.role_claim,
+        config.admin.auth_failures_per_minute,
         config.trust_proxy,
     ))
 }

@@ -237,14 +237,16 @@ pub async fn archives(
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use crate::routes::resource;
-    cfg.service(resource("/api/campaigns/{name}").route(web::get().to(show)))
-        .service(resource("/api/campaigns/{name}/boards/{board}").route(web::get().to(board)))
+    cfg.service(resource("/api/campaigns/{name}", "GET").route(web::get().to(show)))
         .service(
-            resource("/api/campaigns/{name}/boards/{board}/around/{user}")
+            resource("/api/campaigns/{name}/boards/{board}", "GET").route(web::get().to(board)),
+        )
+        .service(
+            resource("/api/campaigns/{name}/boards/{board}/around/{user}", "GET")
                 .route(web::get().to(around)),
         )
         .service(
-            resource("/api/campaigns/{name}/boards/{board}/archives")
+            resource("/api/campaigns/{name}/boards/{board}/archives", "GET")
                 .route(web::get().to(archives)),
         );
 }

@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .content_type("application/json")
             .body(crate::openapi::document())
     }))
-    .service(resource("/dev/token").route(web::post().to(dev_token)))
+    .service(resource("/dev/token", "POST").route(web::post().to(dev_token)))
     .service(get("/leaderboard/{campaign}/{board}").to(leaderboard))
     .configure(crate::public::configure)
     .configure(crate::admin::configure)
@@ -45,18 +45,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Largest request body any route takes.
 const MAX_BODY: usize = 4_096;
 
-/// A path that exists: a method it does not serve is 405 `method_not_allowed`, not 404.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async {
-        HttpResponse::MethodNotAllowed().json(
-            json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}}),
-        )
+/// A path that exists, serving the methods `allow` lists (`"GET, POST"`): another method is
+/// 405 `method_not_allowed` with that `Allow` header, not 404.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .json(
+                json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}}),
+            )
     }))
 }
 
 /// A path served on GET.
 fn get(path: &str) -> GetRoute {
-    GetRoute(resource(path))
+    GetRoute(resource(path, "GET"))
 }
 
 struct GetRoute(actix_web::Resource);

@@ -16,8 +16,7 @@ use podium_actors::domain::error::ClientError;
 use podium_actors::domain::window::WindowLimiter;
 use sha2::{Digest, Sha256};
 
-/// Failed admin authentications one address may make per window before it is refused.
-const FAILURES_PER_WINDOW: u32 = 10;
+/// The window failed admin authentications are counted in (`ADMIN_AUTH_FAILURES_PER_MINUTE`).
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Built once at start; shared by every worker.
@@ -33,7 +32,12 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
-    pub fn new(keys: &[AdminKey], role_claim: &str, trust_proxy: bool) -> Self {
+    pub fn new(
+        keys: &[AdminKey],
+        role_claim: &str,
+        failures_per_minute: u32,
+        trust_proxy: bool,
+    ) -> Self {
         Self {
             enabled: !keys.is_empty(),
             keys: keys
@@ -41,7 +45,7 @@ impl AdminAuth {
                 .map(|k| (k.name.clone(), digest(&k.secret)))
                 .collect(),
             role_claim: role_claim.into(),
-            failures: WindowLimiter::new(FAILURE_WINDOW, FAILURES_PER_WINDOW),
+            failures: WindowLimiter::new(FAILURE_WINDOW, failures_per_minute),
             trust_proxy,
         }
     }
@@ -167,6 +171,7 @@ mod tests {
                 secret: "k".repeat(24),
             }],
             "role",
+            10,
             false,
         );
         assert_eq!(auth.key_named(&"k".repeat(24)), Some("ops"));

@@ -23,41 +23,46 @@ pub use auth::{Admin, AdminAuth};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use crate::routes::resource;
     cfg.service(
-        resource("/admin/campaigns")
+        resource("/admin/campaigns", "GET, POST")
             .route(web::get().to(campaigns::list))
             .route(web::post().to(campaigns::create)),
     )
     .service(
-        resource("/admin/campaigns/{name}")
+        resource("/admin/campaigns/{name}", "GET, PATCH")
             .route(web::get().to(campaigns::show))
             .route(web::patch().to(campaigns::update)),
     )
-    .service(resource("/admin/campaigns/{name}/close").route(web::post().to(campaigns::close)))
     .service(
-        resource("/admin/campaigns/{name}/results.csv")
+        resource("/admin/campaigns/{name}/close", "POST").route(web::post().to(campaigns::close)),
+    )
+    .service(
+        resource("/admin/campaigns/{name}/results.csv", "GET")
             .route(web::get().to(campaigns::results_csv)),
     )
-    .service(resource("/admin/campaigns/{name}/rebuild").route(web::post().to(campaigns::rebuild)))
     .service(
-        resource("/admin/campaigns/{name}/boards/{board}/reset")
+        resource("/admin/campaigns/{name}/rebuild", "POST")
+            .route(web::post().to(campaigns::rebuild)),
+    )
+    .service(
+        resource("/admin/campaigns/{name}/boards/{board}/reset", "POST")
             .route(web::post().to(campaigns::reset)),
     )
     .service(
-        resource("/admin/campaigns/{name}/boards/scores/{user}")
+        resource("/admin/campaigns/{name}/boards/scores/{user}", "DELETE")
             .route(web::delete().to(campaigns::remove_scores)),
     )
-    .service(resource("/admin/users/{user}").route(web::get().to(players::show)))
+    .service(resource("/admin/users/{user}", "GET").route(web::get().to(players::show)))
     .service(
-        resource("/admin/users/{user}/ban")
+        resource("/admin/users/{user}/ban", "POST, DELETE")
             .route(web::post().to(players::ban))
             .route(web::delete().to(players::unban)),
     )
-    .service(resource("/admin/users/{user}/kick").route(web::post().to(players::kick)))
-    .service(resource("/admin/bans").route(web::get().to(players::bans)))
-    .service(resource("/admin/announce").route(web::post().to(players::announce)))
-    .service(resource("/admin/instances").route(web::get().to(players::instances)))
-    .service(resource("/admin/audit").route(web::get().to(players::audit)))
-    .service(resource("/admin/flagged").route(web::get().to(review::flagged)));
+    .service(resource("/admin/users/{user}/kick", "POST").route(web::post().to(players::kick)))
+    .service(resource("/admin/bans", "GET").route(web::get().to(players::bans)))
+    .service(resource("/admin/announce", "POST").route(web::post().to(players::announce)))
+    .service(resource("/admin/instances", "GET").route(web::get().to(players::instances)))
+    .service(resource("/admin/audit", "GET").route(web::get().to(players::audit)))
+    .service(resource("/admin/flagged", "GET").route(web::get().to(review::flagged)));
 }
 
 /// A store failure, as an admin route answers it: retryable when the store is out of reach.

@@ -232,6 +232,11 @@ async fn the_frameworks_own_errors_use_the_json_error_shape() {
         (status, body["error"]["code"].as_str()),
         (405, Some("method_not_allowed"))
     );
+    let (_, head, _) = server.request("PUT", "/admin/users/x/ban", &[], None).await;
+    assert!(
+        head.to_ascii_lowercase().contains("allow: post, delete"),
+        "a 405 names the methods the path takes: {head}"
+    );
     let big = format!(r#"{{"user":"{}"}}"#, "a".repeat(8 << 10));
     let (status, body) = server.http("POST", "/dev/token", Some(&big)).await;
     assert_eq!(

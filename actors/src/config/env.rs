@@ -113,6 +113,7 @@ env_table! {
     "GAME_AUTO_BAN_WINDOW" => admin.auto_ban_window_ms: parsed "a window in milliseconds",
     "ADMIN_API_KEYS" => admin.api_keys: list "name:key pairs, comma-separated",
     "ADMIN_ROLE_CLAIM" => admin.role_claim: string "a claim name",
+    "ADMIN_AUTH_FAILURES_PER_MINUTE" => admin.auth_failures_per_minute: parsed "a whole number of failures",
     "ROOM_TICK" => rooms.tick_ms: parsed "an interval in milliseconds",
     "ROOM_TOP_N" => rooms.top_n: parsed "a whole number of rows",
     "ROOM_MAX_ROOMS" => rooms.max_rooms: parsed "a whole number of rooms",

@@ -114,6 +114,9 @@ pub struct AdminConfig {
     /// The claim of a player-style JWT that must equal `admin` for it to open `/admin/*`
     /// (`ADMIN_ROLE_CLAIM`).
     pub role_claim: String,
+    /// Failed admin authentications one address may make per minute; past it the address is
+    /// answered 429 until the minute is over (`ADMIN_AUTH_FAILURES_PER_MINUTE`).
+    pub auth_failures_per_minute: u32,
     /// Cheat refusals (too_fast, score_too_high, score_rate_too_high, bad_session) within
     /// `auto_ban_window_ms` that ban a player; 0 turns it off (`GAME_AUTO_BAN_FLAGS`).
     pub auto_ban_flags: u32,
@@ -126,6 +129,7 @@ impl Default for AdminConfig {
         Self {
             api_keys: Vec::new(),
             role_claim: "role".into(),
+            auth_failures_per_minute: 10,
             auto_ban_flags: 0,
             auto_ban_window_ms: 3_600_000,
         }

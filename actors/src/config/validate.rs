@@ -151,6 +151,12 @@ impl Config {
                 self.persist.batch_size.to_string(),
             ),
             (
+                "ADMIN_AUTH_FAILURES_PER_MINUTE",
+                self.admin.auth_failures_per_minute >= 1,
+                "at least 1",
+                self.admin.auth_failures_per_minute.to_string(),
+            ),
+            (
                 "PERSIST_FLUSH_INTERVAL",
                 self.persist.flush_interval_ms >= 1,
                 "at least 1 ms",
