@@ -247,254 +247,74 @@ route!(
     )
 );
 
-/// The answers every admin route may give besides its own.
+/// An admin route: the bearer scheme, its own answers, and those every admin route may give
+/// (401 and 403 for credentials, 404 when the admin surface is off or the target unknown, 429
+/// after too many failed logins).
 macro_rules! admin_route {
-    ($name:ident, $method:ident, $path:literal, $($rest:tt)*) => {
-        route!($name, $method, path = $path, tag = "admin", security(("admin" = [])), $($rest)*);
+    ($name:ident, $method:ident, $path:literal, [$($pre:tt)*], ok $ok:tt, errors [$($code:literal),*]) => {
+        route!($name, $method, path = $path, tag = "admin", security(("admin" = [])), $($pre)*
+            responses($ok, $((status = $code, body = ErrorBody),)* (status = 401, body = ErrorBody),
+                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)));
     };
 }
 
-admin_route!(
-    campaigns_list,
-    get,
-    "/admin/campaigns",
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    campaigns_create,
-    post,
-    "/admin/campaigns",
-    request_body = CampaignBody,
-    responses(
-        (status = 201, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    campaigns_show,
-    get,
-    "/admin/campaigns/{name}",
-    params(("name" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    campaigns_update,
-    patch,
-    "/admin/campaigns/{name}",
-    params(("name" = String, Path)),
-    request_body = CampaignBody,
-    responses(
-        (status = 200, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
+admin_route!(campaigns_list, get, "/admin/campaigns", [], ok (status = 200, body = Object), errors []);
+admin_route!(campaigns_create, post, "/admin/campaigns", [request_body = CampaignBody, ], ok (status = 201, body = Object), errors [400, 409, 413]);
+admin_route!(campaigns_show, get, "/admin/campaigns/{name}", [params(("name" = String, Path)), ], ok (status = 200, body = Object), errors []);
+admin_route!(campaigns_update, patch, "/admin/campaigns/{name}", [params(("name" = String, Path)), request_body = CampaignBody, ], ok (status = 200, body = Object), errors [400, 409, 413]);
 admin_route!(
     campaigns_close,
     post,
     "/admin/campaigns/{name}/close",
-    params(("name" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
+    [params(("name" = String, Path)),],
+    ok(status = 200, body = Object),
+    errors[409]
 );
 admin_route!(
     campaigns_rebuild,
     post,
     "/admin/campaigns/{name}/rebuild",
-    params(("name" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
+    [params(("name" = String, Path)),],
+    ok(status = 200, body = Object),
+    errors[503]
 );
-admin_route!(
-    campaigns_reset,
-    post,
-    "/admin/campaigns/{name}/boards/{board}/reset",
-    params(("name" = String, Path), ("board" = String, Path)),
-    request_body = ResetBody,
-    responses(
-        (status = 200, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
-);
+admin_route!(campaigns_reset, post, "/admin/campaigns/{name}/boards/{board}/reset", [params(("name" = String, Path), ("board" = String, Path)), request_body = ResetBody, ], ok (status = 200, body = Object), errors [400, 409, 413, 503]);
 admin_route!(
     campaigns_remove_scores,
     delete,
     "/admin/campaigns/{name}/boards/scores/{user}",
-    params(("name" = String, Path), ("user" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
+    [params(("name" = String, Path), ("user" = String, Path)),],
+    ok(status = 200, body = Object),
+    errors[503]
 );
 admin_route!(
     campaigns_results_csv,
     get,
     "/admin/campaigns/{name}/results.csv",
-    params(("name" = String, Path)),
-    responses(
-        (
-            status = 200,
-            description = "Every accepted result, streamed",
-            content_type = "text/csv"
-        ),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
+    [params(("name" = String, Path)),],
+    ok(
+        status = 200,
+        description = "Every accepted result, streamed",
+        content_type = "text/csv"
+    ),
+    errors[503]
 );
-admin_route!(
-    users_show,
-    get,
-    "/admin/users/{user}",
-    params(("user" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    users_ban,
-    post,
-    "/admin/users/{user}/ban",
-    params(("user" = String, Path)),
-    request_body = BanBody,
-    responses(
-        (status = 200, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
-);
+admin_route!(users_show, get, "/admin/users/{user}", [params(("user" = String, Path)), ], ok (status = 200, body = Object), errors []);
+admin_route!(users_ban, post, "/admin/users/{user}/ban", [params(("user" = String, Path)), request_body = BanBody, ], ok (status = 200, body = Object), errors [400, 413, 503]);
 admin_route!(
     users_unban,
     delete,
     "/admin/users/{user}/ban",
-    params(("user" = String, Path)),
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)
-    )
+    [params(("user" = String, Path)),],
+    ok(status = 200, body = Object),
+    errors[503]
 );
-admin_route!(
-    users_kick,
-    post,
-    "/admin/users/{user}/kick",
-    params(("user" = String, Path)),
-    request_body = ReasonBody,
-    responses(
-        (status = 200, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    bans,
-    get,
-    "/admin/bans",
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(flagged, get, "/admin/flagged",
-    params(("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query),
-        ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)));
-admin_route!(
-    announce,
-    post,
-    "/admin/announce",
-    request_body = AnnounceBody,
-    responses(
-        (status = 200, body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(
-    instances,
-    get,
-    "/admin/instances",
-    responses(
-        (status = 200, body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 429, body = ErrorBody)
-    )
-);
-admin_route!(audit, get, "/admin/audit", params(("limit" = Option<u64>, Query), ("cursor" = Option<u64>, Query)),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)));
+admin_route!(users_kick, post, "/admin/users/{user}/kick", [params(("user" = String, Path)), request_body = ReasonBody, ], ok (status = 200, body = Object), errors [400, 413]);
+admin_route!(bans, get, "/admin/bans", [], ok (status = 200, body = Object), errors []);
+admin_route!(flagged, get, "/admin/flagged", [params(("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = Object), errors [400]);
+admin_route!(announce, post, "/admin/announce", [request_body = AnnounceBody, ], ok (status = 200, body = Object), errors [400, 413]);
+admin_route!(instances, get, "/admin/instances", [], ok (status = 200, body = Object), errors []);
+admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query), ("cursor" = Option<u64>, Query)), ], ok (status = 200, body = Object), errors [400]);
 
 // `body = Object` is utoipa's free-form JSON object: the fields of each answer are in
 // docs/PROTOCOL.md and README; the error shape is exact.
