@@ -29,6 +29,23 @@ impl<'a> Fields<'a> {
         serde_json::from_slice(raw).map_err(|e| ClientError::BadMessage(format!("body: {e}")))
     }
 
+    /// The request's body: a JSON object whose fields are all in `known`; an empty body is
+    /// an empty object when `optional`.
+    pub async fn read(
+        payload: actix_web::web::Payload,
+        known: &[&str],
+        optional: bool,
+    ) -> Result<Value, ClientError> {
+        let raw = crate::routes::read_body(payload).await?;
+        let value = if optional && raw.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(Map::new())
+        } else {
+            Self::parse(&raw)?
+        };
+        Fields::of(&value)?.only(known)?;
+        Ok(value)
+    }
+
     /// Refuses any field not in `known`.
     pub fn only(&self, known: &[&str]) -> Result<(), ClientError> {
         match self.map.keys().find(|k| !known.contains(&k.as_str())) {

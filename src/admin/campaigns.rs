@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 
 use super::body::Fields;
 use super::{audited, rfc3339, store_failed, Admin};
-use crate::routes::read_body;
 
 /// A campaign as the admin API shows it.
 pub fn campaign_json(c: &Campaign, now: u64) -> Value {
@@ -157,9 +156,8 @@ pub async fn create(
     payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
-    let raw = Fields::parse(&read_body(payload).await?)?;
+    let raw = Fields::read(payload, FIELDS, false).await?;
     let body = Fields::of(&raw)?;
-    body.only(FIELDS)?;
     let name = body
         .text("name")?
         .ok_or_else(|| ClientError::BadMessage("name: required".into()))?;
@@ -199,9 +197,8 @@ pub async fn update(
     payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
-    let raw = Fields::parse(&read_body(payload).await?)?;
+    let raw = Fields::read(payload, &FIELDS[1..], false).await?;
     let body = Fields::of(&raw)?;
-    body.only(&FIELDS[1..])?;
     let mut campaign = held(&engine, &name).await?;
     apply(&body, &mut campaign.rules)?;
     let changed = commit(&engine, &mut campaign).await?;
@@ -292,14 +289,8 @@ pub async fn reset(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let (name, board) = path.into_inner();
-    let raw = read_body(payload).await?;
-    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        Fields::parse(&raw)?
-    };
+    let raw = Fields::read(payload, &["archive"], true).await?;
     let body = Fields::of(&raw)?;
-    body.only(&["archive"])?;
     let campaign = held(&engine, &name).await?;
     let room = crate::public::board_of(&campaign, &board)?;
     let now = now_ms();

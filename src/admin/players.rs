@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 
 use super::body::Fields;
 use super::{audited, limit, rfc3339, store_failed, Admin};
-use crate::routes::read_body;
 
 /// Latest results and flags a player's page shows.
 const USER_PAGE_ROWS: usize = 20;
@@ -74,9 +73,8 @@ pub async fn ban(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
-    let raw = Fields::parse(&read_body(payload).await?)?;
+    let raw = Fields::read(payload, &["reason", "until"], false).await?;
     let body = Fields::of(&raw)?;
-    body.only(&["reason", "until"])?;
     let reason = bounded("reason", body.text("reason")?, MAX_REASON)?;
     let now = now_ms();
     let until_ms = body.time("until")?.flatten();
@@ -157,9 +155,8 @@ pub async fn kick(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
-    let raw = Fields::parse(&read_body(payload).await?)?;
+    let raw = Fields::read(payload, &["reason"], false).await?;
     let body = Fields::of(&raw)?;
-    body.only(&["reason"])?;
     let reason = bounded("reason", body.text("reason")?, MAX_REASON)?;
     let published = engine
         .bus
@@ -262,9 +259,8 @@ pub async fn announce(
     payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
-    let raw = Fields::parse(&read_body(payload).await?)?;
+    let raw = Fields::read(payload, &["text", "campaign"], false).await?;
     let body = Fields::of(&raw)?;
-    body.only(&["text", "campaign"])?;
     let text = bounded("text", body.text("text")?, MAX_ANNOUNCE)?;
     let campaign = match body.text("campaign")? {
         None => None,
@@ -334,6 +330,12 @@ pub async fn audit(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let n = limit(query.limit)?;
+    // Entry ids are PostgreSQL bigints: a cursor past them was never given out.
+    if query.cursor.is_some_and(|c| c > i64::MAX as u64) {
+        return Err(ClientError::BadMessage(
+            "cursor: expected a next_cursor this route gave".into(),
+        ));
+    }
     let rows = engine
         .gateway
         .store

@@ -376,6 +376,13 @@ async fn the_audit_log_pages_every_action_newest_first() {
     assert_eq!(rest["next_cursor"], Value::Null);
     let (status, _) = s.admin("GET", "/admin/audit?limit=501", None).await;
     assert_eq!(status, 400);
+    let (status, _) = s
+        .admin("GET", "/admin/audit?cursor=9223372036854775808", None)
+        .await;
+    assert_eq!(
+        status, 400,
+        "a cursor past every id (found by schemathesis)"
+    );
 }
 
 #[tokio::test]
