@@ -37,7 +37,9 @@ async fn the_per_user_cap_counts_sockets_on_every_instance() {
 async fn the_message_window_is_shared_across_instances() {
     let (one, two) = pair(|c| {
         c.ws.rate_limit_max_messages = 6;
-        c.ws.rate_limit_window_ms = 60_000;
+        // Windows are fixed (now / window): an hour makes a rollover during the test, which
+        // would reset the counts, all but impossible (a minute made it about 2 %).
+        c.ws.rate_limit_window_ms = 3_600_000;
         c.ws.rate_limit_max_strikes = 100;
     });
     let mut a = one.player("chatty").await;
@@ -49,8 +51,9 @@ async fn the_message_window_is_shared_across_instances() {
         assert_eq!(b.recv().await["type"], "pong");
     }
     // Six messages across both instances: once the instances have synced their counts (every
-    // quarter window, at most 250 ms), the seventh is refused wherever it arrives.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // quarter window, at most 250 ms), the seventh is refused wherever it arrives. Nothing
+    // outside shows a sync without spending a message, so the test waits out four of them.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     b.send(json!({"type":"ping"})).await;
     assert_eq!(b.recv().await["code"], "rate_limited");
     a.send(json!({"type":"ping"})).await;
