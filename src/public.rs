@@ -57,16 +57,8 @@ impl ReadCache {
             }
         }
         let store = &engine.gateway.store;
-        let failed = |err: podium_actors::store::StoreError| {
-            tracing::warn!(%err, "board read failed");
-            if err.is_unreachable() {
-                ClientError::Unavailable
-            } else {
-                ClientError::Internal
-            }
-        };
-        let total = store.count(key).await.map_err(failed)?;
-        let rows = store.page(key, 1, CACHED_ROWS).await.map_err(failed)?;
+        let total = store.count(key).await?;
+        let rows = store.page(key, 1, CACHED_ROWS).await?;
         let held = Arc::new((total, rows));
         let mut boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
         if boards.len() >= CACHED_BOARDS {
@@ -162,12 +154,7 @@ pub async fn board(
             .cloned()
             .collect()
     } else {
-        engine
-            .gateway
-            .store
-            .page(&key, offset + 1, limit)
-            .await
-            .map_err(|_| ClientError::Unavailable)?
+        engine.gateway.store.page(&key, offset + 1, limit).await?
     };
     Ok(cached(json!({
         "room": room.to_string(),
@@ -188,12 +175,7 @@ pub async fn around(
     let room = board_of(&*campaign(&engine, &name)?, &board)?;
     let user = UserId::parse(&user).map_err(|_| ClientError::NotFound)?;
     let key = BoardKey::for_room(&room, now_ms());
-    let rows = engine
-        .gateway
-        .store
-        .around(&key, &user, AROUND)
-        .await
-        .map_err(|_| ClientError::Unavailable)?;
+    let rows = engine.gateway.store.around(&key, &user, AROUND).await?;
     if rows.is_empty() {
         return Err(ClientError::NotFound);
     }
@@ -214,10 +196,7 @@ pub async fn archives(
     let (name, board) = path.into_inner();
     let room = board_of(&*campaign(&engine, &name)?, &board)?;
     let key = BoardKey::for_room(&room, now_ms());
-    let all = engine.gateway.store.archives(&key).await.map_err(|err| {
-        tracing::warn!(%err, "archive read failed");
-        ClientError::Unavailable
-    })?;
+    let all = engine.gateway.store.archives(&key).await?;
     let shown: Vec<Value> = all
         .iter()
         .map(|a| {

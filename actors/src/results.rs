@@ -29,7 +29,7 @@ use crate::domain::session::SessionSigner;
 use crate::domain::window::{Verdict, WindowLimiter};
 use crate::store::counters::WindowCounts;
 use crate::store::live::{BanBook, CampaignBook};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::telemetry;
 
 /// Bans a player by `auto` once they reach `flags` cheat refusals within the window
@@ -111,23 +111,10 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
             "this session belongs to another player",
         ));
     }
-    let store_failed = |err: StoreError| {
-        if matches!(err, StoreError::Banned) {
-            // Banned between the check above and the store's own: nothing was decided.
-            ClientError::Banned
-        } else if err.is_unreachable() {
-            // Nothing was decided (or the store will answer the retry with what it decided).
-            tracing::debug!(%err, "store unreachable while deciding a submit; retryable");
-            ClientError::Unavailable
-        } else {
-            tracing::warn!(%err, "store failed while deciding a submit");
-            ClientError::Internal
-        }
-    };
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
         // A retry of a decided session still gets its answer; anything else waits. Only this
         // rare path reads the mark first: otherwise the decide step below answers a retry.
-        let earlier = shared.store.outcome(&session).await.map_err(store_failed)?;
+        let earlier = shared.store.outcome(&session).await?;
         return match earlier {
             Some(done) => same_session(done, msg.score),
             // Not recorded: a rate-limited player may submit this session again later.
@@ -182,7 +169,10 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         fallback: session.fallback,
         limit: refused.and_then(|r| r.limit(&limits)),
     };
-    let outcome = shared.store.decide(&attempt).await.map_err(store_failed)?;
+    // A store failure answers as `From<StoreError>` says: banned between the check above and
+    // the store's own, or unreachable, both decided nothing (or the store answers the retry
+    // with what it decided).
+    let outcome = shared.store.decide(&attempt).await?;
     // The store answers a session decided before (here or on another engine) with that decision.
     same_session(outcome, msg.score)
 }

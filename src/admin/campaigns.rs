@@ -16,7 +16,7 @@ use podium_actors::engine::Engine;
 use serde_json::{json, Value};
 
 use super::body::Fields;
-use super::{audited, rfc3339, store_failed, Admin};
+use super::{audited, rfc3339, Admin};
 
 /// A campaign as the admin API shows it.
 pub fn campaign_json(c: &Campaign, now: u64) -> Value {
@@ -107,12 +107,7 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
 
 /// The campaign as the store holds it now.
 async fn held(engine: &Engine, name: &str) -> Result<Campaign, ClientError> {
-    let all = engine
-        .gateway
-        .store
-        .campaigns()
-        .await
-        .map_err(store_failed)?;
+    let all = engine.gateway.store.campaigns().await?;
     all.into_iter()
         .find(|c| c.name.as_str() == name)
         .ok_or(ClientError::UnknownCampaign)
@@ -131,12 +126,7 @@ async fn announce_change(engine: &Engine, c: &Campaign) {
 
 pub async fn list(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
     let now = now_ms();
-    let all = engine
-        .gateway
-        .store
-        .campaigns()
-        .await
-        .map_err(store_failed)?;
+    let all = engine.gateway.store.campaigns().await?;
     let rows: Vec<Value> = all.iter().map(|c| campaign_json(c, now)).collect();
     Ok(HttpResponse::Ok().json(json!({ "campaigns": rows })))
 }
@@ -168,12 +158,7 @@ pub async fn create(
     apply(&body, &mut rules)?;
     let now = now_ms();
     let campaign = Campaign::configured(name, rules, now);
-    let created = engine
-        .gateway
-        .store
-        .create_campaign(&campaign)
-        .await
-        .map_err(store_failed)?;
+    let created = engine.gateway.store.create_campaign(&campaign).await?;
     if !created {
         return Err(ClientError::Conflict("a campaign of that name exists"));
     }
@@ -211,12 +196,7 @@ async fn commit(engine: &Engine, c: &mut Campaign) -> Result<Campaign, ClientErr
     let read = c.version;
     c.version += 1;
     c.updated_at_ms = now_ms();
-    let written = engine
-        .gateway
-        .store
-        .update_campaign(c, read)
-        .await
-        .map_err(store_failed)?;
+    let written = engine.gateway.store.update_campaign(c, read).await?;
     if !written {
         return Err(ClientError::Conflict(
             "the campaign changed since it was read; read it again",
@@ -238,8 +218,7 @@ pub async fn rebuild(
         .gateway
         .store
         .rebuild_campaign(&campaign, now_ms())
-        .await
-        .map_err(store_failed)?;
+        .await?;
     audited(&engine, &admin, "campaign_rebuild", &name, Value::Null).await;
     Ok(HttpResponse::Ok()
         .json(json!({ "campaign": campaign.name.as_str(), "rows_changed": changed })))
@@ -260,8 +239,7 @@ pub async fn remove_scores(
         .gateway
         .store
         .remove_scores(&user, &campaign, now_ms())
-        .await
-        .map_err(store_failed)?;
+        .await?;
     if boards == 0 {
         return Err(ClientError::NotFound);
     }
@@ -314,8 +292,7 @@ pub async fn reset(
         .gateway
         .store
         .reset_board(&key, &archive, now)
-        .await
-        .map_err(store_failed)?
+        .await?
         .ok_or(ClientError::Conflict(
             "the board has an archive of that name",
         ))?;
@@ -348,8 +325,7 @@ pub async fn results_csv(
         .gateway
         .store
         .results_csv(campaign.name.as_str())
-        .await
-        .map_err(store_failed)?;
+        .await?;
     audited(&engine, &admin, "results_export", &name, Value::Null).await;
     let body = rows.map(|chunk| {
         chunk.map_err(|err| {

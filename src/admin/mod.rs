@@ -15,7 +15,6 @@ use actix_web::web;
 use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
 use podium_actors::engine::Engine;
-use podium_actors::store::StoreError;
 use serde_json::Value;
 
 pub use auth::{Admin, AdminAuth};
@@ -63,17 +62,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/instances", "GET").route(web::get().to(players::instances)))
     .service(resource("/admin/audit", "GET").route(web::get().to(players::audit)))
     .service(resource("/admin/flagged", "GET").route(web::get().to(review::flagged)));
-}
-
-/// A store failure, as an admin route answers it: retryable when the store is out of reach.
-fn store_failed(err: StoreError) -> ClientError {
-    if err.is_unreachable() {
-        tracing::warn!(%err, "admin route: store unreachable");
-        ClientError::Unavailable
-    } else {
-        tracing::error!(%err, "admin route: store failed");
-        ClientError::Internal
-    }
 }
 
 /// Records an admin action in the audit log and the logs/metrics. The action is done by

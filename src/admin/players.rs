@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::Fields;
-use super::{audited, limit, rfc3339, store_failed, Admin};
+use super::{audited, limit, rfc3339, Admin};
 
 /// Latest results and flags a player's page shows.
 const USER_PAGE_ROWS: usize = 20;
@@ -91,15 +91,11 @@ pub async fn ban(
         at_ms: now,
     };
     let gateway = &engine.gateway;
-    gateway.store.put_ban(&ban).await.map_err(store_failed)?;
+    gateway.store.put_ban(&ban).await?;
     gateway.bans.put(ban.clone());
     // Recorded first, so a bus reconnect can redo this should the boards be out of reach.
     let boards = every_board(&engine);
-    gateway
-        .store
-        .hide_player(&user, &boards)
-        .await
-        .map_err(store_failed)?;
+    gateway.store.hide_player(&user, &boards).await?;
     let _ = engine
         .bus
         .send(Publish(Event::Ban { user: user.clone() }))
@@ -116,16 +112,12 @@ pub async fn unban(
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
     let gateway = &engine.gateway;
-    if !gateway.store.lift_ban(&user).await.map_err(store_failed)? {
+    if !gateway.store.lift_ban(&user).await? {
         return Err(ClientError::NotFound);
     }
     gateway.bans.lift(&user);
     let boards = every_board(&engine);
-    gateway
-        .store
-        .restore_player(&user, &boards)
-        .await
-        .map_err(store_failed)?;
+    gateway.store.restore_player(&user, &boards).await?;
     let _ = engine
         .bus
         .send(Publish(Event::Unban { user: user.clone() }))
@@ -136,12 +128,7 @@ pub async fn unban(
 
 /// `GET /admin/bans`: the bans in force, newest first.
 pub async fn bans(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
-    let all = engine
-        .gateway
-        .store
-        .bans(now_ms())
-        .await
-        .map_err(store_failed)?;
+    let all = engine.gateway.store.bans(now_ms()).await?;
     let rows: Vec<Value> = all.iter().map(ban_json).collect();
     Ok(HttpResponse::Ok().json(json!({ "bans": rows })))
 }
@@ -190,12 +177,7 @@ pub async fn show(
     for campaign in gateway.campaigns.all() {
         for kind in [BoardKind::Global, BoardKind::Daily] {
             let key = BoardKey::of(&campaign.name, &kind, now);
-            if let Some(s) = gateway
-                .store
-                .standing(&key, &user)
-                .await
-                .map_err(store_failed)?
-            {
+            if let Some(s) = gateway.store.standing(&key, &user).await? {
                 boards.push(json!({
                     "campaign": campaign.name.as_str(),
                     "board": key.board.to_string(),
@@ -205,13 +187,9 @@ pub async fn show(
             }
         }
     }
-    let ban = gateway.store.bans(now).await.map_err(store_failed)?;
+    let ban = gateway.store.bans(now).await?;
     let ban = ban.iter().find(|b| b.user == user);
-    let results = gateway
-        .store
-        .recent_results(&user, USER_PAGE_ROWS)
-        .await
-        .map_err(store_failed)?;
+    let results = gateway.store.recent_results(&user, USER_PAGE_ROWS).await?;
     let flags = gateway
         .store
         .flagged(&podium_actors::domain::operator::FlagQuery {
@@ -219,8 +197,7 @@ pub async fn show(
             limit: USER_PAGE_ROWS,
             ..Default::default()
         })
-        .await
-        .map_err(store_failed)?;
+        .await?;
     if sockets.is_empty()
         && boards.is_empty()
         && ban.is_none()
@@ -336,12 +313,7 @@ pub async fn audit(
             "cursor: expected a next_cursor this route gave".into(),
         ));
     }
-    let rows = engine
-        .gateway
-        .store
-        .audit_page(query.cursor, n)
-        .await
-        .map_err(store_failed)?;
+    let rows = engine.gateway.store.audit_page(query.cursor, n).await?;
     let next = (rows.len() == n)
         .then(|| rows.last().map(|e| e.id))
         .flatten();

@@ -12,7 +12,7 @@ use podium_actors::engine::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{limit, rfc3339, store_failed, Admin};
+use super::{limit, rfc3339, Admin};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,12 +105,7 @@ pub async fn flagged(
         before: q.cursor.as_deref().map(parse_cursor).transpose()?,
         limit: limit(q.limit)?,
     };
-    let rows = engine
-        .gateway
-        .store
-        .flagged(&query)
-        .await
-        .map_err(store_failed)?;
+    let rows = engine.gateway.store.flagged(&query).await?;
     let next = (rows.len() == query.limit)
         .then(|| rows.last().map(cursor_of))
         .flatten();

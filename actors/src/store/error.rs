@@ -22,3 +22,22 @@ impl StoreError {
         matches!(self, StoreError::Unavailable(_) | StoreError::Timeout)
     }
 }
+
+/// How a store failure reaches a client: a ban the store saw is `banned`, a store out of reach
+/// is the retryable `unavailable` (nothing was decided or changed), anything else `internal`.
+impl From<StoreError> for crate::domain::error::ClientError {
+    fn from(err: StoreError) -> Self {
+        use crate::domain::error::ClientError;
+        match err {
+            StoreError::Banned => ClientError::Banned,
+            err if err.is_unreachable() => {
+                tracing::debug!(%err, "store unreachable; the client retries");
+                ClientError::Unavailable
+            }
+            err => {
+                tracing::warn!(%err, "store failed");
+                ClientError::Internal
+            }
+        }
+    }
+}
