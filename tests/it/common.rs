@@ -420,6 +420,9 @@ impl Client {
         self.send(json!({"type":"start_game","campaign": campaign}))
             .await;
         let started = self.recv_type("game_started").await;
+        // A game is at least a couple of milliseconds long: a submit in the same millisecond
+        // as the start would be a zero-length game (`too_fast` or `score_rate_too_high`).
+        tokio::time::sleep(Duration::from_millis(2)).await;
         started["session"]
             .as_str()
             .expect("session token")
