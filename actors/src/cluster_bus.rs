@@ -343,7 +343,7 @@ impl Handler<AutoBanned> for ClusterBus {
 
     fn handle(&mut self, msg: AutoBanned, ctx: &mut Self::Context) {
         let now = now_ms();
-        if self.bans.of(&msg.user, now).is_some() {
+        if self.bans.is_banned(&msg.user, now) {
             return;
         }
         let ban = Ban {

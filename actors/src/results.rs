@@ -40,15 +40,17 @@ pub struct AutoBan {
     pub bus: Addr<ClusterBus>,
 }
 
+/// Whether a submit's answer says the client lied: what `GAME_AUTO_BAN_FLAGS` counts.
+fn is_cheat(result: &Result<Outcome, ClientError>) -> bool {
+    match result {
+        Ok(outcome) => outcome.refused.is_some_and(|r| r.is_cheat()),
+        Err(err) => matches!(err, ClientError::BadSession(_)),
+    }
+}
+
 impl AutoBan {
-    async fn note(&self, user: &UserId, result: &Result<Outcome, ClientError>) {
-        let cheat = match result {
-            Ok(outcome) => outcome.refused.is_some_and(|r| r.is_cheat()),
-            Err(err) => matches!(err, ClientError::BadSession(_)),
-        };
-        if !cheat {
-            return;
-        }
+    /// Counts a cheat refusal of `user`, and has them banned at the threshold.
+    async fn note(&self, user: &UserId) {
         let seen = self.counts.count(user.as_str(), now_ms()).await;
         // Exactly at the threshold: one ban per window, however many refusals follow.
         if seen == u64::from(self.flags) {
@@ -121,7 +123,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
             None => Err(ClientError::RateLimited),
         };
     }
-    if shared.bans.of(&msg.user, now).is_some() {
+    if shared.bans.is_banned(&msg.user, now) {
         // Not recorded: lifting the ban lets the session be submitted while it is valid.
         return Err(ClientError::Banned);
     }
@@ -227,12 +229,12 @@ impl Handler<Submit> for ResultsPipeline {
         let shared = self.shared.clone();
         Box::pin(async move {
             let result = decide(&shared, &msg, now_ms()).await;
-            if shared.auto_ban.is_some() {
+            if shared.auto_ban.is_some() && is_cheat(&result) {
                 // After the answer: the player hears their refusal before any ban closes them.
-                let (shared, user, noted) = (shared.clone(), msg.user.clone(), result.clone());
+                let (shared, user) = (shared.clone(), msg.user.clone());
                 actix_rt::spawn(async move {
                     if let Some(auto_ban) = &shared.auto_ban {
-                        auto_ban.note(&user, &noted).await;
+                        auto_ban.note(&user).await;
                     }
                 });
             }

@@ -73,12 +73,17 @@ impl Gateway {
         if !found.takes_games_at(now_ms) {
             return Err(ClientError::CampaignClosed);
         }
-        if self.bans.of(&user, now_ms).is_some() {
+        if self.bans.is_banned(&user, now_ms) {
             return Err(ClientError::Banned);
         }
         let per_hour = u64::from(found.rules.max_games_per_hour);
-        let key = format!("{campaign}:{user}");
-        if per_hour > 0 && self.games.count(&key, now_ms).await > per_hour {
+        if per_hour > 0
+            && self
+                .games
+                .count(&format!("{campaign}:{user}"), now_ms)
+                .await
+                > per_hour
+        {
             return Err(ClientError::TooManyGames);
         }
         let limits = found.rules.limits();

@@ -317,7 +317,7 @@ impl Connection {
                 return self.close(ctx, CloseReason::Unauthorized);
             }
         };
-        if self.gateway.bans.of(&user, now_ms()).is_some() {
+        if self.gateway.bans.is_banned(&user, now_ms()) {
             telemetry::auth("banned");
             self.reply_error(ctx, &ClientError::Banned, id.as_ref());
             return self.close(ctx, CloseReason::Banned);

@@ -70,10 +70,11 @@ pub struct BanBook {
 }
 
 impl BanBook {
-    /// The player's ban if it is in force at `now_ms`.
-    pub fn of(&self, user: &UserId, now_ms: u64) -> Option<Ban> {
+    /// Whether the player is banned at `now_ms` (checked on every auth, game and submit, so
+    /// nothing is cloned).
+    pub fn is_banned(&self, user: &UserId, now_ms: u64) -> bool {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(user).filter(|b| b.is_active_at(now_ms)).cloned()
+        map.get(user).is_some_and(|b| b.is_active_at(now_ms))
     }
 
     pub fn put(&self, ban: Ban) {
