@@ -159,7 +159,7 @@ impl ClusterBus {
                     Err(err) => tracing::warn!(%err, "could not re-read the campaigns"),
                 }
                 let now = now_ms();
-                let boards: Vec<_> = campaigns.all().iter().flat_map(|c| c.boards(now)).collect();
+                let boards = campaigns.boards(now);
                 match store.bans(now).await {
                     Ok(all) => {
                         for ban in all.iter().filter(|_| rehide) {
@@ -174,9 +174,8 @@ impl ClusterBus {
                 // A ban that ran out is lifted like one an operator lifted; several instances
                 // doing it at once put the same bests back once.
                 for ban in store.lapsed_bans(now).await.unwrap_or_default() {
-                    let restored = store.restore_player(&ban.user, &boards).await;
-                    if restored.is_ok() {
-                        let _ = store.lift_ban(&ban.user).await;
+                    if let Err(err) = store.unban(&ban.user, &boards).await {
+                        tracing::warn!(%err, user = %ban.user, "a lapsed ban could not be lifted yet");
                     }
                 }
             }
@@ -357,12 +356,7 @@ impl Handler<AutoBanned> for ClusterBus {
         let (store, campaigns, bus) = (self.store.clone(), self.campaigns.clone(), ctx.address());
         ctx.spawn(
             async move {
-                let boards: Vec<_> = campaigns.all().iter().flat_map(|c| c.boards(now)).collect();
-                let recorded = async {
-                    store.put_ban(&ban).await?;
-                    store.hide_player(&ban.user, &boards).await
-                };
-                if let Err(err) = recorded.await {
+                if let Err(err) = store.ban(&ban, &campaigns.boards(now)).await {
                     tracing::error!(%err, user = %ban.user, "auto-ban could not be recorded");
                     return;
                 }

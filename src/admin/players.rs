@@ -42,18 +42,6 @@ fn bounded(field: &str, text: Option<String>, max: usize) -> Result<String, Clie
     }
 }
 
-/// Every board of every campaign a player may be on now.
-fn every_board(engine: &Engine) -> Vec<(BoardKey, Option<std::time::Duration>)> {
-    let now = now_ms();
-    engine
-        .gateway
-        .campaigns
-        .all()
-        .iter()
-        .flat_map(|c| c.boards(now))
-        .collect()
-}
-
 fn ban_json(b: &Ban) -> Value {
     json!({
         "user": b.user.as_str(),
@@ -91,11 +79,11 @@ pub async fn ban(
         at_ms: now,
     };
     let gateway = &engine.gateway;
-    gateway.store.put_ban(&ban).await?;
+    gateway
+        .store
+        .ban(&ban, &gateway.campaigns.boards(now))
+        .await?;
     gateway.bans.put(ban.clone());
-    // Recorded first, so a bus reconnect can redo this should the boards be out of reach.
-    let boards = every_board(&engine);
-    gateway.store.hide_player(&user, &boards).await?;
     let _ = engine
         .bus
         .send(Publish(Event::Ban { user: user.clone() }))
@@ -112,12 +100,11 @@ pub async fn unban(
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
     let gateway = &engine.gateway;
-    if !gateway.store.lift_ban(&user).await? {
+    let boards = gateway.campaigns.boards(now_ms());
+    if !gateway.store.unban(&user, &boards).await? {
         return Err(ClientError::NotFound);
     }
     gateway.bans.lift(&user);
-    let boards = every_board(&engine);
-    gateway.store.restore_player(&user, &boards).await?;
     let _ = engine
         .bus
         .send(Publish(Event::Unban { user: user.clone() }))

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use crate::domain::campaign::Campaign;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{BoardKey, UserId};
 use crate::domain::operator::Ban;
 
 /// The campaigns in force. Readers take an `Arc` of the whole map, so a start_game never
@@ -35,6 +35,15 @@ impl CampaignBook {
     /// Every campaign, by name.
     pub fn all(&self) -> Vec<Arc<Campaign>> {
         self.read().values().cloned().collect()
+    }
+
+    /// Every board of every campaign a player may be on at `now_ms`, with its TTL: what a ban
+    /// takes them off and an unban puts them back on.
+    pub fn boards(&self, now_ms: u64) -> Vec<(BoardKey, Option<std::time::Duration>)> {
+        self.read()
+            .values()
+            .flat_map(|c| c.boards(now_ms))
+            .collect()
     }
 
     /// Takes `c` if it is newer than the copy held (changes may arrive out of order from the

@@ -312,7 +312,7 @@ impl Store {
     }
 
     /// Lifts the bar of [`Self::hide_player`] and puts the player's bests back.
-    pub async fn restore_player(
+    async fn restore_player(
         &self,
         user: &UserId,
         boards: &[(BoardKey, Option<std::time::Duration>)],
@@ -356,7 +356,30 @@ impl Store {
         }
     }
 
-    pub async fn put_ban(&self, ban: &Ban) -> Result<(), StoreError> {
+    /// Bans a player: the ban is recorded first (so a re-read can redo the rest should the
+    /// boards be out of reach), then they leave `boards` ([`Self::hide_player`]).
+    pub async fn ban(
+        &self,
+        ban: &Ban,
+        boards: &[(BoardKey, Option<std::time::Duration>)],
+    ) -> Result<(), StoreError> {
+        self.put_ban(ban).await?;
+        self.hide_player(&ban.user, boards).await
+    }
+
+    /// Lifts a player's ban: their bests go back on `boards` first, and only then is the ban
+    /// record dropped, so a failure in between leaves a ban a later lift or lapse completes.
+    /// Answers whether there was a ban.
+    pub async fn unban(
+        &self,
+        user: &UserId,
+        boards: &[(BoardKey, Option<std::time::Duration>)],
+    ) -> Result<bool, StoreError> {
+        self.restore_player(user, boards).await?;
+        self.lift_ban(user).await
+    }
+
+    async fn put_ban(&self, ban: &Ban) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
                 m.put_ban(ban);
@@ -366,8 +389,8 @@ impl Store {
         }
     }
 
-    /// Lifts the player's ban; answers whether there was one.
-    pub async fn lift_ban(&self, user: &UserId) -> Result<bool, StoreError> {
+    /// Drops the player's ban record; answers whether there was one.
+    async fn lift_ban(&self, user: &UserId) -> Result<bool, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.lift_ban(user)),
             Store::Durable(d) => pg::lift_ban(&d.pg, user).await,
