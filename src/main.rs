@@ -96,10 +96,9 @@ async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
     let durable = podium_actors::store::durable::Durable::connect(&config)?;
     let store = podium_actors::store::Store::Durable(durable.clone());
     // PostgreSQL holds every campaign, including those created through the admin API.
-    let held = store.campaigns().await?;
-    let found = held
-        .iter()
-        .find(|c| c.name.as_str() == campaign)
+    let found = store
+        .campaign(&campaign)
+        .await?
         .ok_or_else(|| anyhow::anyhow!("--campaign: no campaign {campaign:?} in PostgreSQL"))?;
     let now = podium_actors::domain::clock::now_ms();
     Ok(durable.rebuild_boards(&campaign, &found.rules, now).await?)

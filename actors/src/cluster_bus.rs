@@ -8,8 +8,9 @@
 //! [`KickUser`] and [`Notify`] to the ConnectionRegistry and [`ResetRoom`] to the
 //! RoomRegistry, and writes the [`CampaignBook`] and [`BanBook`]; puts back on the boards the
 //! players whose ban ran out. The bus carries only what changed, never the truth: an instance re-reads
-//! campaigns and bans from the store on each event, when its subscriber (re)connects, and every
-//! [`REREAD_EVERY`], so an event missed during a Redis outage is made good. Its own events
+//! from the store what an event names (the campaign, or the bans), and every campaign and ban
+//! when its subscriber (re)connects and every [`REREAD_EVERY`], so an event missed during a
+//! Redis outage is made good. Its own events
 //! come back from Redis and are skipped by origin. The subscriber reconnects with backoff, up to
 //! [`MAX_BACKOFF`]. With the memory engine there is one instance and no channel. Started by the
 //! Engine; it holds nothing a restart would lose.
@@ -117,15 +118,15 @@ impl ClusterBus {
     /// Applies an event on this instance.
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Campaign { .. } => self.reread(ctx, false),
+            Event::Campaign { name } => self.reread_campaign(ctx, name),
             Event::Ban { user } => {
-                self.reread(ctx, false);
+                self.reread_bans(ctx);
                 self.connections.do_send(KickUser {
                     user,
                     reason: CloseReason::Banned,
                 });
             }
-            Event::Unban { .. } => self.reread(ctx, false),
+            Event::Unban { .. } => self.reread_bans(ctx),
             Event::Kick { user } => self.connections.do_send(KickUser {
                 user,
                 reason: CloseReason::Kicked,
@@ -140,10 +141,41 @@ impl ClusterBus {
         }
     }
 
-    /// Re-reads campaigns and bans from the store into the books, and puts back on the
-    /// boards the players whose ban ran out. `rehide` takes every banned player off the
-    /// boards again: after Redis was out of reach, a ban may have been recorded while its
-    /// boards could not be touched.
+    /// Re-reads one campaign from the store into the book: what a campaign event says changed.
+    fn reread_campaign(&self, ctx: &mut Context<Self>, name: CampaignId) {
+        let (store, campaigns) = (self.store.clone(), self.campaigns.clone());
+        ctx.spawn(
+            async move {
+                match store.campaign(name.as_str()).await {
+                    Ok(Some(c)) => {
+                        campaigns.apply(c);
+                    }
+                    Ok(None) => tracing::warn!(campaign = %name, "an event named a campaign the store does not hold"),
+                    Err(err) => tracing::warn!(%err, "could not re-read a campaign"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Re-reads the bans in force into the book: what a ban or unban event says changed.
+    fn reread_bans(&self, ctx: &mut Context<Self>) {
+        let (store, bans) = (self.store.clone(), self.bans.clone());
+        ctx.spawn(
+            async move {
+                match store.bans(now_ms()).await {
+                    Ok(all) => bans.replace(all),
+                    Err(err) => tracing::warn!(%err, "could not re-read the bans"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Re-reads every campaign and ban (periodically, and when the subscriber reconnects,
+    /// since events may have been missed), and puts back on the boards the players whose ban
+    /// ran out. `rehide` takes every banned player off the boards again: after Redis was out
+    /// of reach, a ban may have been recorded while its boards could not be touched.
     fn reread(&self, ctx: &mut Context<Self>, rehide: bool) {
         let (store, campaigns, bans) = (
             self.store.clone(),

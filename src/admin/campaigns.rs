@@ -107,9 +107,11 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
 
 /// The campaign as the store holds it now.
 async fn held(engine: &Engine, name: &str) -> Result<Campaign, ClientError> {
-    let all = engine.gateway.store.campaigns().await?;
-    all.into_iter()
-        .find(|c| c.name.as_str() == name)
+    engine
+        .gateway
+        .store
+        .campaign(name)
+        .await?
         .ok_or(ClientError::UnknownCampaign)
 }
 

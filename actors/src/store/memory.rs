@@ -236,6 +236,10 @@ impl MemoryStore {
         self.ops().campaigns.values().cloned().collect()
     }
 
+    pub fn campaign(&self, name: &str) -> Option<Campaign> {
+        self.ops().campaigns.get(name).cloned()
+    }
+
     pub fn create_campaign(&self, c: &Campaign) -> bool {
         let mut ops = self.ops();
         if ops.campaigns.contains_key(c.name.as_str()) {

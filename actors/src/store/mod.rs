@@ -336,6 +336,14 @@ impl Store {
         }
     }
 
+    /// The campaign of that name, as the store holds it now.
+    pub async fn campaign(&self, name: &str) -> Result<Option<Campaign>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.campaign(name)),
+            Store::Durable(d) => pg::campaign(&d.pg, name).await,
+        }
+    }
+
     /// Creates `c` unless a campaign of its name exists; answers whether it did.
     pub async fn create_campaign(&self, c: &Campaign) -> Result<bool, StoreError> {
         match self {

@@ -58,6 +58,17 @@ pub async fn campaigns(pool: &Pool) -> Result<Vec<Campaign>, StoreError> {
     .await
 }
 
+/// The campaign of that name, if there is one.
+pub async fn campaign(pool: &Pool, name: &str) -> Result<Option<Campaign>, StoreError> {
+    timed("campaign", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
+        let row = client.query_opt(&sql, &[&name]).await.map_err(pg_err)?;
+        Ok(row.as_ref().map(campaign_of))
+    })
+    .await
+}
+
 /// Writes `c` as a new campaign, unless one of that name exists: answers whether it did.
 pub async fn create_campaign(pool: &Pool, c: &Campaign) -> Result<bool, StoreError> {
     write_campaign(pool, c, None).await
