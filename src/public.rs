@@ -92,6 +92,17 @@ pub fn board_of(c: &Campaign, board: &str) -> Result<RoomId, ClientError> {
     Ok(room)
 }
 
+/// A campaign's rules as the API shows them (public and admin alike).
+pub fn rules_json(r: &podium_actors::domain::campaign::CampaignRules) -> Value {
+    json!({
+        "min_duration_ms": r.min_duration_ms,
+        "max_duration_ms": r.max_duration_ms,
+        "max_score": r.max_score,
+        "max_score_per_second": r.max_score_per_second,
+        "max_games_per_hour": r.max_games_per_hour,
+    })
+}
+
 /// `GET /api/campaigns/{name}`: title, window, boards, regions and the rules a game may show.
 pub async fn show(
     name: web::Path<String>,
@@ -109,13 +120,7 @@ pub async fn show(
         "open": c.takes_games_at(now_ms()),
         "boards": boards,
         "regions": r.regions,
-        "rules": {
-            "min_duration_ms": r.min_duration_ms,
-            "max_duration_ms": r.max_duration_ms,
-            "max_score": r.max_score,
-            "max_score_per_second": r.max_score_per_second,
-            "max_games_per_hour": r.max_games_per_hour,
-        },
+        "rules": rules_json(r),
     })))
 }
 

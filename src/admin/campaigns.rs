@@ -30,13 +30,7 @@ pub fn campaign_json(c: &Campaign, now: u64) -> Value {
         "open": c.takes_games_at(now),
         "regions": r.regions,
         "daily_retention_days": r.daily_retention_days,
-        "rules": {
-            "min_duration_ms": r.min_duration_ms,
-            "max_duration_ms": r.max_duration_ms,
-            "max_score": r.max_score,
-            "max_score_per_second": r.max_score_per_second,
-            "max_games_per_hour": r.max_games_per_hour,
-        },
+        "rules": crate::public::rules_json(r),
         "version": c.version,
         "updated_at": rfc3339(Some(c.updated_at_ms)),
     })

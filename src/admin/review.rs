@@ -27,17 +27,6 @@ pub struct Filter {
     cursor: Option<String>,
 }
 
-/// The rule each refusal names, as review shows it.
-fn rule(reason: Option<Refusal>) -> Option<&'static str> {
-    Some(match reason? {
-        Refusal::CampaignClosed => "window",
-        Refusal::TooFast => "min_duration_ms",
-        Refusal::TooSlow => "max_duration_ms",
-        Refusal::ScoreTooHigh => "max_score",
-        Refusal::ScoreRateTooHigh => "max_score_per_second",
-    })
-}
-
 pub fn row(r: &Record) -> Value {
     let duration_ms = (r.at_ms - r.started_ms).max(0);
     let per_second = if duration_ms > 0 {
@@ -53,7 +42,7 @@ pub fn row(r: &Record) -> Value {
         "score": r.score,
         "duration_ms": duration_ms,
         "points_per_second": (per_second * 100.0).round() / 100.0,
-        "rule": rule(r.reason),
+        "rule": r.reason.map(Refusal::rule),
         "limit": r.limit,
         "started_at": rfc3339(Some(r.started_ms.max(0) as u64)),
         "flagged_at": rfc3339(Some(r.at_ms.max(0) as u64)),

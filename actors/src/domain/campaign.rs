@@ -323,6 +323,18 @@ impl Refusal {
         ClientError::from(self).code()
     }
 
+    /// The rule an attempt refused for this reason broke, by its setting's name (`window` for
+    /// a closed campaign): what review shows beside [`Refusal::limit`].
+    pub fn rule(self) -> &'static str {
+        match self {
+            Refusal::CampaignClosed => "window",
+            Refusal::TooFast => "min_duration_ms",
+            Refusal::TooSlow => "max_duration_ms",
+            Refusal::ScoreTooHigh => "max_score",
+            Refusal::ScoreRateTooHigh => "max_score_per_second",
+        }
+    }
+
     /// The limit an attempt refused for this reason broke, in the rule's own unit (ms,
     /// points, points per second); `None` for a closed campaign, whose limit is its window.
     pub fn limit(self, limits: &Limits) -> Option<u64> {
