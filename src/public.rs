@@ -83,6 +83,11 @@ fn campaign(engine: &Engine, name: &str) -> Result<Arc<Campaign>, ClientError> {
         .ok_or(ClientError::UnknownCampaign)
 }
 
+/// The player a path names: a name no token could carry is a player podium cannot know (404).
+pub fn user_of(raw: &str) -> Result<UserId, ClientError> {
+    UserId::parse(raw).map_err(|_| ClientError::NotFound)
+}
+
 /// The campaign's board `board` (`global`, `daily`, `region:eu`) as a room names it.
 pub fn board_of(c: &Campaign, board: &str) -> Result<RoomId, ClientError> {
     let room = RoomId::parse(&format!("{}/{board}", c.name))?;
@@ -178,7 +183,7 @@ pub async fn around(
 ) -> Result<HttpResponse, ClientError> {
     let (name, board, user) = path.into_inner();
     let room = board_of(&*campaign(&engine, &name)?, &board)?;
-    let user = UserId::parse(&user).map_err(|_| ClientError::NotFound)?;
+    let user = user_of(&user)?;
     let key = BoardKey::for_room(&room, now_ms());
     let rows = engine.gateway.store.around(&key, &user, AROUND).await?;
     if rows.is_empty() {

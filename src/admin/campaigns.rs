@@ -229,8 +229,7 @@ pub async fn remove_scores(
 ) -> Result<HttpResponse, ClientError> {
     let (name, user) = path.into_inner();
     let campaign = held(&engine, &name).await?;
-    let user =
-        podium_actors::domain::ids::UserId::parse(&user).map_err(|_| ClientError::NotFound)?;
+    let user = crate::public::user_of(&user)?;
     let boards = engine
         .gateway
         .store

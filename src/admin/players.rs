@@ -11,7 +11,7 @@ use podium_actors::cluster_bus::{Event, Instances, Publish};
 use podium_actors::connection_registry::Sockets;
 use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
-use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId, UserId};
+use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId};
 use podium_actors::domain::operator::Ban;
 use podium_actors::domain::protocol::{encode, ServerMsg};
 use podium_actors::engine::Engine;
@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::body::Fields;
 use super::{audited, limit, rfc3339, Admin};
+use crate::public::user_of;
 
 /// Latest results and flags a player's page shows.
 const USER_PAGE_ROWS: usize = 20;
@@ -27,10 +28,6 @@ const USER_PAGE_ROWS: usize = 20;
 /// Longest ban reason and announcement.
 const MAX_REASON: usize = 200;
 const MAX_ANNOUNCE: usize = 500;
-
-fn user_of(raw: &str) -> Result<UserId, ClientError> {
-    UserId::parse(raw).map_err(|_| ClientError::NotFound)
-}
 
 /// Text of 1 to `max` characters, or the field's error.
 fn bounded(field: &str, text: Option<String>, max: usize) -> Result<String, ClientError> {
