@@ -23,8 +23,7 @@ use crate::config::WsConfig;
 use crate::connection::inbox::{Kick, Notice};
 use crate::domain::error::{ClientError, CloseReason};
 use crate::domain::ids::{CampaignId, ConnId, UserId};
-use crate::domain::session::random_secret;
-use crate::store::counters::{Counters, MessageLimiter};
+use crate::store::counters::{Counters, MessageLimiter, SocketPlace};
 use crate::telemetry::{self, Stats};
 
 struct Entry {
@@ -52,7 +51,7 @@ pub struct ConnectionRegistry {
     limiter: Arc<MessageLimiter>,
     /// Where per-user places are shared with the other instances.
     counters: Counters,
-    /// This process in the members of the per-user sets: unique per start.
+    /// This instance's id in the cluster, in its sockets' places.
     instance: String,
 }
 
@@ -62,10 +61,11 @@ impl ConnectionRegistry {
         stats: Arc<Stats>,
         limiter: Arc<MessageLimiter>,
         counters: Counters,
+        instance: String,
     ) -> Self {
         Self {
             counters,
-            instance: random_secret()[..12].to_owned(),
+            instance,
             limits,
             conns: HashMap::new(),
             per_ip: HashMap::new(),
@@ -77,8 +77,13 @@ impl ConnectionRegistry {
         }
     }
 
-    fn member(&self, id: ConnId) -> String {
-        format!("{}:{}", self.instance, id.0)
+    fn place(&self, id: ConnId, entry: &Entry) -> SocketPlace {
+        SocketPlace {
+            instance: self.instance.clone(),
+            conn: id.0,
+            ip: entry.ip,
+            since_ms: entry.since_ms,
+        }
     }
 
     /// How long a place in Redis lasts without renewal: three heartbeats.
@@ -133,10 +138,10 @@ impl Actor for ConnectionRegistry {
         ctx.run_interval(
             Duration::from_millis(self.limits.heartbeat_interval_ms),
             |act, _| {
-                let held: Vec<(String, String)> = act
+                let held: Vec<(String, SocketPlace)> = act
                     .conns
                     .iter()
-                    .filter_map(|(id, e)| Some((e.user.as_ref()?.to_string(), act.member(*id))))
+                    .filter_map(|(id, e)| Some((e.user.as_ref()?.to_string(), act.place(*id, e))))
                     .collect();
                 if held.is_empty() {
                     return;
@@ -250,14 +255,19 @@ impl Handler<Authenticate> for ConnectionRegistry {
                 ClientError::TooManyConnectionsForUser,
             )));
         }
-        let (counters, member, cap, lease) = (
+        let Some(entry) = self.conns.get(&msg.id) else {
+            return Box::pin(actix::fut::ready(Err(
+                ClientError::TooManyConnectionsForUser,
+            )));
+        };
+        let (counters, place, cap, lease) = (
             self.counters.clone(),
-            self.member(msg.id),
+            self.place(msg.id, entry),
             self.limits.max_connections_per_user,
             self.lease(),
         );
         let user = msg.user.to_string();
-        let claim = async move { counters.claim_socket(&user, &member, cap, lease).await };
+        let claim = async move { counters.claim_socket(&user, &place, cap, lease).await };
         Box::pin(claim.into_actor(self).map(move |claimed, act, _| {
             // The shared counters unreachable: this instance's own count is the cap until
             // they return.
@@ -295,13 +305,14 @@ impl Handler<Release> for ConnectionRegistry {
             return;
         };
         release_one(&mut self.per_ip, &entry.ip);
-        if let Some(user) = entry.user {
-            release_one(&mut self.per_user, &user);
+        if let Some(user) = &entry.user {
+            release_one(&mut self.per_user, user);
             if self.counters.is_shared() {
-                let (counters, member) = (self.counters.clone(), self.member(msg.id));
+                let (counters, place) = (self.counters.clone(), self.place(msg.id, &entry));
+                let user = user.clone();
                 actix_rt::spawn(async move {
                     // A place left behind lapses with its lease anyway.
-                    let _ = counters.release_socket(user.as_str(), &member).await;
+                    let _ = counters.release_socket(user.as_str(), &place).await;
                 });
             }
         }
@@ -380,31 +391,21 @@ impl Handler<Notify> for ConnectionRegistry {
     }
 }
 
-/// One socket of a player, as the admin API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SocketInfo {
-    pub ip: String,
-    pub since_ms: u64,
-}
-
 /// The sockets `user` holds on this instance.
 #[derive(Message)]
-#[rtype(result = "Vec<SocketInfo>")]
+#[rtype(result = "Vec<SocketPlace>")]
 pub struct Sockets {
     pub user: UserId,
 }
 
 impl Handler<Sockets> for ConnectionRegistry {
-    type Result = Vec<SocketInfo>;
+    type Result = Vec<SocketPlace>;
 
-    fn handle(&mut self, msg: Sockets, _: &mut Self::Context) -> Vec<SocketInfo> {
+    fn handle(&mut self, msg: Sockets, _: &mut Self::Context) -> Vec<SocketPlace> {
         self.conns
-            .values()
-            .filter(|e| e.user.as_ref() == Some(&msg.user))
-            .map(|e| SocketInfo {
-                ip: e.ip.to_string(),
-                since_ms: e.since_ms,
-            })
+            .iter()
+            .filter(|(_, e)| e.user.as_ref() == Some(&msg.user))
+            .map(|(id, e)| self.place(*id, e))
             .collect()
     }
 }

@@ -89,11 +89,17 @@ impl Engine {
             ws.rate_limit_max_messages,
             &counters,
         ));
-        let connections =
-            ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone(), counters).start();
+        let instance = random_secret()[..12].to_owned();
+        let connections = ConnectionRegistry::new(
+            ws.clone(),
+            stats.clone(),
+            messages.clone(),
+            counters,
+            instance.clone(),
+        )
+        .start();
         let rooms =
             RoomRegistry::new(config.rooms.clone(), campaigns.clone(), store.clone()).start();
-        let instance = random_secret()[..12].to_owned();
         let bus = ClusterBus::new(
             store.clone(),
             campaigns.clone(),

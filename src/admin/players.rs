@@ -11,10 +11,11 @@ use podium_actors::cluster_bus::{Event, Instances, Publish};
 use podium_actors::connection_registry::Sockets;
 use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
-use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId};
+use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId, UserId};
 use podium_actors::domain::operator::Ban;
 use podium_actors::domain::protocol::{encode, ServerMsg};
 use podium_actors::engine::Engine;
+use podium_actors::store::counters::SocketPlace;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -142,7 +143,25 @@ pub async fn kick(
     })))
 }
 
-/// `GET /admin/users/{user}`: the player's sockets on this instance, best and rank on each
+/// `user`'s sockets on every instance: this one's from its registry (whole even while Redis is
+/// away), the others' from their places in the shared per-user set. Unreadable places leave
+/// only this instance's.
+async fn sockets_everywhere(engine: &Engine, user: &UserId) -> Vec<SocketPlace> {
+    let gateway = &engine.gateway;
+    let mut all = gateway
+        .connections
+        .send(Sockets { user: user.clone() })
+        .await
+        .unwrap_or_default();
+    match gateway.store.counters().sockets(user.as_str()).await {
+        Ok(shared) => all.extend(shared.into_iter().filter(|s| s.instance != engine.instance)),
+        Err(err) => tracing::warn!(%err, "could not read other instances' sockets"),
+    }
+    all.sort_by(|a, b| (&a.instance, a.since_ms).cmp(&(&b.instance, b.since_ms)));
+    all
+}
+
+/// `GET /admin/users/{user}`: the player's sockets on every instance, best and rank on each
 /// campaign's global board, and their ban. 404 when podium knows nothing of them.
 pub async fn show(
     _: Admin,
@@ -152,11 +171,7 @@ pub async fn show(
     let user = user_of(&user)?;
     let gateway = &engine.gateway;
     let now = now_ms();
-    let sockets = gateway
-        .connections
-        .send(Sockets { user: user.clone() })
-        .await
-        .unwrap_or_default();
+    let sockets = sockets_everywhere(&engine, &user).await;
     let mut boards = Vec::new();
     for campaign in gateway.campaigns.all() {
         for kind in [BoardKind::Global, BoardKind::Daily] {
@@ -205,7 +220,12 @@ pub async fn show(
     let flags: Vec<Value> = flags.iter().map(super::review::row).collect();
     Ok(HttpResponse::Ok().json(json!({
         "user": user.as_str(),
-        "sockets": { "instance": engine.instance, "open": sockets },
+        "sockets": sockets.iter().map(|s| json!({
+            "instance": s.instance,
+            "conn": s.conn,
+            "ip": s.ip.to_string(),
+            "since": rfc3339(Some(s.since_ms)),
+        })).collect::<Vec<_>>(),
         "boards": boards,
         "ban": ban.map(ban_json),
         "results": results,

@@ -385,6 +385,11 @@ async fn the_audit_log_pages_every_action_newest_first() {
     );
 }
 
+async fn instances_id(s: &TestServer) -> Value {
+    let (_, body) = s.admin("GET", "/admin/instances", None).await;
+    body["instances"][0]["id"].clone()
+}
+
 #[tokio::test]
 async fn the_instance_list_and_a_players_page() {
     let s = TestServer::start();
@@ -395,7 +400,10 @@ async fn the_instance_list_and_a_players_page() {
     assert_eq!(body["instances"][0]["address"], s.addr.to_string());
     let (status, body) = s.admin("GET", "/admin/users/ivy", None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["sockets"]["open"].as_array().unwrap().len(), 1);
+    let sockets = body["sockets"].as_array().unwrap();
+    assert_eq!(sockets.len(), 1, "{body}");
+    assert_eq!(sockets[0]["instance"], instances_id(&s).await);
+    assert_eq!(sockets[0]["ip"], "127.0.0.1");
     let (status, _) = s.admin("GET", "/admin/users/nobody-at-all", None).await;
     assert_eq!(status, 404);
 }

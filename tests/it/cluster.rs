@@ -150,3 +150,46 @@ async fn a_rule_change_on_one_instance_judges_games_started_on_the_other() {
         "{listed}"
     );
 }
+
+/// A player's page on one instance lists their sockets on both.
+#[tokio::test]
+async fn a_players_page_lists_their_sockets_on_every_instance() {
+    let (one, two) = pair(|_| {});
+    let _here = one.player("wanderer").await;
+    let there = two.player("wanderer").await;
+    let (_, listed) = one.admin("GET", "/admin/instances", None).await;
+    let id_of = |addr: String| {
+        listed["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["address"] == addr.as_str())
+            .map(|i| i["id"].clone())
+            .unwrap()
+    };
+    let (a, b) = (id_of(one.addr.to_string()), id_of(two.addr.to_string()));
+    let instances = |page: &serde_json::Value| -> Vec<serde_json::Value> {
+        page["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["instance"].clone())
+            .collect()
+    };
+    let (status, page) = one.admin("GET", "/admin/users/wanderer", None).await;
+    assert_eq!(status, 200, "{page}");
+    let mut seen = instances(&page);
+    seen.sort_by_key(|v| v.to_string());
+    let mut want = vec![a.clone(), b];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(seen, want, "{page}");
+    drop(there);
+    eventually(
+        "the closed socket leaves the other instance's list",
+        || async {
+            let (_, page) = one.admin("GET", "/admin/users/wanderer", None).await;
+            instances(&page) == vec![a.clone()]
+        },
+    )
+    .await;
+}

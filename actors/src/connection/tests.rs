@@ -54,8 +54,14 @@ fn serve(ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         max_rooms_per_connection: 8,
         trust_proxy: false,
         verifier: TokenVerifier::new(JwtAlgorithm::HS256, SECRET, &rules).unwrap(),
-        connections: ConnectionRegistry::new(ws.clone(), stats.clone(), messages.clone(), counters)
-            .start(),
+        connections: ConnectionRegistry::new(
+            ws.clone(),
+            stats.clone(),
+            messages.clone(),
+            counters,
+            "test".into(),
+        )
+        .start(),
         rooms: RoomRegistry::new(RoomConfig::default(), campaigns.clone(), store.clone()).start(),
         results: vec![ResultsPipeline::new(
             store.clone(),

@@ -4,6 +4,7 @@
 //! [`Counters`]; the ConnectionRegistry and the Connections use them without knowing which.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +13,38 @@ use super::redis::RedisStore;
 use crate::domain::clock::now_ms;
 use crate::domain::ids::UserId;
 use crate::domain::window::{Verdict, WindowLimiter};
+
+/// One authenticated socket as every instance sees it. Its member in the per-user set of
+/// Redis carries all of it, so an operator's view of a player lists the sockets of every
+/// instance without asking them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SocketPlace {
+    pub instance: String,
+    pub conn: u64,
+    pub ip: IpAddr,
+    /// When the socket connected (Unix ms).
+    pub since_ms: u64,
+}
+
+impl SocketPlace {
+    /// `instance:conn:since:ip`; the address last, since an IPv6 one holds colons.
+    fn member(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.instance, self.conn, self.since_ms, self.ip
+        )
+    }
+
+    fn parse(member: &str) -> Option<Self> {
+        let mut parts = member.splitn(4, ':');
+        Some(Self {
+            instance: parts.next()?.to_owned(),
+            conn: parts.next()?.parse().ok()?,
+            since_ms: parts.next()?.parse().ok()?,
+            ip: parts.next()?.parse().ok()?,
+        })
+    }
+}
 
 /// Where shared counts live.
 #[derive(Clone)]
@@ -34,32 +67,53 @@ impl Counters {
     pub async fn claim_socket(
         &self,
         user: &str,
-        member: &str,
+        place: &SocketPlace,
         cap: usize,
         lease: Duration,
     ) -> Result<bool, StoreError> {
         match self {
             Counters::Local => Ok(true),
-            Counters::Redis(r) => r.claim_socket(user, member, cap, lease, now_ms()).await,
+            Counters::Redis(r) => {
+                r.claim_socket(user, &place.member(), cap, lease, now_ms())
+                    .await
+            }
         }
     }
 
-    /// Renews the leases of this instance's places, (user, member) pairs.
+    /// Renews the leases of this instance's places, (user, place) pairs.
     pub async fn renew_sockets(
         &self,
-        held: &[(String, String)],
+        held: &[(String, SocketPlace)],
         lease: Duration,
     ) -> Result<(), StoreError> {
         match self {
             Counters::Local => Ok(()),
-            Counters::Redis(r) => r.renew_sockets(held, lease, now_ms()).await,
+            Counters::Redis(r) => {
+                let held: Vec<(&str, String)> =
+                    held.iter().map(|(u, p)| (u.as_str(), p.member())).collect();
+                r.renew_sockets(&held, lease, now_ms()).await
+            }
         }
     }
 
-    pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
+    pub async fn release_socket(&self, user: &str, place: &SocketPlace) -> Result<(), StoreError> {
         match self {
             Counters::Local => Ok(()),
-            Counters::Redis(r) => r.release_socket(user, member).await,
+            Counters::Redis(r) => r.release_socket(user, &place.member()).await,
+        }
+    }
+
+    /// `user`'s sockets on every instance whose lease holds; nothing when counts are local
+    /// (this instance's own registry is then the whole truth).
+    pub async fn sockets(&self, user: &str) -> Result<Vec<SocketPlace>, StoreError> {
+        match self {
+            Counters::Local => Ok(Vec::new()),
+            Counters::Redis(r) => Ok(r
+                .socket_members(user, now_ms())
+                .await?
+                .iter()
+                .filter_map(|m| SocketPlace::parse(m))
+                .collect()),
         }
     }
 }
@@ -256,5 +310,24 @@ impl WindowCounts {
                 local
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_place_reads_back_from_its_member() {
+        for ip in ["127.0.0.1", "::1", "2001:db8::7:1"] {
+            let place = SocketPlace {
+                instance: "0a1b2c3d4e5f".into(),
+                conn: 42,
+                ip: ip.parse().unwrap(),
+                since_ms: 1_700_000_000_123,
+            };
+            assert_eq!(SocketPlace::parse(&place.member()), Some(place));
+        }
+        assert_eq!(SocketPlace::parse("old-style:7"), None);
     }
 }

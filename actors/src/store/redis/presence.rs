@@ -54,7 +54,7 @@ impl RedisStore {
     /// Renews the leases of this instance's places, (user, member) pairs, in one pipeline.
     pub async fn renew_sockets(
         &self,
-        held: &[(String, String)],
+        held: &[(&str, String)],
         lease: Duration,
         now_ms: u64,
     ) -> Result<(), StoreError> {
@@ -74,6 +74,20 @@ impl RedisStore {
             pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
         }
         self.run(async |c| pipe.query_async(c).await).await
+    }
+
+    /// The members of `user`'s set whose lease has not lapsed.
+    pub async fn socket_members(&self, user: &str, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let key = self.key(&["uc", user]);
+        self.run(async |c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(now_ms)
+                .arg("+inf")
+                .query_async(c)
+                .await
+        })
+        .await
     }
 
     pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
