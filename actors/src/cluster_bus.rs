@@ -1,38 +1,49 @@
-//! ClusterBus: carries operator events (bans, kicks, announcements, campaign changes) to every
-//! instance, this one included.
+//! ClusterBus: carries operator events (bans, kicks, announcements, campaign changes, board
+//! resets) to every instance that needs them, this one included.
 //!
-//! Owns: this instance's id and description, the subscriber to the Redis `bus` channel (redis
-//! engine), and the heartbeat that lists this instance under `GET /admin/instances`. Receives
-//! [`Publish`] from the admin routes, after they changed the store: it applies the event here
-//! at once and publishes it for the other instances, which apply it when it arrives. Sends
-//! [`KickUser`] and [`Notify`] to the ConnectionRegistry and [`ResetRoom`] to the
-//! RoomRegistry, and writes the [`CampaignBook`] and [`BanBook`]; puts back on the boards the
-//! players whose ban ran out. The bus carries only what changed, never the truth: an instance re-reads
-//! from the store what an event names (the campaign, or the bans), and every campaign and ban
-//! when its subscriber (re)connects and every [`REREAD_EVERY`], so an event missed during a
-//! Redis outage is made good. Its own events
-//! come back from Redis and are skipped by origin. The subscriber reconnects with backoff, up to
-//! [`MAX_BACKOFF`]. With the memory engine there is one instance and no channel. Started by the
-//! Engine; it holds nothing a restart would lose.
+//! Owns: this instance's id and description, the subscriber to Redis Pub/Sub (redis engine),
+//! the set of campaigns served here, and the heartbeat that lists this instance under
+//! `GET /admin/instances`. Receives [`Publish`] from the admin routes, after they changed the
+//! store: it applies the event here at once and publishes it for the other instances, which
+//! apply it when it arrives; [`AutoBanned`] from the ResultsPipelines; [`CampaignRooms`] from
+//! the RoomRegistry. Sends [`KickUser`] and [`Notify`] to the ConnectionRegistry and
+//! [`ResetRoom`] to the RoomRegistry, writes the [`CampaignBook`] and [`BanBook`], and puts
+//! back on the boards, within a second, the players whose ban ran out.
+//!
+//! Channels: every instance listens to `bus` (campaign changes, bans, kicks, announcements to
+//! all, which any instance may need, since any may hold the player or start the game), and to
+//! `bus:c:{campaign}` only while it has a room of the campaign (that campaign's board resets
+//! and announcements). The bus carries only what changed, never the truth: an instance
+//! re-reads from the store what an event names (the campaign, or the bans), and every
+//! campaign and ban when its subscriber (re)connects and every [`REREAD_EVERY`], so an event
+//! missed during a Redis outage is made good. Its own events come back from Redis and are
+//! skipped by origin. The subscriber reconnects with backoff, up to [`MAX_BACKOFF`]. With the
+//! memory engine there is one instance and no channel. Started by the Engine; it holds
+//! nothing a restart would lose.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use deadpool_redis::redis::aio::PubSubSink;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::connection_registry::{ConnectionRegistry, KickUser, Notify};
 use crate::domain::clock::now_ms;
 use crate::domain::error::CloseReason;
-use crate::domain::ids::{CampaignId, UserId};
+use crate::domain::ids::{CampaignId, LiveBoard, UserId};
 use crate::domain::operator::Ban;
-use crate::room_registry::{CountRooms, ResetRoom, RoomRegistry};
+use crate::room_registry::{CampaignRooms, CountRooms, ResetRoom, RoomRegistry, WatchCampaigns};
 use crate::store::live::{BanBook, CampaignBook};
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 /// How often campaigns and bans are re-read from the store whatever the bus says.
 pub const REREAD_EVERY: Duration = Duration::from_secs(10);
+/// How often the ban book is looked at for bans that ran out (no I/O unless one has).
+const LAPSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Longest pause between two attempts to resubscribe.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often this instance says it is alive, and how long that lasts.
@@ -92,6 +103,10 @@ pub struct ClusterBus {
     /// RoomRegistry.
     stats: Arc<crate::telemetry::Stats>,
     rooms: Addr<RoomRegistry>,
+    /// The campaigns with a room here, whose channels the subscriber listens to.
+    served: HashSet<CampaignId>,
+    /// The live subscription's command half, to follow `served`; `None` while Redis is away.
+    sink: Option<PubSubSink>,
 }
 
 impl ClusterBus {
@@ -112,7 +127,47 @@ impl ClusterBus {
             me,
             stats,
             rooms,
+            served: HashSet::new(),
+            sink: None,
         }
+    }
+
+    /// Where `event` is published: a campaign's room events on its channel, the rest where
+    /// every instance hears them.
+    fn channel(redis: &RedisStore, event: &Event) -> String {
+        let campaign = match event {
+            Event::BoardReset { room } => room.split_once('/').map(|(c, _)| c),
+            Event::Announce {
+                campaign: Some(c), ..
+            } => Some(c.as_str()),
+            _ => None,
+        };
+        campaign.map_or_else(|| redis.bus_channel(), |c| redis.campaign_channel(c))
+    }
+
+    /// Starts or stops listening to `campaign`'s channel on the live subscription (a lost one
+    /// subscribes to all of `served` when it is back).
+    fn follow(&self, ctx: &mut Context<Self>, campaign: &CampaignId, listen: bool) {
+        let (Some(sink), Store::Durable(durable)) = (&self.sink, &self.store) else {
+            return;
+        };
+        let (mut sink, channel) = (
+            sink.clone(),
+            durable.redis.campaign_channel(campaign.as_str()),
+        );
+        ctx.spawn(
+            async move {
+                let done = if listen {
+                    sink.subscribe(&channel).await
+                } else {
+                    sink.unsubscribe(&channel).await
+                };
+                if let Err(err) = done {
+                    tracing::warn!(%err, channel, listen, "cluster bus: could not follow a campaign");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Applies an event on this instance.
@@ -203,13 +258,27 @@ impl ClusterBus {
                     }
                     Err(err) => tracing::warn!(%err, "could not re-read the bans"),
                 }
-                // A ban that ran out is lifted like one an operator lifted; several instances
-                // doing it at once put the same bests back once.
-                for ban in store.lapsed_bans(now).await.unwrap_or_default() {
-                    if let Err(err) = store.unban(&ban.user, &boards).await {
-                        tracing::warn!(%err, user = %ban.user, "a lapsed ban could not be lifted yet");
-                    }
-                }
+                lift_lapsed(&store, &bans, &boards, now).await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Lifts the bans that ran out by the book's clock, so a player is back on the boards
+    /// within [`LAPSE_CHECK_EVERY`] of their ban's end; costs the store nothing until one has.
+    fn check_lapsed(&self, ctx: &mut Context<Self>) {
+        if !self.bans.any_lapsed(now_ms()) {
+            return;
+        }
+        let (store, campaigns, bans) = (
+            self.store.clone(),
+            self.campaigns.clone(),
+            self.bans.clone(),
+        );
+        ctx.spawn(
+            async move {
+                let now = now_ms();
+                lift_lapsed(&store, &bans, &campaigns.boards(now), now).await;
             }
             .into_actor(self),
         );
@@ -227,13 +296,13 @@ impl ClusterBus {
                 let mut pause = Duration::from_millis(100);
                 loop {
                     match redis.pubsub().await {
-                        Ok(mut pubsub) => {
-                            if let Err(err) = pubsub.subscribe(redis.bus_channel()).await {
+                        Ok(pubsub) => {
+                            let (mut sink, mut messages) = pubsub.split();
+                            if let Err(err) = sink.subscribe(redis.bus_channel()).await {
                                 tracing::warn!(%err, "cluster bus: subscribe failed");
                             } else {
                                 pause = Duration::from_millis(100);
-                                bus.do_send(Reread);
-                                let mut messages = pubsub.into_on_message();
+                                bus.do_send(Subscribed(Some(sink)));
                                 while let Some(msg) = messages.next().await {
                                     let Ok(envelope) =
                                         serde_json::from_slice::<Envelope>(msg.get_payload_bytes())
@@ -245,6 +314,7 @@ impl ClusterBus {
                                         bus.do_send(Remote(envelope.event));
                                     }
                                 }
+                                bus.do_send(Subscribed(None));
                                 tracing::warn!("cluster bus: subscription lost; resubscribing");
                             }
                         }
@@ -286,15 +356,38 @@ impl ClusterBus {
     }
 }
 
+/// Lifts every ban the store holds as run out by `now`, like one an operator lifted: the
+/// player's bests go back on `boards`. Several instances doing it at once put the same bests
+/// back once. The book then forgets what ran out, unless a lift failed: it is tried again.
+async fn lift_lapsed(store: &Store, bans: &BanBook, boards: &[LiveBoard], now: u64) {
+    let lapsed = match store.lapsed_bans(now).await {
+        Ok(lapsed) => lapsed,
+        Err(err) => return tracing::warn!(%err, "could not read the bans that ran out"),
+    };
+    let mut all_lifted = true;
+    for ban in lapsed {
+        if let Err(err) = store.unban(&ban.user, boards).await {
+            all_lifted = false;
+            tracing::warn!(%err, user = %ban.user, "a lapsed ban could not be lifted yet");
+        }
+    }
+    if all_lifted {
+        bans.forget_lapsed(now);
+    }
+}
+
 impl Actor for ClusterBus {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.rooms
+            .do_send(WatchCampaigns(ctx.address().recipient()));
         self.subscribe(ctx);
         // The first heartbeat waits for [`Listening`], so no instance is listed without its
         // address (two heartbeats in flight could land in either order).
         ctx.run_interval(HEARTBEAT_EVERY, |act, ctx| act.heartbeat(ctx));
         ctx.run_interval(REREAD_EVERY, |act, ctx| act.reread(ctx, false));
+        ctx.run_interval(LAPSE_CHECK_EVERY, |act, ctx| act.check_lapsed(ctx));
     }
 }
 
@@ -316,6 +409,7 @@ impl Handler<Publish> for ClusterBus {
                 return Box::pin(async { true });
             }
         };
+        let channel = Self::channel(&redis, &msg.0);
         let payload = serde_json::to_string(&Envelope {
             from: self.me.id.clone(),
             event: msg.0.clone(),
@@ -323,7 +417,7 @@ impl Handler<Publish> for ClusterBus {
         .unwrap_or_default();
         self.apply(msg.0, ctx);
         Box::pin(async move {
-            match redis.publish(&payload).await {
+            match redis.publish(&channel, &payload).await {
                 Ok(()) => true,
                 Err(err) => {
                     tracing::warn!(%err, "cluster bus: could not publish");
@@ -347,16 +441,40 @@ impl Handler<Remote> for ClusterBus {
     }
 }
 
-/// The subscriber (re)connected: events may have been missed.
+/// The subscriber (re)connected with this sink, or lost its subscription (`None`). Once back,
+/// it listens to the served campaigns' channels again and re-reads the store, since events
+/// may have been missed.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Reread;
+struct Subscribed(Option<PubSubSink>);
 
-impl Handler<Reread> for ClusterBus {
+impl Handler<Subscribed> for ClusterBus {
     type Result = ();
 
-    fn handle(&mut self, _: Reread, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Subscribed, ctx: &mut Self::Context) {
+        self.sink = msg.0;
+        if self.sink.is_none() {
+            return;
+        }
+        for campaign in self.served.clone() {
+            self.follow(ctx, &campaign, true);
+        }
         self.reread(ctx, true);
+    }
+}
+
+impl Handler<CampaignRooms> for ClusterBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: CampaignRooms, ctx: &mut Self::Context) {
+        let changed = if msg.open {
+            self.served.insert(msg.campaign.clone())
+        } else {
+            self.served.remove(&msg.campaign)
+        };
+        if changed {
+            self.follow(ctx, &msg.campaign, msg.open);
+        }
     }
 }
 

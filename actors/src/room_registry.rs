@@ -7,6 +7,9 @@
 //! and sends it [`Close`], so the room stops for good and its place under `ROOM_MAX_ROOMS`
 //! is free again. Rooms learn of new scores themselves, by polling their board's version in
 //! the store, so a result accepted by any engine instance reaches every instance's rooms.
+//! Sends [`CampaignRooms`] to the watcher set by [`WatchCampaigns`] (the ClusterBus) when the
+//! first room of a campaign opens here and when its last one closes, so the bus listens only
+//! to the campaigns this instance serves. Answers [`ResetRoom`] and [`CountRooms`].
 //! Started by the Engine; it holds no state a restart could lose except the room addresses.
 
 use std::collections::HashMap;
@@ -18,7 +21,7 @@ use actix::prelude::*;
 use crate::config::RoomConfig;
 use crate::domain::clock::Clock;
 use crate::domain::error::ClientError;
-use crate::domain::ids::RoomId;
+use crate::domain::ids::{CampaignId, RoomId};
 use crate::room::{Close, Idle, Join, Leave, Resync, Room};
 use crate::store::live::CampaignBook;
 use crate::store::Store;
@@ -33,6 +36,9 @@ pub struct RoomRegistry {
     /// Every live room. An entry leaves when its room has been idle past the grace period
     /// (it sends [`Idle`]) and no join was forwarded since; the room is closed then.
     rooms: HashMap<RoomId, Live>,
+    /// How many of `rooms` each campaign has; a campaign leaves at zero.
+    per_campaign: HashMap<CampaignId, usize>,
+    watcher: Option<Recipient<CampaignRooms>>,
     campaigns: Arc<CampaignBook>,
     store: Store,
     config: RoomConfig,
@@ -42,6 +48,8 @@ impl RoomRegistry {
     pub fn new(config: RoomConfig, campaigns: Arc<CampaignBook>, store: Store) -> Self {
         Self {
             rooms: HashMap::new(),
+            per_campaign: HashMap::new(),
+            watcher: None,
             campaigns,
             store,
             config,
@@ -69,6 +77,13 @@ impl RoomRegistry {
             Duration::from_millis(self.config.idle_grace_ms),
             ctx.address().recipient(),
         );
+        if !self.rooms.contains_key(id) {
+            let count = self.per_campaign.entry(id.campaign.clone()).or_default();
+            *count += 1;
+            if *count == 1 {
+                self.tell(&id.campaign, true);
+            }
+        }
         Ok(self.rooms.entry(id.clone()).or_insert_with(|| {
             let id = id.clone();
             let addr = Supervisor::start(move |_| {
@@ -76,6 +91,50 @@ impl RoomRegistry {
             });
             Live { addr, joins: 0 }
         }))
+    }
+
+    fn closed(&mut self, id: &RoomId) {
+        let Some(count) = self.per_campaign.get_mut(&id.campaign) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.per_campaign.remove(&id.campaign);
+            self.tell(&id.campaign, false);
+        }
+    }
+
+    fn tell(&self, campaign: &CampaignId, open: bool) {
+        if let Some(watcher) = &self.watcher {
+            watcher.do_send(CampaignRooms {
+                campaign: campaign.clone(),
+                open,
+            });
+        }
+    }
+}
+
+/// Whether this instance now has rooms of `campaign` (`open`) or none any more.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CampaignRooms {
+    pub campaign: CampaignId,
+    pub open: bool,
+}
+
+/// Sends [`CampaignRooms`] to `0` from now on, starting with every campaign that has rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchCampaigns(pub Recipient<CampaignRooms>);
+
+impl Handler<WatchCampaigns> for RoomRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchCampaigns, _: &mut Self::Context) {
+        self.watcher = Some(msg.0);
+        for campaign in self.per_campaign.keys() {
+            self.tell(campaign, true);
+        }
     }
 }
 
@@ -157,6 +216,7 @@ impl Handler<Idle> for RoomRegistry {
         {
             if let Some(live) = self.rooms.remove(&msg.room) {
                 live.addr.do_send(Close);
+                self.closed(&msg.room);
             }
         }
     }

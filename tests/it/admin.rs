@@ -291,6 +291,45 @@ async fn a_ban_closes_the_players_sockets_and_refuses_them_until_lifted() {
     assert_eq!(status, 400, "a ban that ended already");
 }
 
+/// A ban with an end lifts itself: the player's best goes back on the board within about a
+/// second of it, and they may play again.
+#[tokio::test]
+async fn a_ban_that_runs_out_puts_the_player_back_on_the_boards() {
+    let s = TestServer::start();
+    s.player("tia").await.play(500).await;
+    let on_board = || async {
+        let shown = s
+            .http("GET", "/api/campaigns/quick/boards/global", None)
+            .await
+            .1;
+        shown["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["user"] == "tia")
+    };
+    eventually("the score is on the board", on_board).await;
+    let until = podium::admin::rfc3339(Some(podium_actors::domain::clock::now_ms() + 1_500));
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/admin/users/tia/ban",
+            Some(json!({"reason": "cool off", "until": until})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the banned player leaves the board", || async {
+        !on_board().await
+    })
+    .await;
+    eventually("the ban runs out and the best comes back", on_board).await;
+    let (_, bans) = s.admin("GET", "/admin/bans", None).await;
+    assert_eq!(bans["bans"], json!([]), "{bans}");
+    let mut back = s.player("tia").await;
+    let session = back.start_game("quick").await;
+    assert_eq!(back.submit(&session, 5).await["status"], "accepted");
+}
+
 #[tokio::test]
 async fn a_kick_closes_with_4000_and_the_player_may_return() {
     let s = TestServer::start();

@@ -193,3 +193,57 @@ async fn a_players_page_lists_their_sockets_on_every_instance() {
     )
     .await;
 }
+
+/// How many connections listen to `campaign`'s bus channel in `config`'s Redis.
+async fn listeners(config: &podium::Config, campaign: &str) -> i64 {
+    let store = podium_actors::store::durable::Durable::connect(config).expect("store clients");
+    let channel = store.redis.campaign_channel(campaign);
+    let counts: Vec<(String, i64)> = store
+        .redis
+        .run(async |c| {
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(c)
+                .await
+        })
+        .await
+        .expect("PUBSUB NUMSUB");
+    counts[0].1
+}
+
+/// A campaign's board resets and announcements reach the instance that has its room, and
+/// only an instance with a room of the campaign listens to its channel.
+#[tokio::test]
+async fn a_campaigns_room_events_reach_only_the_instances_that_serve_it() {
+    let (one, two) = pair(|c| c.rooms.idle_grace_ms = 100);
+    assert_eq!(listeners(&one.config, "quick").await, 0);
+    let mut member = two.player("nell").await;
+    member.join("quick/global").await;
+    eventually("the serving instance listens to the campaign", || async {
+        listeners(&one.config, "quick").await == 1
+    })
+    .await;
+    let (status, _) = one
+        .admin(
+            "POST",
+            "/admin/announce",
+            Some(json!({"text": "quick players only", "campaign": "quick"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        member.recv_type("announce").await["text"],
+        "quick players only"
+    );
+    let (status, _) = one
+        .admin("POST", "/admin/campaigns/quick/boards/global/reset", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(member.recv_type("snapshot").await["top"], json!([]));
+    drop(member);
+    eventually("an instance with no room of it stops listening", || async {
+        listeners(&one.config, "quick").await == 0
+    })
+    .await;
+}

@@ -1,10 +1,8 @@
 //! A submitted score, decided: the attempt the Store records and the outcome a retry is
 //! answered with again.
 
-use std::time::Duration;
-
 use super::campaign::Refusal;
-use super::ids::{BoardKey, CampaignId, Region, UserId};
+use super::ids::{CampaignId, LiveBoard, Region, UserId};
 
 /// The answer given to one session's submit, kept so a retry gets the same answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +32,7 @@ pub struct Attempt<'a> {
     pub region: Option<&'a Region>,
     /// Boards the score counts on, the first being the one `best`/`rank` report, each with
     /// how long it is kept (`None`: for good).
-    pub boards: &'a [(BoardKey, Option<Duration>)],
+    pub boards: &'a [LiveBoard],
     /// Decided straight in PostgreSQL (see `GameSession::fallback`).
     pub fallback: bool,
     /// For a refusal, the limit of the rule it broke (see `Refusal::limit`), kept for review.

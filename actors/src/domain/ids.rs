@@ -206,6 +206,9 @@ impl fmt::Display for BoardName {
     }
 }
 
+/// A board in play and how long its stored key lives (a daily board's ends with its day).
+pub type LiveBoard = (BoardKey, Option<std::time::Duration>);
+
 /// The key of one stored board: a campaign and which of its boards.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct BoardKey {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use crate::domain::campaign::Campaign;
-use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::ids::{LiveBoard, UserId};
 use crate::domain::operator::Ban;
 
 /// The campaigns in force. Readers take an `Arc` of the whole map, so a start_game never
@@ -39,7 +39,7 @@ impl CampaignBook {
 
     /// Every board of every campaign a player may be on at `now_ms`, with its TTL: what a ban
     /// takes them off and an unban puts them back on.
-    pub fn boards(&self, now_ms: u64) -> Vec<(BoardKey, Option<std::time::Duration>)> {
+    pub fn boards(&self, now_ms: u64) -> Vec<LiveBoard> {
         self.read()
             .values()
             .flat_map(|c| c.boards(now_ms))
@@ -84,6 +84,18 @@ impl BanBook {
     pub fn is_banned(&self, user: &UserId, now_ms: u64) -> bool {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(user).is_some_and(|b| b.is_active_at(now_ms))
+    }
+
+    /// Whether a ban in the book has run out by `now_ms` but was not lifted yet.
+    pub fn any_lapsed(&self, now_ms: u64) -> bool {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().any(|b| !b.is_active_at(now_ms))
+    }
+
+    /// Drops the bans that ran out by `now_ms` (none in force is touched).
+    pub fn forget_lapsed(&self, now_ms: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, b| b.is_active_at(now_ms));
     }
 
     pub fn put(&self, ban: Ban) {

@@ -24,7 +24,7 @@ use crate::domain::board::{Entry, Standing};
 use crate::domain::campaign::Campaign;
 use crate::domain::decision::Record;
 use crate::domain::decision::{Attempt, Outcome};
-use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::ids::{BoardKey, LiveBoard, UserId};
 use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
 use crate::domain::session::GameSession;
 use counters::Counters;
@@ -215,11 +215,7 @@ impl Store {
     /// Bars a banned player from the boards: from now on their submits decide nothing, and
     /// their bests leave `boards` (every board of every campaign) until
     /// [`Self::restore_player`]. Safe to repeat.
-    pub async fn hide_player(
-        &self,
-        user: &UserId,
-        boards: &[(BoardKey, Option<std::time::Duration>)],
-    ) -> Result<(), StoreError> {
+    pub async fn hide_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
                 m.hide_player(user);
@@ -312,11 +308,7 @@ impl Store {
     }
 
     /// Lifts the bar of [`Self::hide_player`] and puts the player's bests back.
-    async fn restore_player(
-        &self,
-        user: &UserId,
-        boards: &[(BoardKey, Option<std::time::Duration>)],
-    ) -> Result<(), StoreError> {
+    async fn restore_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
                 m.restore_player(user);
@@ -366,11 +358,7 @@ impl Store {
 
     /// Bans a player: the ban is recorded first (so a re-read can redo the rest should the
     /// boards be out of reach), then they leave `boards` ([`Self::hide_player`]).
-    pub async fn ban(
-        &self,
-        ban: &Ban,
-        boards: &[(BoardKey, Option<std::time::Duration>)],
-    ) -> Result<(), StoreError> {
+    pub async fn ban(&self, ban: &Ban, boards: &[LiveBoard]) -> Result<(), StoreError> {
         self.put_ban(ban).await?;
         self.hide_player(&ban.user, boards).await
     }
@@ -378,11 +366,7 @@ impl Store {
     /// Lifts a player's ban: their bests go back on `boards` first, and only then is the ban
     /// record dropped, so a failure in between leaves a ban a later lift or lapse completes.
     /// Answers whether there was a ban.
-    pub async fn unban(
-        &self,
-        user: &UserId,
-        boards: &[(BoardKey, Option<std::time::Duration>)],
-    ) -> Result<bool, StoreError> {
+    pub async fn unban(&self, user: &UserId, boards: &[LiveBoard]) -> Result<bool, StoreError> {
         self.restore_player(user, boards).await?;
         self.lift_ban(user).await
     }

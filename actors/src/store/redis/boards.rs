@@ -27,7 +27,7 @@ use super::stream;
 use crate::domain::board::{Entry, Standing};
 use crate::domain::campaign::Refusal;
 use crate::domain::decision::{Attempt, Outcome};
-use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::ids::{BoardKey, LiveBoard, UserId};
 use crate::store::error::StoreError;
 
 /// Largest inverted-time prefix; 13 digits cover Unix ms until the year 2286.
@@ -327,11 +327,7 @@ impl RedisStore {
     }
 
     /// See `Store::hide_player`.
-    pub async fn hide_player(
-        &self,
-        user: &UserId,
-        boards: &[(BoardKey, Option<Duration>)],
-    ) -> Result<(), StoreError> {
+    pub async fn hide_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
         let mut call = HIDE_SCRIPT.prepare_invoke();
         call.key(self.key(&["ban", user.as_str()]))
             .key(self.key(&["held", user.as_str()]))
@@ -358,7 +354,7 @@ impl RedisStore {
     pub async fn remove_scores(
         &self,
         user: &UserId,
-        boards: &[(BoardKey, Option<Duration>)],
+        boards: &[LiveBoard],
     ) -> Result<u64, StoreError> {
         let mut call = REMOVE_SCRIPT.prepare_invoke();
         call.arg(user.as_str());
@@ -374,7 +370,7 @@ impl RedisStore {
     pub async fn restore_player(
         &self,
         user: &UserId,
-        boards: &[(BoardKey, Option<Duration>)],
+        boards: &[LiveBoard],
     ) -> Result<(), StoreError> {
         let mut call = RESTORE_SCRIPT.prepare_invoke();
         call.key(self.key(&["ban", user.as_str()]))

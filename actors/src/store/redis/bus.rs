@@ -1,5 +1,7 @@
-//! The cluster bus's Redis half: one Pub/Sub channel (`bus`) that carries operator events
-//! between instances, and the instance heartbeats behind `GET /admin/instances`
+//! The cluster bus's Redis half: the Pub/Sub channels that carry operator events between
+//! instances (`bus`, which every instance needs: campaign changes, bans, kicks, announcements
+//! to all; `bus:c:{campaign}`, for instances with a room of the campaign: its board resets and
+//! announcements), and the instance heartbeats behind `GET /admin/instances`
 //! (`inst:{id}`: the instance's description, with a TTL; `insts`: a sorted set of ids by last
 //! heartbeat, so a listing reads only live ones).
 
@@ -11,9 +13,14 @@ use super::client::RedisStore;
 use crate::store::error::StoreError;
 
 impl RedisStore {
-    /// The bus channel's name.
+    /// The channel every instance subscribes to.
     pub fn bus_channel(&self) -> String {
         self.key(&["bus"])
+    }
+
+    /// The channel of the instances holding a room of `campaign`.
+    pub fn campaign_channel(&self, campaign: &str) -> String {
+        self.key(&["bus", "c", campaign])
     }
 
     /// A fresh Pub/Sub connection (not from the pool: it is held for good by the subscriber).
@@ -26,11 +33,10 @@ impl RedisStore {
             .map_err(StoreError::from)
     }
 
-    pub async fn publish(&self, payload: &str) -> Result<(), StoreError> {
-        let channel = self.bus_channel();
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
         self.run(async |c| {
             redis::cmd("PUBLISH")
-                .arg(&channel)
+                .arg(channel)
                 .arg(payload)
                 .query_async::<i64>(c)
                 .await
