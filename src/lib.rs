@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod policy;
 pub mod public;
 pub mod routes;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -11,6 +11,8 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::views::*;
+
 /// Every error: `{"error":{"code","message"}}`, `code` one of docs/PROTOCOL.md's.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -122,7 +124,7 @@ route!(
     get,
     path = "/health",
     tag = "operations",
-    responses((status = 200, body = Object), (status = 503, body = Object))
+    responses((status = 200, body = Health), (status = 503, body = Health))
 );
 route!(
     ready,
@@ -130,7 +132,7 @@ route!(
     path = "/ready",
     tag = "operations",
     responses(
-        (status = 200, body = Object),
+        (status = 200, body = Ready),
         (status = 503, body = ErrorBody)
     )
 );
@@ -152,7 +154,7 @@ route!(
     tag = "players",
     request_body = DevTokenBody,
     responses(
-        (status = 200, body = Object),
+        (status = 200, body = DevToken),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody),
@@ -161,7 +163,7 @@ route!(
 );
 route!(leaderboard, get, path = "/leaderboard/{campaign}/{board}", tag = "public",
     params(("campaign" = String, Path), ("board" = String, Path), ("from" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)));
+    responses((status = 200, body = BoardPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)));
 route!(
     index,
     get,
@@ -210,14 +212,14 @@ route!(
     tag = "public",
     params(("name" = String, Path)),
     responses(
-        (status = 200, body = Object),
+        (status = 200, body = PublicCampaign),
         (status = 404, body = ErrorBody)
     )
 );
 route!(public_board, get, path = "/api/campaigns/{name}/boards/{board}", tag = "public",
     params(("name" = String, Path), ("board" = String, Path, description = "global, daily or region:<code>"),
         ("limit" = Option<u64>, Query), ("offset" = Option<u64>, Query)),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)));
+    responses((status = 200, body = BoardPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)));
 route!(
     public_around,
     get,
@@ -229,7 +231,7 @@ route!(
         ("user" = String, Path)
     ),
     responses(
-        (status = 200, body = Object),
+        (status = 200, body = Around),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)
     )
@@ -241,7 +243,7 @@ route!(
     tag = "public",
     params(("name" = String, Path), ("board" = String, Path)),
     responses(
-        (status = 200, body = Object),
+        (status = 200, body = Archives),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)
     )
@@ -258,16 +260,16 @@ macro_rules! admin_route {
     };
 }
 
-admin_route!(campaigns_list, get, "/admin/campaigns", [], ok (status = 200, body = Object), errors []);
-admin_route!(campaigns_create, post, "/admin/campaigns", [request_body = CampaignBody, ], ok (status = 201, body = Object), errors [400, 409, 413]);
-admin_route!(campaigns_show, get, "/admin/campaigns/{name}", [params(("name" = String, Path)), ], ok (status = 200, body = Object), errors []);
-admin_route!(campaigns_update, patch, "/admin/campaigns/{name}", [params(("name" = String, Path)), request_body = CampaignBody, ], ok (status = 200, body = Object), errors [400, 409, 413]);
+admin_route!(campaigns_list, get, "/admin/campaigns", [], ok (status = 200, body = CampaignList), errors []);
+admin_route!(campaigns_create, post, "/admin/campaigns", [request_body = CampaignBody, ], ok (status = 201, body = AdminCampaign), errors [400, 409, 413]);
+admin_route!(campaigns_show, get, "/admin/campaigns/{name}", [params(("name" = String, Path)), ], ok (status = 200, body = AdminCampaign), errors []);
+admin_route!(campaigns_update, patch, "/admin/campaigns/{name}", [params(("name" = String, Path)), request_body = CampaignBody, ], ok (status = 200, body = AdminCampaign), errors [400, 409, 413]);
 admin_route!(
     campaigns_close,
     post,
     "/admin/campaigns/{name}/close",
     [params(("name" = String, Path)),],
-    ok(status = 200, body = Object),
+    ok(status = 200, body = AdminCampaign),
     errors[409]
 );
 admin_route!(
@@ -275,16 +277,16 @@ admin_route!(
     post,
     "/admin/campaigns/{name}/rebuild",
     [params(("name" = String, Path)),],
-    ok(status = 200, body = Object),
+    ok(status = 200, body = Rebuilt),
     errors[503]
 );
-admin_route!(campaigns_reset, post, "/admin/campaigns/{name}/boards/{board}/reset", [params(("name" = String, Path), ("board" = String, Path)), request_body = ResetBody, ], ok (status = 200, body = Object), errors [400, 409, 413, 503]);
+admin_route!(campaigns_reset, post, "/admin/campaigns/{name}/boards/{board}/reset", [params(("name" = String, Path), ("board" = String, Path)), request_body = ResetBody, ], ok (status = 200, body = BoardReset), errors [400, 409, 413, 503]);
 admin_route!(
     campaigns_remove_scores,
     delete,
     "/admin/campaigns/{name}/boards/scores/{user}",
     [params(("name" = String, Path), ("user" = String, Path)),],
-    ok(status = 200, body = Object),
+    ok(status = 200, body = ScoresRemoved),
     errors[503]
 );
 admin_route!(
@@ -299,25 +301,25 @@ admin_route!(
     ),
     errors[503]
 );
-admin_route!(users_show, get, "/admin/users/{user}", [params(("user" = String, Path)), ], ok (status = 200, body = Object), errors []);
-admin_route!(users_ban, post, "/admin/users/{user}/ban", [params(("user" = String, Path)), request_body = BanBody, ], ok (status = 200, body = Object), errors [400, 413, 503]);
+admin_route!(users_show, get, "/admin/users/{user}", [params(("user" = String, Path)), ], ok (status = 200, body = UserPage), errors []);
+admin_route!(users_ban, post, "/admin/users/{user}/ban", [params(("user" = String, Path)), request_body = BanBody, ], ok (status = 200, body = BanView), errors [400, 413, 503]);
 admin_route!(
     users_unban,
     delete,
     "/admin/users/{user}/ban",
     [params(("user" = String, Path)),],
-    ok(status = 200, body = Object),
+    ok(status = 200, body = Unbanned),
     errors[503]
 );
-admin_route!(users_kick, post, "/admin/users/{user}/kick", [params(("user" = String, Path)), request_body = ReasonBody, ], ok (status = 200, body = Object), errors [400, 413]);
-admin_route!(bans, get, "/admin/bans", [], ok (status = 200, body = Object), errors []);
-admin_route!(flagged, get, "/admin/flagged", [params(("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = Object), errors [400]);
-admin_route!(announce, post, "/admin/announce", [request_body = AnnounceBody, ], ok (status = 200, body = Object), errors [400, 413]);
-admin_route!(instances, get, "/admin/instances", [], ok (status = 200, body = Object), errors []);
-admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query), ("cursor" = Option<u64>, Query)), ], ok (status = 200, body = Object), errors [400]);
+admin_route!(users_kick, post, "/admin/users/{user}/kick", [params(("user" = String, Path)), request_body = ReasonBody, ], ok (status = 200, body = Kicked), errors [400, 413]);
+admin_route!(bans, get, "/admin/bans", [], ok (status = 200, body = BanList), errors []);
+admin_route!(flagged, get, "/admin/flagged", [params(("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = FlaggedPage), errors [400]);
+admin_route!(announce, post, "/admin/announce", [request_body = AnnounceBody, ], ok (status = 200, body = Announced), errors [400, 413]);
+admin_route!(instances, get, "/admin/instances", [], ok (status = 200, body = InstanceList), errors []);
+admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query), ("cursor" = Option<u64>, Query)), ], ok (status = 200, body = AuditPage), errors [400]);
 
-// `body = Object` is utoipa's free-form JSON object: the fields of each answer are in
-// docs/PROTOCOL.md and README; the error shape is exact.
+// Each answer's schema is the type its handler serializes (crate::views); only this document
+// itself is a free-form object.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "podium", description = "The HTTP routes of podium, the realtime engine for browser promo games. The WebSocket protocol is docs/PROTOCOL.md."),

@@ -1,7 +1,8 @@
 //! The public read API, `/api/campaigns/...`: a campaign as players may see it, pages of its
 //! boards, the rows around a player, and a board's archives. Board reads are served from a
 //! cache of at most one second per instance ([`ReadCache`]), so however many pages read a
-//! board, this instance reads it from the store about once a second; answers say
+//! board, this instance reads it from the store about once a second (readers that find it
+//! stale together share one read); answers say
 //! `Cache-Control: public, max-age=1`.
 
 use std::collections::HashMap;
@@ -15,10 +16,10 @@ use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
 use podium_actors::domain::ids::{BoardKey, RoomId, UserId};
 use podium_actors::engine::Engine;
+use podium_actors::telemetry;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use crate::admin::rfc3339;
+use crate::views::{self, ArchiveView, PublicCampaign};
 
 /// How long a board read is served from the cache.
 const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -34,42 +35,60 @@ const AROUND: u64 = 5;
 /// A board's size and first rows, as read at one moment.
 type Read = Arc<(u64, Vec<Entry>)>;
 
+/// One board's last read. Its async lock is held across the store read, so the readers that
+/// find it stale together wait for one read instead of each making their own.
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Read)>>>;
+
 /// The first rows of each board read recently, and the board's size, by board.
 #[derive(Default)]
 pub struct ReadCache {
-    /// A std mutex: held for a map lookup or insert, never across a store read.
-    boards: Mutex<HashMap<BoardKey, (Instant, Read)>>,
+    /// A std mutex: held to find or add a board's slot, never across a store read.
+    boards: Mutex<HashMap<BoardKey, Slot>>,
 }
 
 impl ReadCache {
+    /// Drops every board read, so the next read of each goes to the store: an operator's change
+    /// to the boards shows at once on this instance (on the others within the second).
+    pub fn forget(&self) {
+        self.boards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// The board's size and first rows, from the cache when fresh, else from the store.
-    async fn board(
-        &self,
-        engine: &Engine,
-        key: &BoardKey,
-    ) -> Result<Arc<(u64, Vec<Entry>)>, ClientError> {
-        {
-            let boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, held)) = boards.get(key) {
-                if at.elapsed() < FRESH_FOR {
-                    return Ok(held.clone());
-                }
+    async fn board(&self, engine: &Engine, key: &BoardKey) -> Result<Read, ClientError> {
+        let slot = {
+            let mut boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
+            if boards.len() >= CACHED_BOARDS && !boards.contains_key(key) {
+                // Slots in use or read within a second stay; the rest go.
+                boards.retain(|_, slot| {
+                    Arc::strong_count(slot) > 1
+                        || slot.try_lock().is_ok_and(|held| {
+                            held.as_ref()
+                                .is_some_and(|(at, _)| at.elapsed() < FRESH_FOR)
+                        })
+                });
+            }
+            boards.entry(key.clone()).or_default().clone()
+        };
+        let mut held = slot.lock().await;
+        if let Some((at, read)) = held.as_ref() {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(read.clone());
             }
         }
         let store = &engine.gateway.store;
         let total = store.count(key).await?;
         let rows = store.page(key, 1, CACHED_ROWS).await?;
-        let held = Arc::new((total, rows));
-        let mut boards = self.boards.lock().unwrap_or_else(|p| p.into_inner());
-        if boards.len() >= CACHED_BOARDS {
-            boards.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
-        }
-        boards.insert(key.clone(), (Instant::now(), held.clone()));
-        Ok(held)
+        let read = Arc::new((total, rows));
+        *held = Some((Instant::now(), read.clone()));
+        telemetry::board_read_from_store(key.campaign.as_str());
+        Ok(read)
     }
 }
 
-fn cached(body: Value) -> HttpResponse {
+fn cached(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "public, max-age=1"))
         .json(body)
@@ -97,36 +116,13 @@ pub fn board_of(c: &Campaign, board: &str) -> Result<RoomId, ClientError> {
     Ok(room)
 }
 
-/// A campaign's rules as the API shows them (public and admin alike).
-pub fn rules_json(r: &podium_actors::domain::campaign::CampaignRules) -> Value {
-    json!({
-        "min_duration_ms": r.min_duration_ms,
-        "max_duration_ms": r.max_duration_ms,
-        "max_score": r.max_score,
-        "max_score_per_second": r.max_score_per_second,
-        "max_games_per_hour": r.max_games_per_hour,
-    })
-}
-
 /// `GET /api/campaigns/{name}`: title, window, boards, regions and the rules a game may show.
 pub async fn show(
     name: web::Path<String>,
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let c = campaign(&engine, &name)?;
-    let r = &c.rules;
-    let mut boards = vec!["global".to_owned(), "daily".to_owned()];
-    boards.extend(r.regions.iter().map(|code| format!("region:{code}")));
-    Ok(cached(json!({
-        "name": c.name.as_str(),
-        "title": c.title(),
-        "starts_at": rfc3339(r.starts_at_ms),
-        "ends_at": rfc3339(r.ends_at_ms),
-        "open": c.takes_games_at(now_ms()),
-        "boards": boards,
-        "regions": r.regions,
-        "rules": rules_json(r),
-    })))
+    Ok(cached(PublicCampaign::of(&c, now_ms())))
 }
 
 #[derive(Deserialize)]
@@ -153,8 +149,19 @@ pub async fn board(
             "limit is 1 to {MAX_PAGE} and offset 0 or more"
         )));
     }
+    page(&engine, &cache, room, offset, limit).await
+}
+
+/// `limit` rows of `room`'s board from the `offset`-th, from the cache when they are in it.
+pub async fn page(
+    engine: &Engine,
+    cache: &ReadCache,
+    room: RoomId,
+    offset: u64,
+    limit: usize,
+) -> Result<HttpResponse, ClientError> {
     let key = BoardKey::for_room(&room, now_ms());
-    let held = cache.board(&engine, &key).await?;
+    let held = cache.board(engine, &key).await?;
     let (total, top) = (&held.0, &held.1);
     let end = offset.saturating_add(limit as u64);
     let rows: Vec<Entry> = if end <= CACHED_ROWS as u64 {
@@ -166,13 +173,13 @@ pub async fn board(
     } else {
         engine.gateway.store.page(&key, offset + 1, limit).await?
     };
-    Ok(cached(json!({
-        "room": room.to_string(),
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-        "rows": rows,
-    })))
+    Ok(cached(views::BoardPage {
+        room: room.to_string(),
+        total: *total,
+        offset,
+        limit,
+        rows,
+    }))
 }
 
 /// `GET /api/campaigns/{name}/boards/{board}/around/{user}`: the rows from five ranks above
@@ -189,9 +196,11 @@ pub async fn around(
     if rows.is_empty() {
         return Err(ClientError::NotFound);
     }
-    Ok(cached(
-        json!({ "room": room.to_string(), "user": user.as_str(), "rows": rows }),
-    ))
+    Ok(cached(views::Around {
+        room: room.to_string(),
+        user: user.to_string(),
+        rows,
+    }))
 }
 
 /// Rows of each archive the listing shows.
@@ -207,21 +216,13 @@ pub async fn archives(
     let room = board_of(&*campaign(&engine, &name)?, &board)?;
     let key = BoardKey::for_room(&room, now_ms());
     let all = engine.gateway.store.archives(&key).await?;
-    let shown: Vec<Value> = all
-        .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "board": a.board,
-                "archived_at": rfc3339(Some(a.at_ms)),
-                "players": a.rows.len(),
-                "rows": &a.rows[..a.rows.len().min(ARCHIVE_ROWS)],
-            })
-        })
-        .collect();
-    Ok(cached(
-        json!({ "room": room.to_string(), "archives": shown }),
-    ))
+    Ok(cached(views::Archives {
+        room: room.to_string(),
+        archives: all
+            .iter()
+            .map(|a| ArchiveView::of(a, ARCHIVE_ROWS))
+            .collect(),
+    }))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,13 +9,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use podium_actors::connection;
 use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
-use podium_actors::domain::ids::{BoardKey, RoomId, UserId};
+use podium_actors::domain::ids::{RoomId, UserId};
 use podium_actors::domain::window::Verdict;
 use podium_actors::engine::Engine;
-use podium_actors::store::StoreError;
 use podium_actors::telemetry;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::public::ReadCache;
+use crate::views::{Health, HealthIssue, HealthMetrics};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A malformed query string is a `bad_message` like any other bad input.
@@ -142,7 +144,7 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
     let load = connections / engine.config.ws.max_connections as f64;
     let mut status = 0; // 0 healthy, 1 warning, 2 critical
     let mut issues = Vec::new();
-    let mut check = |value: f64, warn: f64, crit: f64, what: &str| {
+    let mut check = |value: f64, warn: f64, crit: f64, what: &'static str| {
         let level = if value >= crit {
             2
         } else if value >= warn {
@@ -151,12 +153,12 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
             0
         };
         if level > 0 {
-            issues.push(json!({
-                "severity": if level == 2 { "critical" } else { "warning" },
-                "check": what,
-                "value": value,
-                "threshold": if level == 2 { crit } else { warn },
-            }));
+            issues.push(HealthIssue {
+                severity: if level == 2 { "critical" } else { "warning" },
+                check: what,
+                value: Some(value.into()),
+                threshold: Some(if level == 2 { crit } else { warn }),
+            });
         }
         status = status.max(level);
     };
@@ -184,8 +186,13 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         .as_ref()
         .map_or((0, 0), |p| (p.backlog, p.lag_ms));
     if let Some(persist) = &store.persist {
-        let mut warn = |check: &str, value: serde_json::Value| {
-            issues.push(json!({"severity": "warning", "check": check, "value": value}));
+        let mut warn = |check: &'static str, value: serde_json::Value| {
+            issues.push(HealthIssue {
+                severity: "warning",
+                check,
+                value: Some(value),
+                threshold: None,
+            });
             status = status.max(1);
         };
         if store.redis_down {
@@ -205,28 +212,33 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
         }
     }
     if !engine.is_accepting() {
-        issues.push(json!({"severity": "critical", "check": "shutting_down"}));
+        issues.push(HealthIssue {
+            severity: "critical",
+            check: "shutting_down",
+            value: None,
+            threshold: None,
+        });
         status = 2;
     }
     let label = ["healthy", "warning", "critical"][status];
     let timestamp = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let body = json!({
-        "status": label,
-        "timestamp": timestamp,
-        "metrics": {
-            "totalConnections": connections as u64,
-            "totalUsers": stats.users.load(Ordering::Relaxed).max(0),
-            "messagesPerMinute": minute.messages,
-            "averageResponseTime": minute.average_response_ms,
-            "errorRate": error_rate,
-            "uptime": stats.uptime().as_secs(),
-            "persistBacklog": backlog,
-            "persistLagMs": lag_ms,
+    let body = Health {
+        status: label.into(),
+        timestamp,
+        metrics: HealthMetrics {
+            total_connections: connections as u64,
+            total_users: stats.users.load(Ordering::Relaxed).max(0),
+            messages_per_minute: minute.messages,
+            average_response_time: minute.average_response_ms,
+            error_rate,
+            uptime: stats.uptime().as_secs(),
+            persist_backlog: backlog,
+            persist_lag_ms: lag_ms,
         },
-        "issues": issues,
-    });
+        issues,
+    };
     if status == 2 {
         HttpResponse::ServiceUnavailable().json(body)
     } else {
@@ -237,7 +249,7 @@ async fn health(engine: web::Data<Arc<Engine>>) -> HttpResponse {
 /// `/ready`: 200 while this instance takes new players, 503 once shutdown began.
 async fn ready(engine: web::Data<Arc<Engine>>) -> HttpResponse {
     if engine.is_accepting() {
-        HttpResponse::Ok().json(json!({"ready": true}))
+        HttpResponse::Ok().json(crate::views::Ready { ready: true })
     } else {
         ClientError::ShuttingDown.error_response()
     }
@@ -264,10 +276,13 @@ const MAX_RANK: u64 = podium_actors::domain::protocol::MAX_SCORE;
 
 /// `GET /leaderboard/{campaign}/{board}?from=1&limit=50`: a page of a board, ranks from
 /// `from` (1-based) down, with the board's size so a client can page in either direction.
+/// The first route of its kind, kept as an alias of `GET /api/campaigns/{name}/boards/{board}`
+/// (same cache, same answer) for the clients that use it.
 async fn leaderboard(
     path: web::Path<(String, String)>,
     query: web::Query<PageQuery>,
     engine: web::Data<Arc<Engine>>,
+    cache: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let (campaign, board) = path.into_inner();
     let room = RoomId::parse(&format!("{campaign}/{board}"))?;
@@ -287,15 +302,7 @@ async fn leaderboard(
             "from is 1 to {MAX_RANK} and limit is 1 to {MAX_PAGE}"
         )));
     }
-    let key = BoardKey::for_room(&room, now_ms());
-    let failed = |err: StoreError| {
-        tracing::warn!(%err, "leaderboard read failed");
-        ClientError::Internal
-    };
-    let store = &engine.gateway.store;
-    let total = store.count(&key).await.map_err(failed)?;
-    let rows = store.page(&key, from, limit).await.map_err(failed)?;
-    Ok(HttpResponse::Ok().json(json!({ "room": room.to_string(), "total": total, "rows": rows })))
+    crate::public::page(&engine, &cache, room, from - 1, limit).await
 }
 
 #[derive(Deserialize)]
@@ -352,7 +359,9 @@ async fn dev_token(
         .mint_dev_token(&user, now_ms() / 1000)
         .ok_or(ClientError::NotFound)?;
     telemetry::dev_token("ok");
-    Ok(HttpResponse::Ok().json(
-        json!({ "token": token, "user": user, "expires_in": engine.config.jwt.dev_token_ttl_secs }),
-    ))
+    Ok(HttpResponse::Ok().json(crate::views::DevToken {
+        token,
+        user: user.to_string(),
+        expires_in: engine.config.jwt.dev_token_ttl_secs,
+    }))
 }

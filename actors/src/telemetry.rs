@@ -183,6 +183,12 @@ pub fn game_started() {
     counter!("podium_games_started_total").increment(1);
 }
 
+/// A public board read that went to the store (the one-second cache held nothing fresh).
+pub fn board_read_from_store(campaign: &str) {
+    counter!("podium_public_board_store_reads_total", "campaign" => campaign.to_owned())
+        .increment(1);
+}
+
 pub fn dev_token(outcome: &'static str) {
     counter!("podium_dev_tokens_total", "outcome" => outcome).increment(1);
 }

@@ -13,28 +13,12 @@ use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
 use podium_actors::domain::ids::CampaignId;
 use podium_actors::engine::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::body::Fields;
-use super::{audited, rfc3339, Admin};
-
-/// A campaign as the admin API shows it.
-pub fn campaign_json(c: &Campaign, now: u64) -> Value {
-    let r = &c.rules;
-    json!({
-        "name": c.name.as_str(),
-        "title": c.title(),
-        "starts_at": rfc3339(r.starts_at_ms),
-        "ends_at": rfc3339(r.ends_at_ms),
-        "closed_at": rfc3339(c.closed_at_ms),
-        "open": c.takes_games_at(now),
-        "regions": r.regions,
-        "daily_retention_days": r.daily_retention_days,
-        "rules": crate::public::rules_json(r),
-        "version": c.version,
-        "updated_at": rfc3339(Some(c.updated_at_ms)),
-    })
-}
+use super::{audited, Admin};
+use crate::public::ReadCache;
+use crate::views::{self, AdminCampaign, CampaignList};
 
 const FIELDS: &[&str] = &[
     "name",
@@ -123,8 +107,8 @@ async fn announce_change(engine: &Engine, c: &Campaign) {
 pub async fn list(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
     let now = now_ms();
     let all = engine.gateway.store.campaigns().await?;
-    let rows: Vec<Value> = all.iter().map(|c| campaign_json(c, now)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "campaigns": rows })))
+    let campaigns = all.iter().map(|c| AdminCampaign::of(c, now)).collect();
+    Ok(HttpResponse::Ok().json(CampaignList { campaigns }))
 }
 
 pub async fn show(
@@ -133,7 +117,7 @@ pub async fn show(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let c = held(&engine, &name).await?;
-    Ok(HttpResponse::Ok().json(campaign_json(&c, now_ms())))
+    Ok(HttpResponse::Ok().json(AdminCampaign::of(&c, now_ms())))
 }
 
 /// `POST /admin/campaigns`: 201 with the campaign; 409 when the name is taken.
@@ -159,7 +143,7 @@ pub async fn create(
         return Err(ClientError::Conflict("a campaign of that name exists"));
     }
     announce_change(&engine, &campaign).await;
-    let shown = campaign_json(&campaign, now);
+    let shown = AdminCampaign::of(&campaign, now);
     audited(
         &engine,
         &admin,
@@ -184,7 +168,7 @@ pub async fn update(
     apply(&body, &mut campaign.rules)?;
     let changed = commit(&engine, &mut campaign).await?;
     audited(&engine, &admin, "campaign_update", &name, raw).await;
-    Ok(HttpResponse::Ok().json(campaign_json(&changed, now_ms())))
+    Ok(HttpResponse::Ok().json(AdminCampaign::of(&changed, now_ms())))
 }
 
 /// Writes the next version of `c`, or says the campaign changed since it was read.
@@ -208,6 +192,7 @@ pub async fn rebuild(
     admin: Admin,
     name: web::Path<String>,
     engine: web::Data<Arc<Engine>>,
+    reads: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let campaign = held(&engine, &name).await?;
     let changed = engine
@@ -215,9 +200,12 @@ pub async fn rebuild(
         .store
         .rebuild_campaign(&campaign, now_ms())
         .await?;
+    reads.forget();
     audited(&engine, &admin, "campaign_rebuild", &name, Value::Null).await;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "campaign": campaign.name.as_str(), "rows_changed": changed })))
+    Ok(HttpResponse::Ok().json(views::Rebuilt {
+        campaign: campaign.name.to_string(),
+        rows_changed: changed,
+    }))
 }
 
 /// `DELETE /admin/campaigns/{name}/boards/scores/{user}`: the player leaves every board of the
@@ -226,6 +214,7 @@ pub async fn remove_scores(
     admin: Admin,
     path: web::Path<(String, String)>,
     engine: web::Data<Arc<Engine>>,
+    reads: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let (name, user) = path.into_inner();
     let campaign = held(&engine, &name).await?;
@@ -238,6 +227,7 @@ pub async fn remove_scores(
     if boards == 0 {
         return Err(ClientError::NotFound);
     }
+    reads.forget();
     audited(
         &engine,
         &admin,
@@ -246,8 +236,11 @@ pub async fn remove_scores(
         Value::Null,
     )
     .await;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "campaign": name, "user": user.as_str(), "boards": boards })))
+    Ok(HttpResponse::Ok().json(views::ScoresRemoved {
+        campaign: name,
+        user: user.to_string(),
+        boards,
+    }))
 }
 
 /// `POST /admin/campaigns/{name}/boards/{board}/reset {"archive"}`: the board starts empty;
@@ -260,6 +253,7 @@ pub async fn reset(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
+    reads: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let (name, board) = path.into_inner();
     let raw = Fields::read(payload, &["archive"], true).await?;
@@ -268,7 +262,7 @@ pub async fn reset(
     let room = crate::public::board_of(&campaign, &board)?;
     let now = now_ms();
     let archive = match body.text("archive")? {
-        None => rfc3339(Some(now)).as_str().unwrap_or_default().to_owned(),
+        None => views::rfc3339(Some(now)).unwrap_or_default(),
         Some(a)
             if !a.trim().is_empty()
                 && a.chars().count() <= 64
@@ -297,13 +291,14 @@ pub async fn reset(
             room: room.to_string(),
         }))
         .await;
+    reads.forget();
     audited(&engine, &admin, "board_reset", &room.to_string(), raw).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "room": room.to_string(),
-        "board": key.board.to_string(),
-        "archive": kept.name,
-        "archived_players": kept.rows.len(),
-    })))
+    Ok(HttpResponse::Ok().json(views::BoardReset {
+        room: room.to_string(),
+        board: key.board.to_string(),
+        archive: kept.name,
+        archived_players: kept.rows.len(),
+    }))
 }
 
 /// `GET /admin/campaigns/{name}/results.csv`: every accepted result of the campaign, oldest
@@ -350,5 +345,5 @@ pub async fn close(
         campaign = commit(&engine, &mut campaign).await?;
         audited(&engine, &admin, "campaign_close", &name, Value::Null).await;
     }
-    Ok(HttpResponse::Ok().json(campaign_json(&campaign, now_ms())))
+    Ok(HttpResponse::Ok().json(AdminCampaign::of(&campaign, now_ms())))
 }

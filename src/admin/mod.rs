@@ -83,18 +83,6 @@ async fn audited(
     }
 }
 
-/// Unix ms as RFC 3339, or null.
-pub fn rfc3339(ms: Option<u64>) -> Value {
-    ms.and_then(|ms| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-    })
-    .and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .map_or(Value::Null, Value::String)
-}
-
 /// Rows a listing answers at most, and by default.
 const MAX_LIMIT: usize = 500;
 const DEFAULT_LIMIT: usize = 50;

@@ -17,11 +17,13 @@ use podium_actors::domain::protocol::{encode, ServerMsg};
 use podium_actors::engine::Engine;
 use podium_actors::store::counters::SocketPlace;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::body::Fields;
-use super::{audited, limit, rfc3339, Admin};
+use super::{audited, limit, Admin};
 use crate::public::user_of;
+use crate::public::ReadCache;
+use crate::views::{self, BanView, Flag, ResultView, SocketView};
 
 /// Latest results and flags a player's page shows.
 const USER_PAGE_ROWS: usize = 20;
@@ -40,16 +42,6 @@ fn bounded(field: &str, text: Option<String>, max: usize) -> Result<String, Clie
     }
 }
 
-fn ban_json(b: &Ban) -> Value {
-    json!({
-        "user": b.user.as_str(),
-        "reason": b.reason,
-        "until": rfc3339(b.until_ms),
-        "by": b.by,
-        "at": rfc3339(Some(b.at_ms)),
-    })
-}
-
 /// `POST /admin/users/{user}/ban {"reason","until"}`: `until` RFC 3339, or null (the default)
 /// for good. Banning a banned player replaces the ban.
 pub async fn ban(
@@ -57,6 +49,7 @@ pub async fn ban(
     user: web::Path<String>,
     payload: web::Payload,
     engine: web::Data<Arc<Engine>>,
+    reads: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
     let raw = Fields::read(payload, &["reason", "until"], false).await?;
@@ -86,8 +79,9 @@ pub async fn ban(
         .bus
         .send(Publish(Event::Ban { user: user.clone() }))
         .await;
+    reads.forget();
     audited(&engine, &admin, "ban", user.as_str(), raw).await;
-    Ok(HttpResponse::Ok().json(ban_json(&ban)))
+    Ok(HttpResponse::Ok().json(BanView::of(&ban)))
 }
 
 /// `DELETE /admin/users/{user}/ban`: 404 when the player is not banned.
@@ -95,6 +89,7 @@ pub async fn unban(
     admin: Admin,
     user: web::Path<String>,
     engine: web::Data<Arc<Engine>>,
+    reads: web::Data<ReadCache>,
 ) -> Result<HttpResponse, ClientError> {
     let user = user_of(&user)?;
     let gateway = &engine.gateway;
@@ -107,15 +102,20 @@ pub async fn unban(
         .bus
         .send(Publish(Event::Unban { user: user.clone() }))
         .await;
+    reads.forget();
     audited(&engine, &admin, "unban", user.as_str(), Value::Null).await;
-    Ok(HttpResponse::Ok().json(json!({ "user": user.as_str(), "banned": false })))
+    Ok(HttpResponse::Ok().json(views::Unbanned {
+        user: user.to_string(),
+        banned: false,
+    }))
 }
 
 /// `GET /admin/bans`: the bans in force, newest first.
 pub async fn bans(_: Admin, engine: web::Data<Arc<Engine>>) -> Result<HttpResponse, ClientError> {
     let all = engine.gateway.store.bans(now_ms()).await?;
-    let rows: Vec<Value> = all.iter().map(ban_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "bans": rows })))
+    Ok(HttpResponse::Ok().json(views::BanList {
+        bans: all.iter().map(BanView::of).collect(),
+    }))
 }
 
 /// `POST /admin/users/{user}/kick {"reason"}`: closes the player's sockets on every instance
@@ -136,11 +136,11 @@ pub async fn kick(
         .await
         .unwrap_or(false);
     audited(&engine, &admin, "kick", user.as_str(), raw).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "user": user.as_str(),
-        "reason": reason,
-        "every_instance": published,
-    })))
+    Ok(HttpResponse::Ok().json(views::Kicked {
+        user: user.to_string(),
+        reason,
+        every_instance: published,
+    }))
 }
 
 /// `user`'s sockets on every instance: this one's from its registry (whole even while Redis is
@@ -177,12 +177,12 @@ pub async fn show(
         for kind in [BoardKind::Global, BoardKind::Daily] {
             let key = BoardKey::of(&campaign.name, &kind, now);
             if let Some(s) = gateway.store.standing(&key, &user).await? {
-                boards.push(json!({
-                    "campaign": campaign.name.as_str(),
-                    "board": key.board.to_string(),
-                    "best": s.score,
-                    "rank": s.rank,
-                }));
+                boards.push(views::Standing {
+                    campaign: campaign.name.to_string(),
+                    board: key.board.to_string(),
+                    best: s.score,
+                    rank: s.rank,
+                });
             }
         }
     }
@@ -205,32 +205,14 @@ pub async fn show(
     {
         return Err(ClientError::NotFound);
     }
-    let results: Vec<Value> = results
-        .iter()
-        .map(|r| {
-            json!({
-                "session": r.session_id,
-                "campaign": r.campaign_id,
-                "score": r.score,
-                "region": r.region,
-                "accepted_at": rfc3339(Some(r.at_ms.max(0) as u64)),
-            })
-        })
-        .collect();
-    let flags: Vec<Value> = flags.iter().map(super::review::row).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "user": user.as_str(),
-        "sockets": sockets.iter().map(|s| json!({
-            "instance": s.instance,
-            "conn": s.conn,
-            "ip": s.ip.to_string(),
-            "since": rfc3339(Some(s.since_ms)),
-        })).collect::<Vec<_>>(),
-        "boards": boards,
-        "ban": ban.map(ban_json),
-        "results": results,
-        "flags": flags,
-    })))
+    Ok(HttpResponse::Ok().json(views::UserPage {
+        user: user.to_string(),
+        sockets: sockets.iter().map(SocketView::of).collect(),
+        boards,
+        ban: ban.map(BanView::of),
+        results: results.iter().map(ResultView::of).collect(),
+        flags: flags.iter().map(Flag::of).collect(),
+    }))
 }
 
 /// `POST /admin/announce {"text","campaign"}`: an `announce` frame to every connected player,
@@ -271,7 +253,10 @@ pub async fn announce(
         .await
         .unwrap_or(false);
     audited(&engine, &admin, "announce", &target, raw).await;
-    Ok(HttpResponse::Ok().json(json!({ "sent": true, "every_instance": published })))
+    Ok(HttpResponse::Ok().json(views::Announced {
+        sent: true,
+        every_instance: published,
+    }))
 }
 
 /// `GET /admin/instances`: every instance that heartbeat within the last few seconds.
@@ -280,22 +265,9 @@ pub async fn instances(
     engine: web::Data<Arc<Engine>>,
 ) -> Result<HttpResponse, ClientError> {
     let all = engine.bus.send(Instances).await.unwrap_or_default();
-    let rows: Vec<Value> = all
-        .iter()
-        .map(|i| {
-            json!({
-                "id": i.id,
-                "address": i.address,
-                "version": i.version,
-                "started_at": rfc3339(Some(i.started_at_ms)),
-                "connections": i.connections,
-                "users": i.users,
-                "rooms": i.rooms,
-                "last_heartbeat": rfc3339(Some(i.heartbeat_ms)),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "instances": rows })))
+    Ok(HttpResponse::Ok().json(views::InstanceList {
+        instances: all.iter().map(views::InstanceView::of).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -321,18 +293,8 @@ pub async fn audit(
     let next = (rows.len() == n)
         .then(|| rows.last().map(|e| e.id))
         .flatten();
-    let shown: Vec<Value> = rows
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": rfc3339(Some(e.at_ms)),
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "body": e.body,
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "entries": shown, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(views::AuditPage {
+        entries: rows.iter().map(views::AuditView::of).collect(),
+        next_cursor: next,
+    }))
 }

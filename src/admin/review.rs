@@ -10,9 +10,9 @@ use podium_actors::domain::error::ClientError;
 use podium_actors::domain::operator::FlagQuery;
 use podium_actors::engine::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::{limit, rfc3339, Admin};
+use super::{limit, Admin};
+use crate::views::{Flag, FlaggedPage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,28 +25,6 @@ pub struct Filter {
     limit: Option<usize>,
     /// `next_cursor` of the page before.
     cursor: Option<String>,
-}
-
-pub fn row(r: &Record) -> Value {
-    let duration_ms = (r.at_ms - r.started_ms).max(0);
-    let per_second = if duration_ms > 0 {
-        r.score as f64 * 1000.0 / duration_ms as f64
-    } else {
-        0.0
-    };
-    json!({
-        "session": r.session_id,
-        "user": r.user_id,
-        "campaign": r.campaign_id,
-        "reason": r.reason.map(Refusal::code),
-        "score": r.score,
-        "duration_ms": duration_ms,
-        "points_per_second": (per_second * 100.0).round() / 100.0,
-        "rule": r.reason.map(Refusal::rule),
-        "limit": r.limit,
-        "started_at": rfc3339(Some(r.started_ms.max(0) as u64)),
-        "flagged_at": rfc3339(Some(r.at_ms.max(0) as u64)),
-    })
 }
 
 /// A cursor is the last row's refusal time and session: `<ms>.<session>`.
@@ -98,6 +76,8 @@ pub async fn flagged(
     let next = (rows.len() == query.limit)
         .then(|| rows.last().map(cursor_of))
         .flatten();
-    let shown: Vec<Value> = rows.iter().map(row).collect();
-    Ok(HttpResponse::Ok().json(json!({ "flagged": shown, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(FlaggedPage {
+        flagged: rows.iter().map(Flag::of).collect(),
+        next_cursor: next,
+    }))
 }

@@ -148,3 +148,26 @@ async fn cors_answers_the_listed_origins_only() {
     let own = format!("http://{}", s.addr);
     assert_eq!(upgrade(own).await, 101, "the server's own pages");
 }
+
+/// Readers that find a board stale together wait for one store read.
+#[tokio::test]
+async fn concurrent_readers_of_a_stale_board_share_one_store_read() {
+    let s = TestServer::with(|c| {
+        // A campaign of its own: the counter's label is this test's alone.
+        c.campaigns
+            .insert("flight".into(), c.campaigns["quick"].clone());
+    });
+    s.player("una").await.play(10).await;
+    let readers = (0..40).map(|_| s.http("GET", "/api/campaigns/flight/boards/global", None));
+    for (status, _) in futures_util::future::join_all(readers).await {
+        assert_eq!(status, 200);
+    }
+    let (_, text) = s.http_text("GET", "/metrics", None).await;
+    let reads: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("podium_public_board_store_reads_total{campaign=\"flight\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the counter is exported");
+    // Forty requests are served well within the second a read stays fresh.
+    assert_eq!(reads, 1.0, "store reads for 40 concurrent readers");
+}
