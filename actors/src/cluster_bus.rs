@@ -227,16 +227,21 @@ impl ClusterBus {
         );
     }
 
+    /// What a re-read or a lift takes into its task: the store and both books.
+    fn books(&self) -> (Store, Arc<CampaignBook>, Arc<BanBook>) {
+        (
+            self.store.clone(),
+            self.campaigns.clone(),
+            self.bans.clone(),
+        )
+    }
+
     /// Re-reads every campaign and ban (periodically, and when the subscriber reconnects,
     /// since events may have been missed), and puts back on the boards the players whose ban
     /// ran out. `rehide` takes every banned player off the boards again: after Redis was out
     /// of reach, a ban may have been recorded while its boards could not be touched.
     fn reread(&self, ctx: &mut Context<Self>, rehide: bool) {
-        let (store, campaigns, bans) = (
-            self.store.clone(),
-            self.campaigns.clone(),
-            self.bans.clone(),
-        );
+        let (store, campaigns, bans) = self.books();
         ctx.spawn(
             async move {
                 match store.campaigns().await {
@@ -270,11 +275,7 @@ impl ClusterBus {
         if !self.bans.any_lapsed(now_ms()) {
             return;
         }
-        let (store, campaigns, bans) = (
-            self.store.clone(),
-            self.campaigns.clone(),
-            self.bans.clone(),
-        );
+        let (store, campaigns, bans) = self.books();
         ctx.spawn(
             async move {
                 let now = now_ms();
