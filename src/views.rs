@@ -388,6 +388,17 @@ pub struct InstanceView {
     pub users: i64,
     pub rooms: i64,
     pub last_heartbeat: Option<String>,
+    /// Submits it answered in each of the last 30 minutes, oldest first.
+    pub submits: Vec<SubmitMinuteView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubmitMinuteView {
+    /// The minute's start.
+    pub minute: Option<String>,
+    pub accepted: u64,
+    /// Refused for any reason.
+    pub refused: u64,
 }
 
 impl InstanceView {
@@ -401,6 +412,15 @@ impl InstanceView {
             users: i.users,
             rooms: i.rooms,
             last_heartbeat: rfc3339(Some(i.heartbeat_ms)),
+            submits: i
+                .submits
+                .iter()
+                .map(|m| SubmitMinuteView {
+                    minute: rfc3339(Some(m.minute_ms)),
+                    accepted: m.accepted,
+                    refused: m.refused,
+                })
+                .collect(),
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct InstanceInfo {
     pub users: i64,
     pub rooms: i64,
     pub heartbeat_ms: u64,
+    /// Submits answered per minute, oldest first (absent from older instances' heartbeats).
+    #[serde(default)]
+    pub submits: Vec<crate::telemetry::SubmitMinute>,
 }
 
 pub struct ClusterBus {
@@ -334,6 +337,7 @@ impl ClusterBus {
         self.me.connections = self.stats.connections.load(Ordering::Relaxed);
         self.me.users = self.stats.users.load(Ordering::Relaxed);
         self.me.heartbeat_ms = now_ms();
+        self.me.submits = self.stats.submits_by_minute(self.me.heartbeat_ms);
         let count = self.rooms.send(CountRooms);
         ctx.spawn(count.into_actor(self).map(|rooms, act, _| {
             act.me.rooms = rooms.unwrap_or(0) as i64;

@@ -114,6 +114,7 @@ impl Engine {
                 users: 0,
                 rooms: 0,
                 heartbeat_ms: 0,
+                submits: Vec::new(),
             },
             stats.clone(),
             rooms.clone(),

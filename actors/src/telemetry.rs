@@ -206,6 +206,19 @@ pub fn admin_action(action: &'static str, actor: &str, target: &str) {
 }
 
 const BUCKETS: usize = 60;
+/// Minutes of submits an instance reports (for the console's per-minute bars).
+pub const SUBMIT_MINUTES: usize = 30;
+const MINUTE_MS: u64 = 60_000;
+
+/// Submits answered in one wall-clock minute (so several instances' minutes add up).
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubmitMinute {
+    /// The minute's start (Unix ms).
+    pub minute_ms: u64,
+    pub accepted: u64,
+    /// Refused for any reason, a cheat or the server's fault.
+    pub refused: u64,
+}
 
 #[derive(Default, Clone, Copy)]
 struct Bucket {
@@ -224,6 +237,7 @@ pub struct Stats {
     pub users: AtomicI64,
     pub total_messages: AtomicU64,
     ring: Mutex<[Bucket; BUCKETS]>,
+    submits: Mutex<[SubmitMinute; SUBMIT_MINUTES]>,
 }
 
 /// The one-minute figures `/health` shows.
@@ -242,6 +256,7 @@ impl Default for Stats {
             users: AtomicI64::new(0),
             total_messages: AtomicU64::new(0),
             ring: Mutex::new([Bucket::default(); BUCKETS]),
+            submits: Mutex::new([SubmitMinute::default(); SUBMIT_MINUTES]),
         }
     }
 }
@@ -324,6 +339,46 @@ impl Stats {
         }
     }
 
+    /// A submit answered at `now_ms`, accepted or not.
+    pub fn decided(&self, accepted: bool, now_ms: u64) {
+        let minute_ms = now_ms / MINUTE_MS * MINUTE_MS;
+        let mut ring = self.submits.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut ring[(minute_ms / MINUTE_MS) as usize % SUBMIT_MINUTES];
+        if slot.minute_ms != minute_ms {
+            *slot = SubmitMinute {
+                minute_ms,
+                ..SubmitMinute::default()
+            };
+        }
+        if accepted {
+            slot.accepted += 1;
+        } else {
+            slot.refused += 1;
+        }
+    }
+
+    /// The last [`SUBMIT_MINUTES`] minutes up to `now_ms`'s, oldest first, quiet ones as zeros.
+    pub fn submits_by_minute(&self, now_ms: u64) -> Vec<SubmitMinute> {
+        let ring = self.submits.lock().unwrap_or_else(|p| p.into_inner());
+        let this = now_ms / MINUTE_MS;
+        (0..SUBMIT_MINUTES as u64)
+            .rev()
+            .filter_map(|ago| this.checked_sub(ago))
+            .map(|m| {
+                let minute_ms = m * MINUTE_MS;
+                let slot = ring[m as usize % SUBMIT_MINUTES];
+                if slot.minute_ms == minute_ms {
+                    slot
+                } else {
+                    SubmitMinute {
+                        minute_ms,
+                        ..SubmitMinute::default()
+                    }
+                }
+            })
+            .collect()
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -332,6 +387,30 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submits_add_up_per_wall_clock_minute_and_old_minutes_fall_off() {
+        let s = Stats::default();
+        let t = 1_000 * MINUTE_MS;
+        s.decided(true, t + 5);
+        s.decided(false, t + 59_999);
+        s.decided(true, t + MINUTE_MS);
+        let m = s.submits_by_minute(t + MINUTE_MS);
+        assert_eq!(m.len(), SUBMIT_MINUTES);
+        let tail: Vec<(u64, u64, u64)> = m[SUBMIT_MINUTES - 3..]
+            .iter()
+            .map(|x| (x.minute_ms, x.accepted, x.refused))
+            .collect();
+        assert_eq!(
+            tail,
+            [(t - MINUTE_MS, 0, 0), (t, 1, 1), (t + MINUTE_MS, 1, 0)]
+        );
+        // A slot reused a ring later holds only its new minute.
+        let later = t + SUBMIT_MINUTES as u64 * MINUTE_MS;
+        s.decided(false, later);
+        let last = *s.submits_by_minute(later).last().unwrap();
+        assert_eq!((last.accepted, last.refused), (0, 1));
+    }
 
     #[test]
     fn the_minute_counts_messages_errors_and_latency() {

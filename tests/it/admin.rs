@@ -432,11 +432,17 @@ async fn instances_id(s: &TestServer) -> Value {
 #[tokio::test]
 async fn the_instance_list_and_a_players_page() {
     let s = TestServer::start();
-    let _p = s.player("ivy").await;
+    let mut p = s.player("ivy").await;
+    p.play(10).await;
+    assert_eq!(p.submit("forged", 5).await["status"], "rejected");
     let (status, body) = s.admin("GET", "/admin/instances", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["instances"].as_array().unwrap().len(), 1);
     assert_eq!(body["instances"][0]["address"], s.addr.to_string());
+    let minutes = body["instances"][0]["submits"].as_array().unwrap();
+    assert_eq!(minutes.len(), 30);
+    let sum = |field: &str| -> u64 { minutes.iter().map(|m| m[field].as_u64().unwrap()).sum() };
+    assert_eq!((sum("accepted"), sum("refused")), (1, 1), "{body}");
     let (status, body) = s.admin("GET", "/admin/users/ivy", None).await;
     assert_eq!(status, 200, "{body}");
     let sockets = body["sockets"].as_array().unwrap();

@@ -231,6 +231,9 @@ impl Connection {
                     } else {
                         ResultStatus::Accepted
                     };
+                    act.gateway
+                        .stats
+                        .decided(refused.is_none(), crate::domain::clock::now_ms());
                     let result = ServerMsg::Result {
                         status,
                         reason: refused,
