@@ -313,7 +313,15 @@ admin_route!(
 );
 admin_route!(users_kick, post, "/admin/users/{user}/kick", [params(("user" = String, Path)), request_body = ReasonBody, ], ok (status = 200, body = Kicked), errors [400, 413]);
 admin_route!(bans, get, "/admin/bans", [], ok (status = 200, body = BanList), errors []);
-admin_route!(flagged, get, "/admin/flagged", [params(("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = FlaggedPage), errors [400]);
+admin_route!(flagged, get, "/admin/flagged", [params(("state" = Option<String>, Query, description = "open (default), dismissed or all"), ("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = FlaggedPage), errors [400]);
+admin_route!(
+    flag_dismiss,
+    post,
+    "/admin/flagged/{session}/dismiss",
+    [params(("session" = String, Path)),],
+    ok(status = 200, body = Dismissed),
+    errors[503]
+);
 admin_route!(announce, post, "/admin/announce", [request_body = AnnounceBody, ], ok (status = 200, body = Announced), errors [400, 413]);
 admin_route!(instances, get, "/admin/instances", [], ok (status = 200, body = InstanceList), errors []);
 admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query), ("cursor" = Option<u64>, Query)), ], ok (status = 200, body = AuditPage), errors [400]);
@@ -327,7 +335,7 @@ admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query),
         public_campaign, public_board, public_around, public_archives,
         campaigns_list, campaigns_create, campaigns_show, campaigns_update, campaigns_close, campaigns_rebuild,
         campaigns_reset, campaigns_remove_scores, campaigns_results_csv,
-        users_show, users_ban, users_unban, users_kick, bans, flagged, announce, instances, audit),
+        users_show, users_ban, users_unban, users_kick, bans, flagged, flag_dismiss, announce, instances, audit),
     components(schemas(ErrorBody, ErrorDetail, RulesBody, CampaignBody, BanBody, ReasonBody, AnnounceBody, ResetBody, DevTokenBody)),
     modifiers(&AdminAuth)
 )]

@@ -7,7 +7,7 @@ use podium_actors::cluster_bus::InstanceInfo;
 use podium_actors::domain::board::Entry;
 use podium_actors::domain::campaign::{Campaign, CampaignRules, Refusal};
 use podium_actors::domain::decision::Record;
-use podium_actors::domain::operator::{Archive, AuditEntry, Ban};
+use podium_actors::domain::operator::{Archive, AuditEntry, Ban, Flagged};
 use podium_actors::store::counters::SocketPlace;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -331,10 +331,14 @@ pub struct Flag {
     pub limit: Option<i64>,
     pub started_at: Option<String>,
     pub flagged_at: Option<String>,
+    /// When an operator dismissed it, and who; null while it waits for review.
+    pub dismissed_at: Option<String>,
+    pub dismissed_by: Option<String>,
 }
 
 impl Flag {
-    pub fn of(r: &Record) -> Self {
+    pub fn of(f: &Flagged) -> Self {
+        let r = &f.record;
         let duration_ms = (r.at_ms - r.started_ms).max(0);
         let per_second = if duration_ms > 0 {
             r.score as f64 * 1000.0 / duration_ms as f64
@@ -353,8 +357,17 @@ impl Flag {
             limit: r.limit,
             started_at: rfc3339_db(r.started_ms),
             flagged_at: rfc3339_db(r.at_ms),
+            dismissed_at: f.dismissed.as_ref().and_then(|d| rfc3339(Some(d.at_ms))),
+            dismissed_by: f.dismissed.as_ref().map(|d| d.by.clone()),
         }
     }
+}
+
+/// `POST /admin/flagged/{session}/dismiss`.
+#[derive(Serialize, ToSchema)]
+pub struct Dismissed {
+    pub session: String,
+    pub dismissed: bool,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -61,7 +61,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/announce", "POST").route(web::post().to(players::announce)))
     .service(resource("/admin/instances", "GET").route(web::get().to(players::instances)))
     .service(resource("/admin/audit", "GET").route(web::get().to(players::audit)))
-    .service(resource("/admin/flagged", "GET").route(web::get().to(review::flagged)));
+    .service(resource("/admin/flagged", "GET").route(web::get().to(review::flagged)))
+    .service(
+        resource("/admin/flagged/{session}/dismiss", "POST").route(web::post().to(review::dismiss)),
+    );
 }
 
 /// Records an admin action in the audit log and the logs/metrics. The action is done by

@@ -1,22 +1,25 @@
 //! `GET /admin/flagged`: refused attempts for review, newest first, each with its numbers
-//! beside the rule it broke, filtered by campaign, player, reason and time, paged by cursor.
+//! beside the rule it broke, filtered by review state, campaign, player, reason and time,
+//! paged by cursor; `POST /admin/flagged/{session}/dismiss` takes one out of the queue.
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use podium_actors::domain::campaign::Refusal;
-use podium_actors::domain::decision::Record;
+use podium_actors::domain::clock::now_ms;
 use podium_actors::domain::error::ClientError;
-use podium_actors::domain::operator::FlagQuery;
+use podium_actors::domain::operator::{FlagQuery, FlagState, Flagged};
 use podium_actors::engine::Engine;
 use serde::Deserialize;
 
-use super::{limit, Admin};
+use super::{audited, limit, Admin};
 use crate::views::{Flag, FlaggedPage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
+    /// `open` (the default: not dismissed), `dismissed` or `all`.
+    state: Option<String>,
     campaign: Option<String>,
     user: Option<String>,
     reason: Option<String>,
@@ -28,8 +31,8 @@ pub struct Filter {
 }
 
 /// A cursor is the last row's refusal time and session: `<ms>.<session>`.
-fn cursor_of(r: &Record) -> String {
-    format!("{}.{}", r.at_ms, r.session_id)
+fn cursor_of(f: &Flagged) -> String {
+    format!("{}.{}", f.record.at_ms, f.record.session_id)
 }
 
 fn parse_cursor(raw: &str) -> Result<(i64, String), ClientError> {
@@ -64,7 +67,18 @@ pub async fn flagged(
             Some(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
         }
     };
+    let state = match q.state.as_deref() {
+        None | Some("open") => FlagState::Open,
+        Some("dismissed") => FlagState::Dismissed,
+        Some("all") => FlagState::All,
+        Some(_) => {
+            return Err(ClientError::BadMessage(
+                "state: expected open, dismissed or all".into(),
+            ))
+        }
+    };
     let query = FlagQuery {
+        state,
         campaign: q.campaign,
         user: q.user,
         reason,
@@ -79,5 +93,36 @@ pub async fn flagged(
     Ok(HttpResponse::Ok().json(FlaggedPage {
         flagged: rows.iter().map(Flag::of).collect(),
         next_cursor: next,
+    }))
+}
+
+/// `POST /admin/flagged/{session}/dismiss`: the refused attempt was reviewed and needs
+/// nothing; it leaves the queue (`state=open`) and stays on the player's page, marked. 404
+/// when no refused attempt has that session.
+pub async fn dismiss(
+    admin: Admin,
+    session: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let session = session.into_inner();
+    if session.is_empty() || session.len() > 128 {
+        return Err(ClientError::NotFound);
+    }
+    let at = now_ms();
+    let store = &engine.gateway.store;
+    if !store.dismiss_flag(&session, &admin.actor, at).await? {
+        return Err(ClientError::NotFound);
+    }
+    audited(
+        &engine,
+        &admin,
+        "flag_dismiss",
+        &session,
+        serde_json::Value::Null,
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(crate::views::Dismissed {
+        session,
+        dismissed: true,
     }))
 }

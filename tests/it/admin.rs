@@ -562,6 +562,56 @@ async fn flagged_attempts_come_with_their_numbers_and_the_rule_they_broke() {
     assert_eq!(status, 400);
 }
 
+/// A dismissed refusal leaves the review queue, stays on the player's page marked, and is in
+/// the audit log; dismissing what is not a refusal is 404.
+#[tokio::test]
+async fn a_dismissed_refusal_leaves_the_queue_but_not_the_record() {
+    let s = TestServer::start();
+    let mut p = s.player("ola").await;
+    let game = p.start_game("demo").await;
+    assert_eq!(p.submit(&game, 10).await["reason"], "too_fast");
+    eventually("the refusal reaches review", || async {
+        let rows = s.admin("GET", "/admin/flagged?user=ola", None).await.1;
+        rows["flagged"]
+            .as_array()
+            .is_some_and(|rows| rows.len() == 1)
+    })
+    .await;
+    // Review names a refusal by the session id inside the game's token.
+    let listed = s.admin("GET", "/admin/flagged?user=ola", None).await.1;
+    let session = listed["flagged"][0]["session"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .admin("POST", &format!("/admin/flagged/{session}/dismiss"), None)
+        .await;
+    assert_eq!((status, &body["dismissed"]), (200, &json!(true)), "{body}");
+    let open = s.admin("GET", "/admin/flagged?user=ola", None).await.1;
+    assert_eq!(open["flagged"], json!([]), "the queue: {open}");
+    let done = s
+        .admin("GET", "/admin/flagged?user=ola&state=dismissed", None)
+        .await
+        .1;
+    assert_eq!(done["flagged"][0]["dismissed_by"], "key:test", "{done}");
+    let all = s
+        .admin("GET", "/admin/flagged?user=ola&state=all", None)
+        .await
+        .1;
+    assert_eq!(all["flagged"].as_array().unwrap().len(), 1);
+    let page = s.admin("GET", "/admin/users/ola", None).await.1;
+    assert!(page["flags"][0]["dismissed_at"].is_string(), "{page}");
+    let (status, _) = s
+        .admin("POST", &format!("/admin/flagged/{session}/dismiss"), None)
+        .await;
+    assert_eq!(status, 200, "dismissing twice keeps the first");
+    let (status, _) = s
+        .admin("POST", "/admin/flagged/no-such-session/dismiss", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s.admin("GET", "/admin/flagged?state=closed", None).await;
+    assert_eq!(status, 400);
+    let audit = s.admin("GET", "/admin/audit?limit=5", None).await.1;
+    assert_eq!(audit["entries"][0]["action"], "flag_dismiss", "{audit}");
+}
+
 #[tokio::test]
 async fn removing_a_players_scores_takes_them_off_the_campaigns_boards_for_good() {
     let s = TestServer::start();

@@ -59,9 +59,45 @@ mod tests {
     }
 }
 
+/// Where a refused attempt is in review.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlagState {
+    /// Not dismissed: the review queue.
+    Open,
+    Dismissed,
+    #[default]
+    All,
+}
+
+impl FlagState {
+    pub fn admits(self, dismissed: bool) -> bool {
+        match self {
+            FlagState::Open => !dismissed,
+            FlagState::Dismissed => dismissed,
+            FlagState::All => true,
+        }
+    }
+}
+
+/// An operator looked at a refused attempt and found nothing to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dismissal {
+    /// `key:<name>` or `jwt:<sub>`.
+    pub by: String,
+    pub at_ms: u64,
+}
+
+/// A refused attempt and, once reviewed, its dismissal.
+#[derive(Debug, Clone)]
+pub struct Flagged {
+    pub record: super::decision::Record,
+    pub dismissed: Option<Dismissal>,
+}
+
 /// Which refused attempts a review asks for, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct FlagQuery {
+    pub state: FlagState,
     pub campaign: Option<String>,
     pub user: Option<String>,
     pub reason: Option<super::campaign::Refusal>,

@@ -12,7 +12,7 @@ use crate::domain::board::{Board, Entry, Standing};
 use crate::domain::campaign::Campaign;
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{BoardKey, UserId};
-use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, Dismissal, FlagQuery, Flagged};
 
 #[derive(Default)]
 struct Inner {
@@ -225,6 +225,8 @@ struct Ops {
     audit: VecDeque<AuditEntry>,
     next_audit: u64,
     archives: Vec<Archive>,
+    /// Refused attempts an operator dismissed, by session.
+    dismissed: HashMap<String, Dismissal>,
 }
 
 impl MemoryStore {
@@ -308,18 +310,45 @@ impl MemoryStore {
     }
 
     /// Refused attempts the query asks for, newest first.
-    pub fn flagged(&self, q: &FlagQuery) -> Vec<Record> {
-        let mut found: Vec<Record> = self
+    pub fn flagged(&self, q: &FlagQuery) -> Vec<Flagged> {
+        let dismissed = self.ops().dismissed.clone();
+        let mut found: Vec<Flagged> = self
             .lock()
             .records
             .iter()
-            .filter(|r| q.matches(r))
-            .cloned()
+            .filter(|r| q.matches(r) && q.state.admits(dismissed.contains_key(&r.session_id)))
+            .map(|r| Flagged {
+                record: r.clone(),
+                dismissed: dismissed.get(&r.session_id).cloned(),
+            })
             .collect();
         // The cursor's order, as PostgreSQL sorts: time, then session, both descending.
-        found.sort_by(|a, b| (b.at_ms, &b.session_id).cmp(&(a.at_ms, &a.session_id)));
+        found.sort_by(|a, b| {
+            let (a, b) = (&a.record, &b.record);
+            (b.at_ms, &b.session_id).cmp(&(a.at_ms, &a.session_id))
+        });
         found.truncate(q.limit);
         found
+    }
+
+    /// Dismisses the refused attempt of `session`; false when there is none. A second
+    /// dismissal keeps the first.
+    pub fn dismiss_flag(&self, session: &str, by: &str, at_ms: u64) -> bool {
+        let refused = self
+            .lock()
+            .records
+            .iter()
+            .any(|r| r.session_id == session && r.reason.is_some());
+        if refused {
+            self.ops()
+                .dismissed
+                .entry(session.to_owned())
+                .or_insert(Dismissal {
+                    by: by.to_owned(),
+                    at_ms,
+                });
+        }
+        refused
     }
 
     /// Bans whose time ran out by `now_ms`.

@@ -25,7 +25,7 @@ use crate::domain::campaign::Campaign;
 use crate::domain::decision::Record;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::ids::{BoardKey, LiveBoard, UserId};
-use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery, Flagged};
 use crate::domain::session::GameSession;
 use counters::Counters;
 use durable::{Durable, OpenError};
@@ -432,10 +432,23 @@ impl Store {
     }
 
     /// Refused attempts for review, newest first (the memory engine keeps the latest only).
-    pub async fn flagged(&self, q: &FlagQuery) -> Result<Vec<Record>, StoreError> {
+    pub async fn flagged(&self, q: &FlagQuery) -> Result<Vec<Flagged>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.flagged(q)),
             Store::Durable(d) => pg::flagged(&d.pg, q).await,
+        }
+    }
+
+    /// An operator dismissed the refused attempt of `session`; false when there is none.
+    pub async fn dismiss_flag(
+        &self,
+        session: &str,
+        by: &str,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.dismiss_flag(session, by, at_ms)),
+            Store::Durable(d) => pg::dismiss_flag(&d.pg, session, by, at_ms).await,
         }
     }
 

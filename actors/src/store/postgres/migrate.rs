@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "operators",
         include_str!("../../../../migrations/0003_operators.sql"),
     ),
+    (
+        4,
+        "review",
+        include_str!("../../../../migrations/0004_review.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

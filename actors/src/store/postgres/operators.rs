@@ -9,7 +9,7 @@ use crate::domain::campaign::Refusal;
 use crate::domain::campaign::{Campaign, CampaignRules};
 use crate::domain::decision::Record;
 use crate::domain::ids::{CampaignId, UserId};
-use crate::domain::operator::{Archive, AuditEntry, Ban, FlagQuery};
+use crate::domain::operator::{Archive, AuditEntry, Ban, Dismissal, FlagQuery, FlagState, Flagged};
 use crate::store::error::StoreError;
 
 /// Unix ms of a `timestamptz` column, in SQL.
@@ -207,18 +207,48 @@ pub async fn bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
 }
 
 /// Refused attempts the query asks for, newest first.
-pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Record>, StoreError> {
+/// Dismisses the refused attempt of `session` (a second dismissal keeps the first); false
+/// when the database holds no such refusal (yet: the batcher may still be writing it).
+pub async fn dismiss_flag(
+    pool: &Pool,
+    session: &str,
+    by: &str,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    timed("dismiss_flag", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let n = client
+            .execute(
+                "UPDATE flagged SET dismissed_at = COALESCE(dismissed_at, to_timestamp($3::int8 / 1000.0)),
+                        dismissed_by = COALESCE(dismissed_by, $2) WHERE session_id = $1",
+                &[&session, &by, &(at_ms as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n == 1)
+    })
+    .await
+}
+
+pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Flagged>, StoreError> {
     timed("flagged", async {
         let client = pool.get().await.map_err(pg_err)?;
+        let state = match q.state {
+            FlagState::Open => "AND dismissed_at IS NULL",
+            FlagState::Dismissed => "AND dismissed_at IS NOT NULL",
+            FlagState::All => "",
+        };
         let sql = format!(
-            "SELECT session_id, user_id, campaign_id, reason, score, {}, {}, rule_limit FROM flagged
-             WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR user_id = $2)
+            "SELECT session_id, user_id, campaign_id, reason, score, {}, {}, rule_limit,
+                    {}, dismissed_by FROM flagged
+             WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR user_id = $2) {state}
                AND ($3::text IS NULL OR reason = $3)
                AND ($4::int8 IS NULL OR flagged_at >= to_timestamp($4::int8 / 1000.0))
                AND ($5::int8 IS NULL OR (flagged_at, session_id) < (to_timestamp($5::int8 / 1000.0), $6::text))
              ORDER BY flagged_at DESC, session_id DESC LIMIT $7",
             ms!("started_at"),
-            ms!("flagged_at")
+            ms!("flagged_at"),
+            ms!("dismissed_at")
         );
         let (before_at, before_id) = match &q.before {
             Some((at, id)) => (Some(*at), Some(id.as_str())),
@@ -235,16 +265,25 @@ pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Record>, StoreErr
             .map_err(pg_err)?;
         Ok(rows
             .iter()
-            .map(|r| Record {
-                session_id: r.get(0),
-                user_id: r.get(1),
-                campaign_id: r.get(2),
-                reason: Refusal::from_code(r.get(3)),
-                score: r.get(4),
-                started_ms: r.get(5),
-                at_ms: r.get(6),
-                region: None,
-                limit: r.get(7),
+            .map(|r| Flagged {
+                record: Record {
+                    session_id: r.get(0),
+                    user_id: r.get(1),
+                    campaign_id: r.get(2),
+                    reason: Refusal::from_code(r.get(3)),
+                    score: r.get(4),
+                    started_ms: r.get(5),
+                    at_ms: r.get(6),
+                    region: None,
+                    limit: r.get(7),
+                },
+                dismissed: r
+                    .get::<_, Option<i64>>(8)
+                    .zip(r.get::<_, Option<String>>(9))
+                    .map(|(at, by)| Dismissal {
+                        by,
+                        at_ms: at.max(0) as u64,
+                    }),
             })
             .collect())
     })
