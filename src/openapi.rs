@@ -198,6 +198,39 @@ route!(
     ))
 );
 route!(
+    console,
+    get,
+    path = "/console",
+    tag = "pages",
+    responses((
+        status = 200,
+        description = "The operator console",
+        content_type = "text/html"
+    ))
+);
+route!(
+    console_js,
+    get,
+    path = "/console/console.js",
+    tag = "pages",
+    responses((
+        status = 200,
+        description = "The console's script",
+        content_type = "text/javascript"
+    ))
+);
+route!(
+    console_css,
+    get,
+    path = "/console/console.css",
+    tag = "pages",
+    responses((
+        status = 200,
+        description = "The console's styles",
+        content_type = "text/css"
+    ))
+);
+route!(
     openapi_json,
     get,
     path = "/openapi.json",
@@ -331,7 +364,7 @@ admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query),
 #[derive(OpenApi)]
 #[openapi(
     info(title = "podium", description = "The HTTP routes of podium, the realtime engine for browser promo games. The WebSocket protocol is docs/PROTOCOL.md."),
-    paths(ws, health, ready, metrics, dev_token, leaderboard, index, app_js, style_css, openapi_json,
+    paths(ws, health, ready, metrics, dev_token, leaderboard, index, app_js, style_css, console, console_js, console_css, openapi_json,
         public_campaign, public_board, public_around, public_archives,
         campaigns_list, campaigns_create, campaigns_show, campaigns_update, campaigns_close, campaigns_rebuild,
         campaigns_reset, campaigns_remove_scores, campaigns_results_csv,

@@ -41,6 +41,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get("/").to(|| page(INDEX_HTML, "text/html; charset=utf-8")))
     .service(get("/app.js").to(|| page(APP_JS, "text/javascript; charset=utf-8")))
     .service(get("/style.css").to(|| page(STYLE_CSS, "text/css; charset=utf-8")))
+    .service(get("/console").to(|| page(CONSOLE_HTML, "text/html; charset=utf-8")))
+    .service(get("/console/console.js").to(|| page(CONSOLE_JS, "text/javascript; charset=utf-8")))
+    .service(get("/console/console.css").to(|| page(CONSOLE_CSS, "text/css; charset=utf-8")))
     .default_service(web::to(|| async { ClientError::NotFound.error_response() }));
 }
 
@@ -120,6 +123,10 @@ pub fn json_errors<B>(
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
+/// The operator console: a page on the admin API alone (web/console/).
+const CONSOLE_HTML: &str = include_str!("../web/console/index.html");
+const CONSOLE_JS: &str = include_str!("../web/console/console.js");
+const CONSOLE_CSS: &str = include_str!("../web/console/console.css");
 
 async fn page(body: &'static str, content_type: &'static str) -> HttpResponse {
     HttpResponse::Ok()

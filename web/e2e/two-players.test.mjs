@@ -2,55 +2,19 @@
 // leaderboard shows both in the right order. Keeps a screenshot in artifacts/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { createServer } from "node:net";
-import { chromium } from "playwright-core";
+import { artifacts, freePort, launch, startServer, stopServer } from "./harness.mjs";
 
-const root = new URL("../../", import.meta.url).pathname;
-const binary = process.env.PODIUM_BIN ?? `${root}target/debug/podium`;
-const artifacts = `${root}artifacts`;
 let server;
 let base;
 let browser;
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-// Starts podium on `port` (memory engine, dev mode: guest tokens are served; a fixed secret, so
-// tokens outlive a restart as in production) and waits for it.
-async function startServer(port) {
-  server = spawn(binary, [], { env: { ...process.env, PODIUM_LISTEN: `127.0.0.1:${port}`, PODIUM_ENGINE: "memory", JWT_SECRET: "e2e-secret-0123456789abcdef", RUST_LOG: "warn" }, stdio: "inherit" });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("podium did not start");
-}
-
-async function stopServer() {
-  const exited = new Promise((r) => server.once("exit", r));
-  server.kill("SIGTERM");
-  await exited;
-}
-
 let port;
 
 before(async () => {
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  await startServer(port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  server = await startServer(port);
+  browser = await launch();
 });
 
 after(async () => {
@@ -112,9 +76,9 @@ test("a page reconnects with backoff after the server goes away and resyncs its 
   await page.goto(`${base}/?name=${carol}&duration=3`);
   await page.waitForFunction((n) => document.querySelector("#status").textContent === `Online as ${n}`, carol);
 
-  await stopServer();
+  await stopServer(server);
   await page.waitForFunction(() => document.querySelector("#status").dataset.state === "offline", null, { timeout: 10000 });
-  await startServer(port);
+  server = await startServer(port);
   await page.waitForFunction((n) => document.querySelector("#status").textContent === `Online as ${n}`, carol, { timeout: 20000 });
 
   // The fresh server's board reaches the reconnected page: a new player's score shows up live.
