@@ -44,12 +44,15 @@ const ui = {
   game: $("game"), score: $("score"), timer: $("timer"), rank: $("rank"),
   start: $("start"), tap: $("tap"), message: $("message"),
   board: $("board"), empty: $("board-empty"), roomLabel: $("room-label"), durationLabel: $("duration-label"),
+  countdown: $("countdown"), burst: $("burst"),
 };
 
 const state = {
   user: null, token: null, ws: null, attempts: 0, nextId: 1,
   seq: null, top: [], resyncing: false,
   session: null, taps: 0, playing: false,
+  // The player's best here as the server last said, to tell a new personal best.
+  best: null,
   // Submits of the current game answered `unavailable` (nothing decided): sent again.
   resubmits: 0,
 };
@@ -119,7 +122,10 @@ function handle(msg) {
       state.seq = msg.seq;
       state.resyncing = false;
       render(msg.top);
-      if (msg.me) ui.rank.textContent = `#${msg.me.rank}`;
+      if (msg.me) {
+        ui.rank.textContent = `#${msg.me.rank}`;
+        state.best = msg.me.score;
+      }
       break;
     case "diff":
       if (msg.room !== ROOM || state.resyncing) break;
@@ -248,13 +254,61 @@ function showResult(result) {
   }
   state.resubmits = 0;
   if (result.status === "accepted") {
-    // The rank box shows the live rank; the message stays true as others overtake.
-    say(`Score ${result.score} accepted! Your best: ${result.best ?? result.score}.`, "good");
+    // The rank box shows the live rank; the message says where this score put the player.
+    const best = result.best ?? result.score;
+    const newBest = state.best === null || result.score > state.best;
+    state.best = Math.max(best, state.best ?? 0);
+    const place = result.rank ? ` ${placeInWords(result.rank)}` : "";
+    say(newBest && state.best === result.score
+      ? `Score ${result.score} accepted: a new personal best!${place}`
+      : `Score ${result.score} accepted. Your best is ${best}.${place}`, "good");
     if (result.rank) ui.rank.textContent = `#${result.rank}`;
+    burst(newBest ? 28 : 14);
   } else {
     say(explain(result.reason), "bad");
   }
   resetGame();
+}
+
+/** "You are 1st: top of the board!", "You are 3rd." */
+function placeInWords(rank) {
+  const tens = rank % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" })[rank % 10] ?? "th";
+  return rank === 1 ? "You are 1st: top of the board!" : `You are ${rank.toLocaleString()}${suffix}.`;
+}
+
+/** A burst of `n` dots from the button: the game's applause for an accepted score. */
+function burst(n) {
+  const colours = ["var(--accent)", "var(--accent-2)", "var(--good)", "#8ab4ff"];
+  ui.burst.replaceChildren(...Array.from({ length: n }, (_, i) => {
+    const dot = document.createElement("i");
+    const angle = (i / n) * Math.PI * 2;
+    const reach = 90 + Math.random() * 70;
+    dot.style.setProperty("--x", `${Math.cos(angle) * reach}px`);
+    dot.style.setProperty("--y", `${Math.sin(angle) * reach}px`);
+    dot.style.setProperty("--c", colours[i % colours.length]);
+    dot.addEventListener("animationend", () => dot.remove());
+    return dot;
+  }));
+}
+
+/** 3, 2, 1, then `done`: the clock starts only when the server starts the game, after it. */
+function countdown(done) {
+  let n = 3;
+  ui.countdown.hidden = false;
+  const step = () => {
+    if (n === 0) {
+      ui.countdown.hidden = true;
+      return done();
+    }
+    ui.countdown.textContent = String(n);
+    ui.countdown.classList.remove("tick");
+    void ui.countdown.offsetWidth; // restart the animation
+    ui.countdown.classList.add("tick");
+    n -= 1;
+    setTimeout(step, 800);
+  };
+  step();
 }
 
 ui.tap.addEventListener("pointerdown", (event) => {
@@ -264,12 +318,15 @@ ui.tap.addEventListener("pointerdown", (event) => {
   ui.score.textContent = String(state.taps);
 });
 ui.start.addEventListener("click", () => {
-  say("");
+  say("Get ready…");
   ui.start.disabled = true;
-  if (!send({ type: "start_game", campaign: CAMPAIGN })) {
-    ui.start.disabled = false;
-    say("Offline: wait for the connection to come back.", "bad");
-  }
+  ui.burst.replaceChildren();
+  countdown(() => {
+    if (!send({ type: "start_game", campaign: CAMPAIGN })) {
+      ui.start.disabled = false;
+      say("Offline: wait for the connection to come back.", "bad");
+    }
+  });
 });
 
 // ---- sign in: a token from the page address, or a guest token from the server ----
