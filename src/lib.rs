@@ -33,7 +33,14 @@ pub struct Running {
 
 /// Builds the engine and binds the server. Must be called inside an actix system; the
 /// server runs once `server` is awaited.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    let limit = raise_descriptor_limit();
+    config.fit_descriptors(limit)?;
+    tracing::info!(
+        descriptors = limit,
+        max_connections = config.ws.max_connections,
+        "socket cap"
+    );
     let prometheus = observe::prometheus();
     let workers = config.worker_threads();
     let listen = config.listen.clone();
@@ -120,6 +127,31 @@ fn admin_auth(config: &Config) -> anyhow::Result<admin::AdminAuth> {
         config.admin.auth_failures_per_minute,
         config.trust_proxy,
     ))
+}
+
+/// Raises this process's soft descriptor limit to its hard one (sockets are descriptors) and
+/// answers the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Starts the server and runs it until `shutdown` resolves.

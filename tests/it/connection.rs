@@ -316,3 +316,116 @@ async fn behind_a_trusted_proxy_the_per_ip_cap_counts_the_forwarded_address() {
     let (other, _) = upgrade_from(&direct, "198.51.100.8").await;
     assert_eq!((first, other), (101, 429));
 }
+
+/// The real binary under a descriptor limit of 256: its socket cap is what the limit leaves
+/// (192), a socket past it is refused with 503 before an accept could fail for want of a
+/// descriptor, and a member connected all along still gets its room's diffs.
+#[tokio::test]
+async fn the_socket_cap_follows_the_descriptor_limit_and_the_connected_keep_their_diffs() {
+    use std::os::unix::process::CommandExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = std::env::temp_dir().join(format!("podium-fds-{}.toml", unique_tag()));
+    std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podium"));
+    command
+        .arg("--config")
+        .arg(&file)
+        .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("WS_MAX_CONNECTIONS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only setrlimit runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(command.spawn().expect("start podium"));
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let connect = || async {
+        tokio_tungstenite::connect_async(&url)
+            .await
+            .map(|(ws, _)| Client { ws })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    let mut member = loop {
+        if let Ok(c) = connect().await {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "podium did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = |user: &str| {
+        token_with(
+            user,
+            now_secs() + 600,
+            jsonwebtoken::Algorithm::HS256,
+            SECRET.as_bytes(),
+        )
+    };
+    member
+        .send(json!({"type":"auth","token": token("watcher")}))
+        .await;
+    assert_eq!(member.recv().await["type"], "welcome");
+    member.join("quick/global").await;
+    let mut held = Vec::new();
+    let refused = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => held.push(ws),
+            Err(err) => break err,
+        }
+        assert!(held.len() < 256, "no cap below the descriptor limit");
+    };
+    assert_eq!(
+        held.len() + 1,
+        256 - 64,
+        "the cap is the limit less its headroom"
+    );
+    match refused {
+        tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 503);
+            let body: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"]["code"], "server_at_capacity");
+        }
+        other => panic!("expected 503 server_at_capacity, got {other:?}"),
+    }
+    held.pop();
+    let mut player = loop {
+        if let Ok(c) = connect().await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    player
+        .send(json!({"type":"auth","token": token("climber")}))
+        .await;
+    assert_eq!(player.recv().await["type"], "welcome");
+    assert_eq!(player.play(42).await["status"], "accepted");
+    let diff = member.recv_type("diff").await;
+    assert_eq!(diff["changed"][0]["user"], "climber", "{diff}");
+}

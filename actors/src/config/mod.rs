@@ -40,6 +40,45 @@ impl Config {
         Self::from_toml(&text)
     }
 
+    /// Descriptors the process needs besides its sockets (listeners, the bus, log and event
+    /// files, and sockets accepted but not yet refused) under a limit of `limit`: a fortieth of
+    /// it, at least 64, plus twice the pools that are configured.
+    pub fn descriptor_headroom(&self, limit: u64) -> u64 {
+        let redis = self.redis.url.as_ref().map_or(0, |_| self.redis.pool_size);
+        let postgres = self
+            .postgres
+            .url
+            .as_ref()
+            .map_or(0, |_| self.postgres.pool_size);
+        (limit / 40).max(64) + (redis + postgres) as u64 * 2
+    }
+
+    /// Fits the socket cap to the process's descriptor limit, so a socket past it is refused
+    /// with 503 `server_at_capacity` instead of failing its accept (which would leave the
+    /// server short of descriptors for what is already connected). 0 takes what the limit
+    /// leaves; a cap the limit cannot hold is a start-up error naming `WS_MAX_CONNECTIONS`.
+    pub fn fit_descriptors(&mut self, limit: u64) -> Result<(), ConfigError> {
+        let room = limit.saturating_sub(self.descriptor_headroom(limit));
+        if room == 0 {
+            return Err(bad(
+                "WS_MAX_CONNECTIONS",
+                "a descriptor limit (ulimit -n) that leaves room for sockets",
+                format!("a limit of {limit}"),
+            ));
+        }
+        let ws = &mut self.ws;
+        if ws.max_connections == 0 {
+            ws.max_connections = room as usize;
+        } else if ws.max_connections as u64 > room {
+            return Err(bad(
+                "WS_MAX_CONNECTIONS",
+                &format!("at most {room} under this process's descriptor limit of {limit} (raise ulimit -n, or leave it 0)"),
+                ws.max_connections.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let msg = e.message().to_owned();
@@ -90,6 +129,34 @@ mod tests {
                 c.ws.rate_limit_window_ms
             ),
             (42, 4096, 500)
+        );
+    }
+
+    #[test]
+    fn the_socket_cap_fits_the_descriptor_limit() {
+        let mut c = Config::default();
+        c.fit_descriptors(20_000).unwrap();
+        assert_eq!(c.ws.max_connections, 19_500);
+        let mut pooled = Config::default();
+        pooled.redis.url = Some("redis://127.0.0.1:6379".into());
+        pooled.postgres.url = Some("postgres://127.0.0.1/test".into());
+        pooled.fit_descriptors(20_000).unwrap();
+        assert_eq!(pooled.ws.max_connections, 19_500 - (16 + 8) * 2);
+        let mut small = Config::default();
+        small.fit_descriptors(256).unwrap();
+        assert_eq!(small.ws.max_connections, 256 - 64);
+        let mut set = Config::default();
+        set.ws.max_connections = 100;
+        set.fit_descriptors(20_000).unwrap();
+        assert_eq!(set.ws.max_connections, 100, "a cap the limit holds stays");
+        set.ws.max_connections = 19_990;
+        assert_eq!(
+            set.fit_descriptors(20_000).unwrap_err().key,
+            "WS_MAX_CONNECTIONS"
+        );
+        assert_eq!(
+            Config::default().fit_descriptors(64).unwrap_err().key,
+            "WS_MAX_CONNECTIONS"
         );
     }
 

@@ -147,7 +147,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WsConfig {
-    /// Sockets open at once on this instance (`WS_MAX_CONNECTIONS`).
+    /// Sockets open at once on this instance (`WS_MAX_CONNECTIONS`); 0 (the default) takes
+    /// what the process's descriptor limit leaves (`Config::fit_descriptors`).
     pub max_connections: usize,
     /// Authenticated sockets per user (`WS_MAX_CONNECTIONS_PER_USER`).
     pub max_connections_per_user: usize,
@@ -311,7 +312,7 @@ impl Default for PersistConfig {
 impl Default for WsConfig {
     fn default() -> Self {
         Self {
-            max_connections: 19_000,
+            max_connections: 0,
             max_connections_per_user: 5,
             max_connections_per_ip: 500,
             rate_limit_window_ms: 1_000,

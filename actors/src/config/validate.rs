@@ -25,12 +25,6 @@ impl Config {
                 self.listen.clone(),
             ),
             (
-                "WS_MAX_CONNECTIONS",
-                ws.max_connections >= 1,
-                "at least 1",
-                ws.max_connections.to_string(),
-            ),
-            (
                 "WS_MAX_CONNECTIONS_PER_USER",
                 ws.max_connections_per_user >= 1,
                 "at least 1",
