@@ -733,6 +733,22 @@ async fn a_reset_board_starts_empty_and_keeps_its_standings_as_an_archive() {
         .admin("POST", "/admin/campaigns/quick/boards/daily/reset", None)
         .await;
     assert_eq!(status, 200, "no body: the archive is named by the time");
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let (status, _, _) = s
+        .request(
+            "POST",
+            "/admin/campaigns/quick/boards/daily/reset",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some("\t"),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "a body of whitespace is not JSON (found by schemathesis)"
+    );
 }
 
 #[tokio::test]
