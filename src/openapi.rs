@@ -105,6 +105,19 @@ macro_rules! route {
     };
 }
 
+/// A page or a file the pages load: 200 with its content type.
+macro_rules! page_route {
+    ($name:ident, $path:literal, $what:literal, $type:literal) => {
+        route!(
+            $name,
+            get,
+            path = $path,
+            tag = "pages",
+            responses((status = 200, description = $what, content_type = $type))
+        );
+    };
+}
+
 route!(
     ws,
     get,
@@ -164,71 +177,21 @@ route!(
 route!(leaderboard, get, path = "/leaderboard/{campaign}/{board}", tag = "public",
     params(("campaign" = String, Path), ("board" = String, Path), ("from" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = BoardPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)));
-route!(
-    index,
-    get,
-    path = "/",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "Tap Rush",
-        content_type = "text/html"
-    ))
-);
-route!(
-    app_js,
-    get,
-    path = "/app.js",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "The game's script",
-        content_type = "text/javascript"
-    ))
-);
-route!(
-    style_css,
-    get,
-    path = "/style.css",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "The game's styles",
-        content_type = "text/css"
-    ))
-);
-route!(
-    console,
-    get,
-    path = "/console",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "The operator console",
-        content_type = "text/html"
-    ))
-);
-route!(
+page_route!(index, "/", "Tap Rush", "text/html");
+page_route!(app_js, "/app.js", "The game's script", "text/javascript");
+page_route!(style_css, "/style.css", "The game's styles", "text/css");
+page_route!(console, "/console", "The operator console", "text/html");
+page_route!(
     console_js,
-    get,
-    path = "/console/console.js",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "The console's script",
-        content_type = "text/javascript"
-    ))
+    "/console/console.js",
+    "The console's script",
+    "text/javascript"
 );
-route!(
+page_route!(
     console_css,
-    get,
-    path = "/console/console.css",
-    tag = "pages",
-    responses((
-        status = 200,
-        description = "The console's styles",
-        content_type = "text/css"
-    ))
+    "/console/console.css",
+    "The console's styles",
+    "text/css"
 );
 route!(
     openapi_json,

@@ -443,6 +443,31 @@ impl Client {
     }
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `podium` binary on 127.0.0.1:`port` with the `quick` campaign (games may end after
+/// 1 ms) and the test JWT secret, its output discarded.
+pub fn podium_command(port: u16) -> std::process::Command {
+    let file = std::env::temp_dir().join(format!("podium-proc-{}.toml", unique_tag()));
+    std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podium"));
+    command
+        .arg("--config")
+        .arg(&file)
+        .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 /// The real `podium` binary on `config`'s Redis, PostgreSQL, prefix and schema, so it can be
 /// killed with SIGKILL and started again on the same port.
 pub struct ProcessServer {
@@ -454,30 +479,16 @@ impl ProcessServer {
     /// Starts it on `port` (a free one when `None`) with the `quick` campaign, the test
     /// secrets, one worker and `env` on top; answers once it accepts connections.
     pub async fn spawn(config: &Config, port: Option<u16>, env: &[(&str, &str)]) -> Self {
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        });
-        let file = std::env::temp_dir().join(format!("podium-proc-{}.toml", unique_tag()));
-        std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podium"));
+        let port = port.unwrap_or_else(free_port);
+        let mut command = podium_command(port);
         command
-            .arg("--config")
-            .arg(&file)
-            .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", config.redis.url.as_deref().unwrap())
             .env("REDIS_PREFIX", &config.redis.prefix)
             .env("DATABASE_URL", config.postgres.url.as_deref().unwrap())
             .env("DATABASE_SCHEMA", &config.postgres.schema)
-            .env("JWT_SECRET", SECRET)
             .env("SESSION_SECRET", "process-test-session-secret-01")
             .env("PERSIST_CONSUMER", "process-test")
-            .env("PODIUM_WORKERS", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .env("PODIUM_WORKERS", "1");
         for (key, value) in env {
             command.env(key, value);
         }

@@ -323,24 +323,12 @@ async fn behind_a_trusted_proxy_the_per_ip_cap_counts_the_forwarded_address() {
 #[tokio::test]
 async fn the_socket_cap_follows_the_descriptor_limit_and_the_connected_keep_their_diffs() {
     use std::os::unix::process::CommandExt;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let file = std::env::temp_dir().join(format!("podium-fds-{}.toml", unique_tag()));
-    std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podium"));
+    let port = free_port();
+    let mut command = podium_command(port);
     command
-        .arg("--config")
-        .arg(&file)
-        .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", SECRET)
         .env_remove("REDIS_URL")
         .env_remove("DATABASE_URL")
-        .env_remove("WS_MAX_CONNECTIONS")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .env_remove("WS_MAX_CONNECTIONS");
     // SAFETY: only setrlimit runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
