@@ -623,14 +623,15 @@ async function player(user) {
         if (!(await confirmAction({ title: `Kick ${user}?`, text: "Their sockets close on every instance (4000); they may reconnect at once.", ok: "Kick" }))) return;
         try { const r = await api("POST", `/admin/users/${enc(user)}/kick`, { reason: "kicked from the console" }); toast(r.every_instance ? "Kicked everywhere." : "Kicked here; other instances could not be told."); setTimeout(again, 300); } catch (e) { toast(explain(e), "bad"); }
       } }, "Kick")));
-  const table = (head, rows, empty) => rows.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))), h("tbody", {}, rows))) : h("p", { class: "empty" }, empty);
+  // A head is a title, or [title, class] for a column a phone hides.
+  const table = (head, rows, empty) => rows.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, head.map((t) => (Array.isArray(t) ? h("th", { class: t[1] }, t[0]) : h("th", {}, t))))), h("tbody", {}, rows))) : h("p", { class: "empty" }, empty);
   view.append(h("h1", { class: "section" }, h("a", { href: "#/players" }, "Players"), h("span", { class: "muted" }, "/"), p.user, p.ban ? h("span", { class: "badge bad" }, "banned") : null, p.sockets.length ? h("span", { class: "badge good" }, `online · ${p.sockets.length}`) : h("span", { class: "badge" }, "offline")),
     h("div", { class: "grid two" },
       banCard,
       h("section", { class: "card" }, h("h2", {}, "Boards"), table(["Campaign", "Board", "Best", "Rank"], p.boards.map((b) => h("tr", {}, h("td", {}, h("a", { href: `#/campaigns/${enc(b.campaign)}` }, b.campaign)), h("td", {}, b.board), h("td", { class: "num" }, num(b.best)), h("td", { class: "num" }, `#${num(b.rank)}`))), "Not on any board.")),
       h("section", { class: "card" }, h("h2", {}, "Sockets"), table(["Instance", "Address", "Since"], p.sockets.map((s) => h("tr", {}, h("td", {}, s.instance), h("td", {}, s.ip), h("td", {}, ago(s.since)))), "No socket open.")),
       h("section", { class: "card" }, h("h2", {}, "Recent results"), table(["Campaign", "Score", "Region", "Accepted"], p.results.map((r) => h("tr", {}, h("td", {}, r.campaign), h("td", { class: "num" }, num(r.score)), h("td", {}, r.region ?? "–"), h("td", {}, when(r.accepted_at)))), "No accepted result."))),
-    h("section", { class: "card mt" }, h("h2", {}, "Refused attempts"), table(["Campaign", "Reason", "Numbers vs rule", "When", ""], p.flags.map((f) => h("tr", {}, h("td", {}, f.campaign), h("td", {}, f.reason), h("td", {}, numbers(f)), h("td", {}, when(f.flagged_at)), h("td", { class: "muted small" }, f.dismissed_at ? "dismissed" : ""))), "No refused attempt.")));
+    h("section", { class: "card mt" }, h("h2", {}, "Refused attempts"), table(["Campaign", ["Reason", "hide-phone"], "Numbers vs rule", ["When", "hide-phone"], ""], p.flags.map((f) => h("tr", {}, h("td", {}, f.campaign), h("td", { class: "hide-phone" }, f.reason), h("td", {}, numbers(f)), h("td", { class: "hide-phone" }, when(f.flagged_at)), h("td", { class: "muted small" }, f.dismissed_at ? "dismissed" : ""))), "No refused attempt.")));
 }
 
 // ---- announce and audit ----
