@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pg_bin(tool: &str) -> PathBuf {
     let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
     let mut dirs: Vec<PathBuf> = versions.map(|e| e.unwrap().path()).collect();
