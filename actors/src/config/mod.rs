@@ -43,7 +43,7 @@ impl Config {
     /// Descriptors the process needs besides its sockets (listeners, the bus, log and event
     /// files, and sockets accepted but not yet refused) under a limit of `limit`: a fortieth of
     /// it, at least 64, plus twice the pools that are configured.
-    pub fn descriptor_headroom(&self, limit: u64) -> u64 {
+    fn descriptor_headroom(&self, limit: u64) -> u64 {
         let redis = self.redis.url.as_ref().map_or(0, |_| self.redis.pool_size);
         let postgres = self
             .postgres

@@ -311,17 +311,25 @@ impl MemoryStore {
 
     /// Refused attempts the query asks for, newest first.
     pub fn flagged(&self, q: &FlagQuery) -> Vec<Flagged> {
-        let dismissed = self.ops().dismissed.clone();
-        let mut found: Vec<Flagged> = self
+        let matching: Vec<Record> = self
             .lock()
             .records
             .iter()
-            .filter(|r| q.matches(r) && q.state.admits(dismissed.contains_key(&r.session_id)))
-            .map(|r| Flagged {
-                record: r.clone(),
-                dismissed: dismissed.get(&r.session_id).cloned(),
+            .filter(|r| q.matches(r))
+            .cloned()
+            .collect();
+        // The records' lock is released before the dismissals' is taken: never both at once.
+        let ops = self.ops();
+        let mut found: Vec<Flagged> = matching
+            .into_iter()
+            .filter_map(|record| {
+                let dismissed = ops.dismissed.get(&record.session_id).cloned();
+                q.state
+                    .admits(dismissed.is_some())
+                    .then_some(Flagged { record, dismissed })
             })
             .collect();
+        drop(ops);
         // The cursor's order, as PostgreSQL sorts: time, then session, both descending.
         found.sort_by(|a, b| {
             let (a, b) = (&a.record, &b.record);
