@@ -135,6 +135,14 @@ function showFieldError(form, e) {
   return false;
 }
 
+/** A table of `rows` under `head` (a title, or [title, class] for a numeric column or one a
+ * phone hides), or `empty` in words when there are no rows. */
+function table(head, rows, empty) {
+  if (!rows.length) return h("p", { class: "empty" }, empty);
+  const th = (t) => (Array.isArray(t) ? h("th", { class: t[1] }, t[0]) : h("th", {}, t));
+  return h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, head.map(th))), h("tbody", {}, rows)));
+}
+
 function field(name, label, input, hint) {
   input.id ||= `f-${name.replace(/\./g, "-")}`;
   return h("div", { class: "field", "data-field": name },
@@ -288,9 +296,9 @@ function overview() {
   const stats = h("div", { class: "grid stats" });
   const health = h("section", { class: "card" }, h("h2", {}, "Health"), h("p", { class: "muted" }, "Loading…"));
   const chart = h("section", { class: "card" }, h("h2", {}, "Results per minute"));
-  const table = h("section", { class: "card" }, h("h2", {}, "Instances"));
+  const instancesCard = h("section", { class: "card" }, h("h2", {}, "Instances"));
   view.append(h("h1", { class: "section" }, "Overview", h("span", { class: "muted small", id: "refreshed" })), stats,
-    h("div", { class: "grid two mt" }, health, chart), h("div", { class: "mt" }, table));
+    h("div", { class: "grid two mt" }, health, chart), h("div", { class: "mt" }, instancesCard));
   every(3000, async () => {
     const [hres, inst] = await Promise.all([
       fetch("/health").then((r) => r.json()).catch(() => null),
@@ -318,11 +326,11 @@ function overview() {
       quiet ? h("p", { class: "empty" }, "No result was submitted in the last 30 minutes.") : bars(minutes),
       h("div", { class: "legend" }, h("span", {}, h("span", { class: "dot accepted" }), "accepted"),
         h("span", {}, h("span", { class: "dot refused" }), "refused")));
-    table.replaceChildren(h("h2", {}, "Instances"), h("div", { class: "table-wrap" }, h("table", {},
-      h("thead", {}, h("tr", {}, h("th", {}, "Instance"), h("th", { class: "hide-phone" }, "Address"), h("th", { class: "num" }, "Sockets"),
-        h("th", { class: "num" }, "Players"), h("th", { class: "num hide-phone" }, "Rooms"), h("th", { class: "hide-phone" }, "Version"), h("th", {}, "Heartbeat"))),
-      h("tbody", {}, instances.map((i) => h("tr", {}, h("td", {}, i.id), h("td", { class: "hide-phone" }, i.address), h("td", { class: "num" }, num(i.connections)),
-        h("td", { class: "num" }, num(i.users)), h("td", { class: "num hide-phone" }, num(i.rooms)), h("td", { class: "hide-phone" }, i.version), h("td", {}, ago(i.last_heartbeat))))))));
+    instancesCard.replaceChildren(h("h2", {}, "Instances"), table(
+      ["Instance", ["Address", "hide-phone"], ["Sockets", "num"], ["Players", "num"], ["Rooms", "num hide-phone"], ["Version", "hide-phone"], "Heartbeat"],
+      instances.map((i) => h("tr", {}, h("td", {}, i.id), h("td", { class: "hide-phone" }, i.address), h("td", { class: "num" }, num(i.connections)),
+        h("td", { class: "num" }, num(i.users)), h("td", { class: "num hide-phone" }, num(i.rooms)), h("td", { class: "hide-phone" }, i.version), h("td", {}, ago(i.last_heartbeat)))),
+      "No instance has sent a heartbeat yet."));
     document.getElementById("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   });
 }
@@ -340,16 +348,12 @@ async function campaigns() {
   view.append(h("h1", { class: "section" }, "Campaigns", h("a", { href: "#/campaigns/new", class: "primary button-link" }, "New campaign")), list);
   try {
     const { campaigns } = await api("GET", "/admin/campaigns");
-    if (!campaigns.length) {
-      list.replaceChildren(h("p", { class: "empty" }, "No campaigns yet. Create the first one."));
-      return;
-    }
-    list.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
-      h("thead", {}, h("tr", {}, h("th", {}, "Campaign"), h("th", {}, "State"), h("th", { class: "hide-phone" }, "Starts"), h("th", { class: "hide-phone" }, "Ends"), h("th", { class: "hide-phone" }, "Regions"))),
-      h("tbody", {}, campaigns.map((c) => h("tr", { class: "clickable", onclick: () => (location.hash = `#/campaigns/${enc(c.name)}`) },
+    list.replaceChildren(table(["Campaign", "State", ["Starts", "hide-phone"], ["Ends", "hide-phone"], ["Regions", "hide-phone"]],
+      campaigns.map((c) => h("tr", { class: "clickable", onclick: () => (location.hash = `#/campaigns/${enc(c.name)}`) },
         h("td", {}, h("a", { href: `#/campaigns/${enc(c.name)}` }, c.title), h("div", { class: "muted small" }, c.name)),
         h("td", {}, campaignBadge(c)), h("td", { class: "hide-phone" }, when(c.starts_at)), h("td", { class: "hide-phone" }, when(c.ends_at)),
-        h("td", { class: "hide-phone" }, c.regions.join(", ") || "–")))))));
+        h("td", { class: "hide-phone" }, c.regions.join(", ") || "–"))),
+      "No campaigns yet. Create the first one."));
   } catch (e) {
     list.replaceChildren(h("p", { class: "field-error" }, explain(e)));
   }
@@ -598,9 +602,9 @@ async function players() {
   view.append(h("h1", { class: "section" }, "Players"), h("section", { class: "card" }, search), h("div", { class: "mt" }, bans));
   try {
     const { bans: list } = await api("GET", "/admin/bans");
-    bans.append(list.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Player"), h("th", {}, "Reason"), h("th", {}, "Until"), h("th", { class: "hide-phone" }, "By"))),
-      h("tbody", {}, list.map((b) => h("tr", {}, h("td", {}, h("a", { href: `#/players/${enc(b.user)}` }, b.user)), h("td", {}, b.reason), h("td", {}, b.until ? when(b.until) : "for good"), h("td", { class: "hide-phone" }, b.by))))))
-      : h("p", { class: "empty" }, "Nobody is banned."));
+    bans.append(table(["Player", "Reason", "Until", ["By", "hide-phone"]],
+      list.map((b) => h("tr", {}, h("td", {}, h("a", { href: `#/players/${enc(b.user)}` }, b.user)), h("td", {}, b.reason), h("td", {}, b.until ? when(b.until) : "for good"), h("td", { class: "hide-phone" }, b.by))),
+      "Nobody is banned."));
   } catch (e) { bans.append(h("p", { class: "field-error" }, explain(e))); }
 }
 
@@ -623,8 +627,6 @@ async function player(user) {
         if (!(await confirmAction({ title: `Kick ${user}?`, text: "Their sockets close on every instance (4000); they may reconnect at once.", ok: "Kick" }))) return;
         try { const r = await api("POST", `/admin/users/${enc(user)}/kick`, { reason: "kicked from the console" }); toast(r.every_instance ? "Kicked everywhere." : "Kicked here; other instances could not be told."); setTimeout(again, 300); } catch (e) { toast(explain(e), "bad"); }
       } }, "Kick")));
-  // A head is a title, or [title, class] for a column a phone hides.
-  const table = (head, rows, empty) => rows.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, head.map((t) => (Array.isArray(t) ? h("th", { class: t[1] }, t[0]) : h("th", {}, t))))), h("tbody", {}, rows))) : h("p", { class: "empty" }, empty);
   view.append(h("h1", { class: "section" }, h("a", { href: "#/players" }, "Players"), h("span", { class: "muted" }, "/"), p.user, p.ban ? h("span", { class: "badge bad" }, "banned") : null, p.sockets.length ? h("span", { class: "badge good" }, `online · ${p.sockets.length}`) : h("span", { class: "badge" }, "offline")),
     h("div", { class: "grid two" },
       banCard,
