@@ -15,11 +15,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context as _;
 pub use podium_actors::config::Config;
 use podium_actors::engine::Engine;
 
+/// Longest a shutdown waits for the sockets to close: each answers its submits in flight first
+/// (for at most 2 s, see the Connection), then writes its close frame.
+const SOCKETS_GRACE: Duration = Duration::from_secs(5);
 /// Time sockets get to receive their 1001 close frame before the server stops.
 const CLOSE_GRACE: Duration = Duration::from_millis(300);
 
@@ -57,7 +60,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
-    let server = HttpServer::new(move || {
+    let listener = podium_actors::connection::server::listen(&listen, false)
+        .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(conns::refuse_over_cap))
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
@@ -70,42 +76,31 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             .app_data(reads.clone())
             .app_data(web::Data::new(prometheus.clone()))
             .configure(routes::configure)
-    })
-    .on_connect(move |conn, data| {
-        let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
-            return;
-        };
+    };
+    let on_connect = move |tcp: &actix_web::rt::net::TcpStream,
+                           data: &mut actix_web::dev::Extensions| {
         if let (Some(cap), Ok(peer)) = (per_ip_cap, tcp.peer_addr()) {
             let (place, over) = per_ip.admit(peer.ip(), cap);
-            data.insert(place);
+            // A WebSocket keeps its place for as long as it lives.
+            data.insert(podium_actors::connection::Hold(std::rc::Rc::new(place)));
             if over {
                 data.insert(conns::OverCap);
             }
         }
-        // A Connection cuts the socket of a client that stopped reading (see `cut_later`).
-        data.insert(podium_actors::connection::SocketFd(
-            std::os::fd::AsRawFd::as_raw_fd(tcp),
-        ));
         if send_buffer > 0 {
             if let Err(err) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer) {
                 tracing::warn!(%err, "WS_SOCKET_SEND_BUFFER: could not set SO_SNDBUF");
             }
         }
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(10)
-    .backlog(4096)
-    .bind(&listen)
-    .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
-    let addr = *server.addrs().first().context("bound to no address")?;
+    };
+    let server = podium_actors::connection::server::serve(listener, workers, app, on_connect)?;
     engine
         .bus
         .do_send(podium_actors::cluster_bus::Listening(addr.to_string()));
     Ok(Running {
         addr,
         engine,
-        server: server.run(),
+        server,
     })
 }
 
@@ -183,6 +178,12 @@ pub async fn serve(
         tracing::info!("shutting down: closing sockets");
         let closed = stopping.close_sockets().await;
         tracing::info!(closed, "sockets told to close");
+        if actix_rt::time::timeout(SOCKETS_GRACE, stopping.sockets_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sockets still open after the shutdown grace");
+        }
         actix_rt::time::sleep(CLOSE_GRACE).await;
         handle.stop(true).await;
     });

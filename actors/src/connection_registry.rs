@@ -3,9 +3,11 @@
 //! Owns: the global, per-IP and per-user connection counts, and an address for each socket so
 //! it can close them all at shutdown. Receives [`Reserve`] (from the `/ws` route, before the
 //! upgrade), [`Attach`] (from a Connection's `started`), [`Authenticate`] (per-user cap),
-//! [`Release`] (sent by a [`ConnSlot`] when it drops), [`CloseAll`] (shutdown), and from the
-//! ClusterBus [`KickUser`] (kick, ban) and [`Notify`] (announcements); answers [`Sockets`]
-//! (a player's sockets, for the admin API). Sends [`Kick`] and [`Notice`] to Connections. The per-user cap holds across instances through the store's shared
+//! [`Release`] (sent by a [`ConnSlot`] when it drops), [`CloseAll`] and [`AllClosed`]
+//! (shutdown), and from the ClusterBus [`KickUser`] (kick, ban) and [`Notify`]
+//! (announcements); answers [`Sockets`] (a player's sockets, for the admin API). Sends
+//! [`Kick`] and [`Notice`] to Connections. The per-user cap holds across instances through the
+//! store's shared
 //! [`Counters`]: each authenticated socket also holds a place there, leased for three
 //! heartbeats and renewed every heartbeat, so the places of a crashed instance lapse on their
 //! own. It also sweeps and syncs the per-user message windows the Connections check. Started by
@@ -53,6 +55,8 @@ pub struct ConnectionRegistry {
     counters: Counters,
     /// This instance's id in the cluster, in its sockets' places.
     instance: String,
+    /// Who waits for the last socket to close (shutdown, see [`AllClosed`]).
+    emptied: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ConnectionRegistry {
@@ -67,6 +71,7 @@ impl ConnectionRegistry {
             counters,
             instance,
             limits,
+            emptied: Vec::new(),
             conns: HashMap::new(),
             per_ip: HashMap::new(),
             per_user: HashMap::new(),
@@ -317,6 +322,33 @@ impl Handler<Release> for ConnectionRegistry {
             }
         }
         self.publish_counts();
+        if self.conns.is_empty() {
+            for waiter in self.emptied.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Answers once no socket is open on this instance (shutdown waits for it after
+/// [`CloseAll`]: a socket closes only after answering its submits in flight).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AllClosed;
+
+impl Handler<AllClosed> for ConnectionRegistry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: AllClosed, _: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.conns.is_empty() {
+            let _ = tx.send(());
+        } else {
+            self.emptied.push(tx);
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

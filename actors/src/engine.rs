@@ -14,7 +14,7 @@ use actix::prelude::*;
 use crate::cluster_bus::{ClusterBus, InstanceInfo};
 use crate::config::Config;
 use crate::connection::Gateway;
-use crate::connection_registry::{CloseAll, ConnectionRegistry};
+use crate::connection_registry::{AllClosed, CloseAll, ConnectionRegistry};
 use crate::domain::session::{random_secret, SessionSigner};
 use crate::domain::token::JwtAlgorithm;
 use crate::domain::window::WindowLimiter;
@@ -205,6 +205,11 @@ impl Engine {
     pub async fn close_sockets(&self) -> usize {
         self.accepting.store(false, Ordering::Relaxed);
         self.gateway.connections.send(CloseAll).await.unwrap_or(0)
+    }
+
+    /// Second step of shutdown: answers once every socket has closed.
+    pub async fn sockets_closed(&self) {
+        let _ = self.gateway.connections.send(AllClosed).await;
     }
 
     /// Last step of shutdown: the batcher writes what it holds.

@@ -4,9 +4,10 @@
 //! that list was read at. Receives [`Join`], [`Leave`], [`Resync`] and [`Reset`] (forwarded by
 //! the RoomRegistry). Each tick it reads its board's version from the store, so a result accepted
 //! by any engine instance shows up, and only when the version moved reads the top list. Sends
-//! [`Push`] frames to member Connections: a `snapshot` to a joining or resyncing member, and on
-//! each tick at most one `diff`, serialized once and shared by every member. It never waits
-//! for a member: `Push` is fire-and-forget and each Connection guards its own outbound queue.
+//! [`Deliver`] to the Hub of each member's worker thread: a `snapshot` for a joining or
+//! resyncing member, and on each tick at most one `diff`, encoded once and sent as one message
+//! per thread with the members there. It never waits for a member: `Deliver` is
+//! fire-and-forget and each socket guards its own outbound queue.
 //!
 //! Supervised by actix's `Supervisor` (started by the RoomRegistry). A panic inside a handler
 //! is caught, the room stops, and the supervisor restarts it: `restarting` reloads the top
@@ -22,7 +23,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::connection::inbox::Push;
+use std::sync::Arc;
+
+use crate::connection::hub::Deliver;
+use crate::connection::socket::Frame;
 use crate::domain::board::{diff, Entry, Standing};
 use crate::domain::clock::Clock;
 use crate::domain::error::ClientError;
@@ -31,9 +35,13 @@ use crate::domain::protocol::{encode, MsgId, ServerMsg};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 
+/// The members on one worker thread, with that thread's Hub.
+type Group = (Recipient<Deliver>, Arc<[ConnId]>);
+
 struct Member {
     user: UserId,
-    out: Recipient<Push>,
+    /// The Hub of the member's worker thread.
+    out: Recipient<Deliver>,
 }
 
 pub struct Room {
@@ -44,6 +52,8 @@ pub struct Room {
     top_n: usize,
     tick: Duration,
     members: HashMap<ConnId, Member>,
+    /// The members grouped by Hub, built when a broadcast needs it after members changed.
+    fanout: Option<Vec<Group>>,
     /// The list every member holds at `seq`: replaced only together with a `seq` bump.
     top: Vec<Entry>,
     seq: u64,
@@ -82,6 +92,7 @@ impl Room {
             top_n,
             tick,
             members: HashMap::new(),
+            fanout: None,
             top: Vec::new(),
             seq: 0,
             board,
@@ -138,19 +149,45 @@ impl Room {
         }
     }
 
-    fn snapshot(&self, me: Option<Standing>, re: Option<&MsgId>) -> Push {
+    /// Sends `member` (socket `conn`) a snapshot of the list as of `seq`.
+    fn snapshot(&self, conn: ConnId, member: &Member, re: Option<&MsgId>) {
         telemetry::message_out("snapshot", 1);
-        Push {
-            frame: encode(
-                &ServerMsg::Snapshot {
-                    room: &self.label,
-                    seq: self.seq,
-                    top: &self.top,
-                    me,
-                },
-                re,
-            ),
-        }
+        let me = self.standing_in_top(&member.user);
+        self.snapshot_with(conn, member, me, re);
+    }
+
+    fn snapshot_with(
+        &self,
+        conn: ConnId,
+        member: &Member,
+        me: Option<Standing>,
+        re: Option<&MsgId>,
+    ) {
+        let text = encode(
+            &ServerMsg::Snapshot {
+                room: &self.label,
+                seq: self.seq,
+                top: &self.top,
+                me,
+            },
+            re,
+        );
+        member.out.do_send(Deliver::one(conn, Frame::text(&text)));
+    }
+
+    /// The members grouped by the Hub of their thread.
+    fn fanout(&mut self) -> &[Group] {
+        let members = &self.members;
+        self.fanout.get_or_insert_with(|| {
+            let mut by_hub: HashMap<&Recipient<Deliver>, Vec<ConnId>> = HashMap::new();
+            for (conn, member) in members {
+                by_hub.entry(&member.out).or_default().push(*conn);
+            }
+            by_hub
+                .into_iter()
+                .map(|(hub, conns)| (hub.clone(), conns.into()))
+                .collect()
+        })
     }
 
     /// The member's standing, from the top list when they are in it.
@@ -221,10 +258,12 @@ impl Room {
                 if !still_here {
                     return;
                 }
+                telemetry::message_out("snapshot", 1);
                 let me = room.standing_in_top(&member.user).or(me.ok().flatten());
-                member.out.do_send(room.snapshot(me, re.as_ref()));
+                room.snapshot_with(conn, &member, me, re.as_ref());
                 if joining {
                     room.members.insert(conn, member);
+                    room.fanout = None;
                     telemetry::room_members(&room.label, room.members.len());
                 }
             })
@@ -247,10 +286,8 @@ impl Room {
         if std::mem::take(&mut self.resync) {
             self.seq += 1;
             self.top = top;
-            for member in self.members.values() {
-                member
-                    .out
-                    .do_send(self.snapshot(self.standing_in_top(&member.user), None));
+            for (conn, member) in &self.members {
+                self.snapshot(*conn, member, None);
             }
             return;
         }
@@ -260,23 +297,25 @@ impl Room {
         }
         self.seq += 1;
         self.top = top;
-        let push = Push {
-            frame: encode(
-                &ServerMsg::Diff {
-                    room: &self.label,
-                    seq: self.seq,
-                    server_time: self.clock.now_ms(),
-                    diff: &d,
-                },
-                None,
-            ),
-        };
-        for member in self.members.values() {
-            member.out.do_send(push.clone());
+        let text = encode(
+            &ServerMsg::Diff {
+                room: &self.label,
+                seq: self.seq,
+                server_time: self.clock.now_ms(),
+                diff: &d,
+            },
+            None,
+        );
+        let frame = Frame::text(&text);
+        for (hub, conns) in self.fanout() {
+            hub.do_send(Deliver {
+                frame: frame.clone(),
+                to: conns.clone(),
+            });
         }
         telemetry::diff_broadcast(
             &self.label,
-            push.frame.len(),
+            text.len(),
             self.members.len(),
             started.elapsed(),
         );
@@ -311,7 +350,8 @@ pub struct Join {
     pub room: RoomId,
     pub conn: ConnId,
     pub user: UserId,
-    pub out: Recipient<Push>,
+    /// The Hub of the joining socket's thread.
+    pub out: Recipient<Deliver>,
     pub re: Option<MsgId>,
 }
 
@@ -348,6 +388,7 @@ impl Handler<Leave> for Room {
             room.joining.remove(&msg.conn);
             room.waiting.retain(|join| join.conn != msg.conn);
             if room.members.remove(&msg.conn).is_some() {
+                room.fanout = None;
                 telemetry::room_members(&room.label, room.members.len());
             }
         })

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 
 use super::Connection;
 use crate::domain::clock::now_ms;
@@ -22,7 +21,7 @@ const AROUND_RADIUS: u64 = 5;
 impl Connection {
     pub(super) fn dispatch(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         msg: ClientMsg,
         id: Option<MsgId>,
@@ -55,7 +54,7 @@ impl Connection {
     /// answers with its signed session.
     fn start_game(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         campaign: String,
         id: Option<MsgId>,
@@ -90,7 +89,7 @@ impl Connection {
     /// the snapshot.
     fn join(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         room: RoomId,
         id: Option<MsgId>,
@@ -106,7 +105,7 @@ impl Connection {
             room: room.clone(),
             conn: self.id(),
             user,
-            out: ctx.address().recipient(),
+            out: self.hub.clone().expect("attached to its Hub when started"),
             re: id.clone(),
         };
         let ask = self.gateway.rooms.send(join);
@@ -126,7 +125,7 @@ impl Connection {
 
     fn leave(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         room: RoomId,
         id: Option<MsgId>,
     ) -> Result<(), ClientError> {
@@ -160,7 +159,7 @@ impl Connection {
     /// The rows around the player, read straight from the store (no room needed).
     fn around(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         room: RoomId,
         id: Option<MsgId>,
@@ -196,7 +195,7 @@ impl Connection {
     /// way: a rejected `result` naming the reason.
     fn submit(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         session: String,
         score: u64,

@@ -1,37 +1,43 @@
-//! Connection: one per WebSocket, on the HTTP worker's arbiter. This directory is the only
-//! place that uses actix-web-actors, so a move to actix-ws touches it alone.
+//! Connection: one per WebSocket, on the HTTP worker's thread, owning its TCP socket once the
+//! upgrade is answered ([`server`] hands it over, [`socket`] reads and writes it).
 //!
-//! Owns: the socket's identity (user once authenticated), the rooms it joined, its heartbeat
-//! and activity clocks, and the count of bytes queued for the client ([`outbound`]).
-//! Receives WebSocket frames (the stream), [`Push`] (frames from Rooms) and [`Kick`] (from the
-//! ConnectionRegistry: shutdown), both in [`inbox`]. Sends [`Authenticate`]/[`Attach`] to the
-//! ConnectionRegistry, [`Join`](crate::room::Join)/[`Leave`]/[`Resync`](crate::room::Resync)
-//! to the RoomRegistry and [`Submit`](crate::results::Submit) to the ResultsPipeline, all
-//! reached through its [`Gateway`]. Its whole life is here: the caps are
-//! checked in [`upgrade`] before the handshake completes, `started` arms the auth deadline and
-//! heartbeat, `stopping` leaves every room, and the [`ConnSlot`] it holds releases its place in
+//! Owns: the socket ([`Outbox`] to write, [`Inbound`] to read), the socket's identity (user
+//! once authenticated), the rooms it joined, and its heartbeat and activity clocks.
+//! Receives the client's frames (the [`Inbound`] stream), [`Notice`] and [`Kick`] (from the
+//! ConnectionRegistry: announcements, shutdown, kicks), both in [`inbox`]. Sends
+//! [`Authenticate`]/[`Attach`] to the ConnectionRegistry, [`Join`](crate::room::Join)/
+//! [`Leave`]/[`Resync`](crate::room::Resync) to the RoomRegistry and
+//! [`Submit`](crate::results::Submit) to the ResultsPipeline, all reached through its
+//! [`Gateway`]. Room frames do not pass through it: Rooms send them to its thread's [`hub`],
+//! which writes them to its socket directly; the Connection attaches its socket there when it
+//! starts and detaches it when it stops. Its whole life is here: the caps are checked in
+//! [`upgrade`] before the handshake is answered, `started` arms the auth deadline and
+//! heartbeat, `stopping` leaves every room, `stopped` hands the socket to
+//! [`linger`](socket::linger) to close, and the [`ConnSlot`] it holds releases its place in
 //! the registry on drop. Nobody restarts a Connection: when it stops, the client reconnects.
 //! What it does for each message once the player is admitted is in `handlers.rs`, an `impl
 //! Connection` of its own.
 
 pub mod gateway;
 mod handlers;
+pub mod hub;
 pub mod inbox;
-pub mod outbound;
+pub mod server;
+pub mod socket;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
+use std::any::Any;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use actix_web_actors::ws;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use bytes::BytesMut;
 use bytestring::ByteString;
-use futures_util::StreamExt;
+use tokio::net::TcpStream;
 
 use crate::connection_registry::{Attach, Authenticate, ConnSlot, Reserve};
 use crate::domain::clock::now_ms;
@@ -42,20 +48,56 @@ use crate::domain::window::Verdict;
 use crate::room::Leave;
 use crate::telemetry;
 pub use gateway::{client_ip, Gateway};
-pub use inbox::{Kick, Notice, Push};
-pub use outbound::SocketFd;
-use outbound::{cut_later, wire_len, Metered};
+use hub::Deliver;
+pub use inbox::{Kick, Notice};
+use socket::{Event, Frame, Inbound, Outbox, Sent};
 
 /// Longest a shutdown waits for this socket's submits in flight to be answered.
 const SUBMIT_GRACE: Duration = Duration::from_secs(2);
 
-/// `GET /ws`: checks the caps before upgrading, then starts a Connection.
-pub async fn upgrade(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Arc<Gateway>>,
-) -> HttpResponse {
-    let mut response = match ws::handshake(&req) {
+/// Set by [`server`] on a request that came with `Upgrade: websocket`: only such a request can
+/// be taken over, so `/ws` answers any other 400.
+pub(crate) struct Upgrading;
+
+/// Connection data kept for as long as the socket lives (the HTTP layer drops its own copy
+/// when it hands the socket over): put one in an on-connect callback, for instance a guard
+/// that counts connections per address.
+#[derive(Clone)]
+pub struct Hold(pub Rc<dyn Any>);
+
+/// The `/ws` route's yes, in its 101 answer: what the Connection is started with once
+/// [`server`] has written the answer.
+pub(crate) struct Accepted {
+    slot: ConnSlot,
+    gateway: Arc<Gateway>,
+    hold: Option<Hold>,
+}
+
+impl Accepted {
+    /// Starts the Connection on this thread, owning `stream`; `leftover` is what the client
+    /// sent after its request head.
+    fn start(self, stream: TcpStream, leftover: BytesMut) {
+        let outbox = Rc::new(Outbox::new(
+            stream,
+            self.gateway.ws.outbound_queue_max_bytes,
+        ));
+        let inbound = Inbound::new(outbox.clone(), leftover, self.gateway.ws.max_payload_bytes);
+        Connection::create(move |ctx| {
+            ctx.add_stream(inbound);
+            Connection::new(self, outbox)
+        });
+    }
+}
+
+/// `GET /ws`: checks the handshake and the caps; the 101 it answers carries the Connection to
+/// start (see [`server`]).
+pub async fn upgrade(req: HttpRequest, gateway: web::Data<Arc<Gateway>>) -> HttpResponse {
+    let handshake = if req.extensions().contains::<Upgrading>() {
+        actix_http::ws::handshake(req.head())
+    } else {
+        Err(actix_http::ws::HandshakeError::NoWebsocketUpgrade)
+    };
+    let mut response = match handshake {
         Ok(response) => response,
         Err(err) => {
             return ClientError::BadMessage(format!("not a WebSocket upgrade: {err}"))
@@ -71,30 +113,13 @@ pub async fn upgrade(
         }
         Err(_) => return ClientError::Internal.error_response(),
     };
-    let queued = Rc::new(Cell::new(0));
-    let alive = Rc::new(Cell::new(true));
-    let codec = actix_http::ws::Codec::new().max_size(gateway.ws.max_payload_bytes);
-    let socket = req.conn_data::<SocketFd>().map(|fd| (*fd, alive.clone()));
-    let actor = Connection::new(slot, gateway.get_ref().clone(), queued.clone(), socket);
-    let context = ws::WebsocketContext::with_codec(actor, payload, codec);
-    // The actor runs inside its context's stream. Left as the response body, it would run
-    // only while the socket takes bytes: a client that stops reading would freeze its actor,
-    // with room pushes piling up unseen in the mailbox. So a local task drives the context
-    // and hands frames to the body through a channel; the actor always runs, sees `queued`
-    // grow, and closes the socket at the limit. The pump drains to the end even when the body
-    // is gone, so `stopping` always runs and every room is left.
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    actix_rt::spawn(async move {
-        let mut context = std::pin::pin!(context);
-        while let Some(chunk) = context.next().await {
-            let _ = tx.send(chunk);
-        }
+    let mut response = HttpResponse::from(response.finish()).map_into_boxed_body();
+    response.extensions_mut().insert(Accepted {
+        slot,
+        gateway: gateway.get_ref().clone(),
+        hold: req.conn_data::<Hold>().cloned(),
     });
-    response.streaming(Metered {
-        frames: rx,
-        queued,
-        alive,
-    })
+    response
 }
 
 pub struct Connection {
@@ -111,40 +136,37 @@ pub struct Connection {
     last_heard: Instant,
     /// Any message other than a ping (the inactivity clock).
     last_active: Instant,
-    /// Bytes written to the context and not yet taken by the socket; see [`Metered`].
-    queued: Rc<Cell<usize>>,
+    /// The socket's write side.
+    outbox: Rc<Outbox>,
+    /// This thread's Hub, where Rooms send this socket's frames (set in `started`).
+    hub: Option<Recipient<Deliver>>,
     /// Why we are closing, once we are.
     closing: Option<CloseReason>,
     /// Submits sent to the pipeline and not yet answered.
     in_flight: u32,
     /// A shutdown close waiting for `in_flight` to reach zero.
     close_after: Option<CloseReason>,
-    /// The TCP socket, to cut when the client stops reading; `None` when the server was not
-    /// told its descriptor.
-    socket: Option<(SocketFd, Rc<Cell<bool>>)>,
+    /// Connection data kept while the socket lives (see [`Hold`]).
+    _hold: Option<Hold>,
 }
 
 impl Connection {
-    fn new(
-        slot: ConnSlot,
-        gateway: Arc<Gateway>,
-        queued: Rc<Cell<usize>>,
-        socket: Option<(SocketFd, Rc<Cell<bool>>)>,
-    ) -> Self {
+    fn new(accepted: Accepted, outbox: Rc<Outbox>) -> Self {
         let now = Instant::now();
         Self {
-            slot,
-            gateway,
+            slot: accepted.slot,
+            gateway: accepted.gateway,
             user: None,
             region: None,
             rooms: HashSet::new(),
             last_heard: now,
             last_active: now,
-            queued,
+            outbox,
+            hub: None,
             closing: None,
             in_flight: 0,
             close_after: None,
-            socket,
+            _hold: accepted.hold,
         }
     }
 
@@ -152,65 +174,46 @@ impl Connection {
         self.slot.id
     }
 
-    /// Counts a frame of `payload` bytes as queued for the client (see [`Metered`]).
-    fn queue(&self, payload: usize) {
-        self.queued.set(self.queued.get() + wire_len(payload));
+    /// Writes one text frame.
+    fn send(&mut self, ctx: &mut Context<Self>, text: ByteString) {
+        self.write(ctx, &Frame::text(&text));
     }
 
     /// Writes one frame, or closes the socket when the client has stopped reading.
-    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
+    fn write(&mut self, ctx: &mut Context<Self>, frame: &Frame) {
         if self.closing.is_some() {
             return;
         }
-        let queued = self.queued.get() + wire_len(frame.len());
-        if queued > self.gateway.ws.outbound_queue_max_bytes {
-            telemetry::outbound_queue(self.queued.get());
-            return self.close(ctx, CloseReason::SlowConsumer);
+        if self.outbox.send(frame) == Sent::Overflow {
+            self.close(ctx, CloseReason::SlowConsumer);
         }
-        self.queued.set(queued);
-        ctx.text(frame);
     }
 
-    fn reply(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        msg: &ServerMsg<'_>,
-        re: Option<&MsgId>,
-    ) {
+    fn reply(&mut self, ctx: &mut Context<Self>, msg: &ServerMsg<'_>, re: Option<&MsgId>) {
         telemetry::message_out(msg.kind(), 1);
         self.send(ctx, encode(msg, re));
     }
 
-    fn reply_error(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        err: &ClientError,
-        re: Option<&MsgId>,
-    ) {
+    fn reply_error(&mut self, ctx: &mut Context<Self>, err: &ClientError, re: Option<&MsgId>) {
         self.reply(ctx, &ServerMsg::error(err), re);
     }
 
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
+    fn close(&mut self, ctx: &mut Context<Self>, reason: CloseReason) {
         if self.closing.is_some() {
             return;
         }
         self.closing = Some(reason);
         if reason == CloseReason::SlowConsumer {
-            if let Some((fd, alive)) = self.socket.take() {
-                cut_later(fd, alive);
-            }
+            telemetry::outbound_queue(self.outbox.queued());
         }
-        ctx.close(Some(ws::CloseReason {
-            code: reason.code().into(),
-            description: Some(reason.as_str().to_owned()),
-        }));
+        self.outbox.send_last(&Frame::close(reason));
         ctx.stop();
     }
 
     /// One frame from the client that is not a control frame: `Some(text)` for a text
     /// frame, `None` for binary or a fragment. Every such frame counts against the player's
     /// message window, junk included; before `auth` any frame but a valid `auth` closes 4401.
-    fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: Option<&str>) {
+    fn on_frame(&mut self, ctx: &mut Context<Self>, text: Option<&str>) {
         let started = Instant::now();
         let parsed = match text {
             Some(text) => protocol::parse(text, self.gateway.ws.max_message_length),
@@ -251,7 +254,7 @@ impl Connection {
     /// The first frame must be a valid `auth`: anything else is refused and closes 4401.
     fn before_auth(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         parsed: Result<(Option<MsgId>, ClientMsg), (Option<MsgId>, ClientError)>,
     ) {
         let (id, refusal) = match parsed {
@@ -284,7 +287,7 @@ impl Connection {
     /// answers that are the server's fault, not what clients get wrong.
     fn admitted(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
         user: UserId,
         msg: ClientMsg,
         id: Option<MsgId>,
@@ -303,12 +306,7 @@ impl Connection {
         self.gateway.stats.message(fault, answered_in);
     }
 
-    fn authenticate(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        token: &str,
-        id: Option<MsgId>,
-    ) {
+    fn authenticate(&mut self, ctx: &mut Context<Self>, token: &str, id: Option<MsgId>) {
         let (user, region, valid_until_secs) = match self.gateway.verifier.verify(token) {
             Ok(identity) => (identity.user, identity.region, identity.valid_until_secs),
             Err(err) => {
@@ -366,9 +364,10 @@ impl Connection {
 }
 
 impl Actor for Connection {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.hub = Some(hub::attach(self.id(), self.outbox.clone()));
         self.gateway.connections.do_send(Attach {
             id: self.id(),
             conn: ctx.address().recipient(),
@@ -395,9 +394,8 @@ impl Actor for Connection {
                 act.close(ctx, CloseReason::Inactive);
             } else {
                 // A sample per socket per heartbeat shows backlog building before any 4008.
-                telemetry::outbound_queue(act.queued.get());
-                act.queue(0);
-                ctx.ping(b"");
+                telemetry::outbound_queue(act.outbox.queued());
+                act.write(ctx, &Frame::ping());
             }
         });
     }
@@ -413,43 +411,28 @@ impl Actor for Connection {
         telemetry::connection_closed(reason, self.user.as_ref().map(UserId::as_str));
         Running::Stop
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        hub::detach(self.id());
+        actix_rt::spawn(socket::linger(self.outbox.clone()));
+    }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
-    fn handle(&mut self, frame: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Event> for Connection {
+    fn handle(&mut self, event: Event, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match frame {
-            Ok(ws::Message::Text(text)) => self.on_frame(ctx, Some(&text)),
-            Ok(ws::Message::Ping(payload)) => {
-                self.queue(payload.len());
-                ctx.pong(&payload);
-            }
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                self.on_frame(ctx, None)
-            }
-            Ok(ws::Message::Close(_)) => self.close(ctx, CloseReason::ClientClosed),
-            Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseReason::TooBig),
-            // actix-web-actors reports a text frame that is not UTF-8 as an I/O error of kind
-            // `Other`; a peer that vanished (tab closed, network gone) is any other kind.
-            Err(ws::ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
-                self.close(ctx, CloseReason::InvalidPayload)
-            }
-            Err(ws::ProtocolError::Io(_)) => self.close(ctx, CloseReason::ClientClosed),
-            Err(_) => self.close(ctx, CloseReason::ProtocolError),
+        match event {
+            Event::Text(text) => self.on_frame(ctx, Some(&text)),
+            Event::Other => self.on_frame(ctx, None),
+            Event::Ping(payload) => self.write(ctx, &Frame::pong(&payload)),
+            Event::Pong => {}
+            Event::Close => self.close(ctx, CloseReason::ClientClosed),
+            Event::Shut(reason) => self.close(ctx, reason),
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-impl Handler<Push> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        self.send(ctx, msg.frame);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -86,17 +86,14 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         stats,
         store,
     });
-    let server = HttpServer::new(move || {
+    let listener = server::listen("127.0.0.1:0", false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = move || {
         App::new()
             .app_data(web::Data::new(gateway.clone()))
             .route("/ws", web::get().to(upgrade))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_rt::spawn(server.run());
+    };
+    actix_rt::spawn(server::serve(listener, 1, app, |_: &_, _: &mut _| {}).unwrap());
     format!("ws://{addr}/ws")
 }
 
@@ -195,8 +192,10 @@ async fn past_the_rate_limit_messages_are_refused_then_the_socket_is_closed() {
 }
 
 #[actix_rt::test]
-async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
-    // A board whose snapshot is about 2 KB.
+async fn the_queue_cap_bounds_what_waits_for_a_client_not_the_size_of_a_frame() {
+    // A board whose snapshot is about 2 KB, twice the cap below. The socket takes it at once,
+    // so nothing waits and the reader gets it; 4008 is for a client that stops reading
+    // (tests/it/connection.rs).
     let memory = Arc::new(MemoryStore::default());
     let room = RoomId::parse("demo/global").unwrap();
     let boards = [(
@@ -223,19 +222,6 @@ async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
             .expect("nobody is banned");
     }
     let join = json!({"type": "join", "room": "demo/global"});
-    let roomy = serve(
-        WsConfig {
-            outbound_queue_max_bytes: 8_192,
-            ..WsConfig::default()
-        },
-        memory.clone(),
-    );
-    let mut ws = player(&roomy, "reader").await;
-    send(&mut ws, join.clone()).await;
-    let snapshot = next(&mut ws).await.unwrap();
-    assert_eq!(snapshot["top"].as_array().unwrap().len(), 40);
-    assert!(snapshot.to_string().len() > 1_024);
-
     let tight = serve(
         WsConfig {
             outbound_queue_max_bytes: 1_024,
@@ -245,8 +231,7 @@ async fn a_frame_that_would_overflow_the_outbound_queue_closes_with_4008() {
     );
     let mut ws = player(&tight, "reader").await;
     send(&mut ws, join).await;
-    assert_eq!(
-        next(&mut ws).await.unwrap_err(),
-        (4008, "slow_consumer".into())
-    );
+    let snapshot = next(&mut ws).await.unwrap();
+    assert_eq!(snapshot["top"].as_array().unwrap().len(), 40);
+    assert!(snapshot.to_string().len() > 1_024);
 }

@@ -13,10 +13,11 @@ struct Sink(tokio::sync::mpsc::UnboundedSender<String>);
 impl Actor for Sink {
     type Context = Context<Self>;
 }
-impl Handler<Push> for Sink {
+impl Handler<Deliver> for Sink {
     type Result = ();
-    fn handle(&mut self, msg: Push, _: &mut Self::Context) {
-        let _ = self.0.send(msg.frame.to_string());
+    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+        let text = String::from_utf8(msg.frame.payload().to_vec()).unwrap();
+        let _ = self.0.send(text);
     }
 }
 
