@@ -177,14 +177,8 @@ impl ClusterBus {
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
             Event::Campaign { name } => self.reread_campaign(ctx, name),
-            Event::Ban { user } => {
-                self.reread_bans(ctx);
-                self.connections.do_send(KickUser {
-                    user,
-                    reason: CloseReason::Banned,
-                });
-            }
-            Event::Unban { .. } => self.reread_bans(ctx),
+            Event::Ban { user } => self.reread_bans(ctx, Some(user)),
+            Event::Unban { .. } => self.reread_bans(ctx, None),
             Event::Kick { user } => self.connections.do_send(KickUser {
                 user,
                 reason: CloseReason::Kicked,
@@ -216,14 +210,23 @@ impl ClusterBus {
         );
     }
 
-    /// Re-reads the bans in force into the book: what a ban or unban event says changed.
-    fn reread_bans(&self, ctx: &mut Context<Self>) {
+    /// Re-reads the bans in force into the book: what a ban or unban event says changed. Then
+    /// closes the sockets of `banned`: only once the book holds the ban, so a player who
+    /// reconnects at once is refused, not let back in.
+    fn reread_bans(&self, ctx: &mut Context<Self>, banned: Option<UserId>) {
         let (store, bans) = (self.store.clone(), self.bans.clone());
+        let connections = self.connections.clone();
         ctx.spawn(
             async move {
                 match store.bans(now_ms()).await {
                     Ok(all) => bans.replace(all),
                     Err(err) => tracing::warn!(%err, "could not re-read the bans"),
+                }
+                if let Some(user) = banned {
+                    connections.do_send(KickUser {
+                        user,
+                        reason: CloseReason::Banned,
+                    });
                 }
             }
             .into_actor(self),
