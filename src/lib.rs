@@ -60,7 +60,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
-    let listener = podium_actors::connection::server::listen(&listen, false)
+    let listener = podium_actors::connection::server::listen(&listen)
         .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
     let addr = listener.local_addr()?;
     let app = move || {

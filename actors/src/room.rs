@@ -149,20 +149,9 @@ impl Room {
         }
     }
 
-    /// Sends `member` (socket `conn`) a snapshot of the list as of `seq`.
-    fn snapshot(&self, conn: ConnId, member: &Member, re: Option<&MsgId>) {
+    /// Sends `member` (socket `conn`) a snapshot of the list as of `seq`, with their standing.
+    fn snapshot(&self, conn: ConnId, member: &Member, me: Option<Standing>, re: Option<&MsgId>) {
         telemetry::message_out("snapshot", 1);
-        let me = self.standing_in_top(&member.user);
-        self.snapshot_with(conn, member, me, re);
-    }
-
-    fn snapshot_with(
-        &self,
-        conn: ConnId,
-        member: &Member,
-        me: Option<Standing>,
-        re: Option<&MsgId>,
-    ) {
         let text = encode(
             &ServerMsg::Snapshot {
                 room: &self.label,
@@ -258,9 +247,8 @@ impl Room {
                 if !still_here {
                     return;
                 }
-                telemetry::message_out("snapshot", 1);
                 let me = room.standing_in_top(&member.user).or(me.ok().flatten());
-                room.snapshot_with(conn, &member, me, re.as_ref());
+                room.snapshot(conn, &member, me, re.as_ref());
                 if joining {
                     room.members.insert(conn, member);
                     room.fanout = None;
@@ -287,7 +275,7 @@ impl Room {
             self.seq += 1;
             self.top = top;
             for (conn, member) in &self.members {
-                self.snapshot(*conn, member, None);
+                self.snapshot(*conn, member, self.standing_in_top(&member.user), None);
             }
             return;
         }

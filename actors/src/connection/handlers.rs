@@ -105,7 +105,7 @@ impl Connection {
             room: room.clone(),
             conn: self.id(),
             user,
-            out: self.hub.clone().expect("attached to its Hub when started"),
+            out: self.hub.clone(),
             re: id.clone(),
         };
         let ask = self.gateway.rooms.send(join);

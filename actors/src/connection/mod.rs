@@ -138,8 +138,8 @@ pub struct Connection {
     last_active: Instant,
     /// The socket's write side.
     outbox: Rc<Outbox>,
-    /// This thread's Hub, where Rooms send this socket's frames (set in `started`).
-    hub: Option<Recipient<Deliver>>,
+    /// This thread's Hub, where Rooms send this socket's frames.
+    hub: Recipient<Deliver>,
     /// Why we are closing, once we are.
     closing: Option<CloseReason>,
     /// Submits sent to the pipeline and not yet answered.
@@ -153,6 +153,8 @@ pub struct Connection {
 impl Connection {
     fn new(accepted: Accepted, outbox: Rc<Outbox>) -> Self {
         let now = Instant::now();
+        // Built on the socket's thread (see `Accepted::start`), so this is that thread's Hub.
+        let hub = hub::attach(accepted.slot.id, outbox.clone());
         Self {
             slot: accepted.slot,
             gateway: accepted.gateway,
@@ -162,7 +164,7 @@ impl Connection {
             last_heard: now,
             last_active: now,
             outbox,
-            hub: None,
+            hub,
             closing: None,
             in_flight: 0,
             close_after: None,
@@ -367,7 +369,6 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.hub = Some(hub::attach(self.id(), self.outbox.clone()));
         self.gateway.connections.do_send(Attach {
             id: self.id(),
             conn: ctx.address().recipient(),

@@ -29,8 +29,8 @@ use super::{Accepted, Upgrading};
 /// Requests waiting to be accepted, per listening socket.
 const BACKLOG: i32 = 4_096;
 
-/// Binds `addr` (with `SO_REUSEPORT` when `reuse_port`, so several processes share it).
-pub fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+/// Binds `addr` with the server's backlog.
+pub fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
     let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
@@ -40,9 +40,6 @@ pub fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener>
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;

@@ -59,16 +59,8 @@ impl Frame {
         Self(out.freeze())
     }
 
-    /// Bytes on the wire.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The payload of a text frame (for tests that stand in for a socket).
+    /// The payload of a frame (for tests that stand in for a socket).
+    #[cfg(test)]
     pub fn payload(&self) -> &[u8] {
         let header = match self.0.get(1).map(|b| b & 0x7F) {
             Some(126) => 4,

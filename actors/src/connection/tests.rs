@@ -86,7 +86,7 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         stats,
         store,
     });
-    let listener = server::listen("127.0.0.1:0", false).unwrap();
+    let listener = server::listen("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let app = move || {
         App::new()
