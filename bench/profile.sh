@@ -4,6 +4,9 @@
 # PERF_SECONDS; prints the bench's summary and the hottest symbols, self time first. The data
 # stays in $TMPDIR/podium-profile/perf.data for `perf report`. Usage:
 #   bench/profile.sh [members, default 10000] [seconds measured, default 15]
+# Whole call chains need frame pointers: build podium with
+#   RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --target-dir /tmp/fp -p podium
+# and run with PODIUM_BIN=/tmp/fp/release/podium.
 # Long and heavy by design: run it on purpose, never from the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,7 @@ seconds="${2:-15}"
 sample="${PERF_SECONDS:-8}"
 out="${TMPDIR:-/tmp}/podium-profile"
 mkdir -p "$out"
-./target/release/podium --config bench/server.toml >"$out/server.log" 2>&1 &
+"${PODIUM_BIN:-./target/release/podium}" --config bench/server.toml >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server $bench 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf localhost:8080/ready >/dev/null && break; sleep 0.1; done

@@ -27,13 +27,38 @@ pub struct Common {
     /// PID of the server, to read its RSS from /proc.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
+    /// Local addresses to open sockets from, in turn (comma-separated, e.g. 127.0.0.2,127.0.0.3):
+    /// one source address reaches one port only about 28,000 times. Empty: the system's choice.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub sources: Vec<std::net::IpAddr>,
+}
+
+/// A TCP connection to `addr`, from the next of `sources` if any.
+async fn dial(addr: &str, sources: &[std::net::IpAddr]) -> anyhow::Result<TcpStream> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if sources.is_empty() {
+        return Ok(TcpStream::connect(addr).await?);
+    }
+    let source = sources[NEXT.fetch_add(1, Ordering::Relaxed) as usize % sources.len()];
+    let target: std::net::SocketAddr = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .context("no address")?;
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind((source, 0).into())?;
+    Ok(socket.connect(target).await?)
 }
 
 /// Tags user names with this run, so a second run's players start with no best score (a
 /// score below an earlier run's best would change no board and send no diff).
 pub fn run_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(|| format!("{:x}", now_ms() % 0xFF_FFFF))
+    // The process id too: several generators started together must not share player names.
+    TAG.get_or_init(|| format!("{:x}{:x}", now_ms() % 0xFF_FFFF, std::process::id()))
 }
 
 pub fn now_ms() -> u64 {
@@ -73,10 +98,12 @@ pub async fn open(common: &Common, user: &str) -> anyhow::Result<(Ws, Duration)>
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+    let stream = dial(&common.addr, &common.sources).await?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
         format!("ws://{}/ws", common.addr),
+        MaybeTlsStream::Plain(stream),
         Some(config),
-        true,
     )
     .await?;
     ws.send(Message::Text(
@@ -101,6 +128,17 @@ pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The server's CPU time so far (user + system, `/proc/PID/stat`, in 10 ms ticks), seconds.
+pub fn cpu_s(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {

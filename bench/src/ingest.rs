@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use anyhow::bail;
 
-use crate::client::{health, ms, next_json, open, run_tag, Common};
+use crate::client::{cpu_s, health, ms, next_json, open, run_tag, Common};
 
+#[derive(Clone)]
 pub struct Db {
     pub url: String,
     pub schema: String,
@@ -30,6 +31,28 @@ impl Db {
             .await?;
         Ok(client)
     }
+}
+
+/// Waits (up to 2 minutes) for the engine's backlog to drain, then counts the rows PostgreSQL
+/// holds for users matching `pattern` (SQL LIKE); answers the seconds waited and the rows.
+pub async fn persisted(common: &Common, db: &Db, pattern: &str) -> anyhow::Result<(f64, i64)> {
+    let drain_started = Instant::now();
+    while drain_started.elapsed() < Duration::from_secs(120) {
+        match health(&common.addr).await {
+            Some(h) if h["metrics"]["persistBacklog"] == 0 => break,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let drain = drain_started.elapsed().as_secs_f64();
+    let client = db.connect().await?;
+    let rows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM results WHERE user_id LIKE $1",
+            &[&pattern],
+        )
+        .await?
+        .get(0);
+    Ok((drain, rows))
 }
 
 /// One player: keeps `pipeline` games in flight on one socket until `until`.
@@ -115,6 +138,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let acks = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let cpu_before = cpu_s(common.server_pid);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -148,28 +172,20 @@ pub async fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let acked = acks.load(Ordering::Relaxed);
-    // Wait for the backlog to drain, then count what PostgreSQL holds for this run's players.
-    let drain_started = Instant::now();
-    while drain_started.elapsed() < Duration::from_secs(120) {
-        match health(&common.addr).await {
-            Some(h) if h["metrics"]["persistBacklog"] == 0 => break,
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let drain = drain_started.elapsed().as_secs_f64();
-    let client = db.connect().await?;
-    let pattern = format!("ingest-{}-%", run_tag());
-    let rows: i64 = client
-        .query_one(
-            "SELECT count(*) FROM results WHERE user_id LIKE $1",
-            &[&pattern],
-        )
-        .await?
-        .get(0);
+    let (drain, rows) = persisted(&common, &db, &format!("ingest-{}-%", run_tag())).await?;
+    // Over the run and the drain: persisting what was accepted is part of its cost.
+    let cpu = match (cpu_before, cpu_s(common.server_pid)) {
+        (Some(a), Some(b)) if acked > 0 => format!(
+            "server_cpu={:.1}s cpu_per_accepted={:.0}us",
+            b - a,
+            (b - a) * 1e6 / acked as f64
+        ),
+        _ => "server_cpu=n/a".into(),
+    };
     let l = latency.lock().unwrap().clone();
     let rate = acked as f64 / elapsed;
     println!(
-        "ingest: players={players} pipeline={pipeline} accepted={acked} accepted_per_s={rate:.0} ack p50={:.2}ms p99={:.2}ms pg_lag p50={}ms max={}ms drain_after={drain:.1}s rows_in_postgres={rows} lost={} failed_players={failed}",
+        "ingest: players={players} pipeline={pipeline} accepted={acked} accepted_per_s={rate:.0} ack p50={:.2}ms p99={:.2}ms pg_lag p50={}ms max={}ms drain_after={drain:.1}s rows_in_postgres={rows} lost={} failed_players={failed} {cpu}",
         ms(&l, 0.5),
         ms(&l, 0.99),
         lag.value_at_quantile(0.5),

@@ -13,12 +13,16 @@
 //!   ack latency p50/p99, PostgreSQL lag, and a check that the rows in PostgreSQL equal the
 //!   acks. Then the naive path in the same run: one INSERT and one ZADD per result, no
 //!   batching, as the older service did; and the ratio.
+//! - `storm` and `wave`: N players arriving within S seconds (a storm) or over a 90 s ramp (a
+//!   wave), each connecting, joining, playing and submitting; errors by step, connect, join
+//!   and submit-ack latency p50/p99, and (redis engine) rows in PostgreSQL against acks.
 
 mod client;
 mod connect;
 mod fanout;
 mod ingest;
 mod soak;
+mod storm;
 
 use clap::{Parser, Subcommand};
 
@@ -96,6 +100,64 @@ enum Scenario {
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
         redis_url: String,
     },
+    /// N players arriving within S seconds, each connecting, joining, playing one game.
+    Storm {
+        #[command(flatten)]
+        arrival: Arrival,
+        /// Seconds over which they arrive.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+    /// A ramp to N players over S seconds; each keeps playing until the last has arrived.
+    Wave {
+        #[command(flatten)]
+        arrival: Arrival,
+        #[arg(long, default_value_t = 90)]
+        seconds: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct Arrival {
+    #[arg(long, default_value_t = 10_000)]
+    players: usize,
+    /// How long a game lasts before its submit, ms.
+    #[arg(long, default_value_t = 2_000)]
+    play_ms: u64,
+    /// Seconds everyone stays in the room once the last player has arrived and played.
+    #[arg(long, default_value_t = 5)]
+    hold: u64,
+    #[arg(long, default_value = "bench/global")]
+    room: String,
+    /// The server's PostgreSQL (redis engine): every ack must have its row. Unset: not checked.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[arg(long, env = "DATABASE_SCHEMA", default_value = "public")]
+    database_schema: String,
+}
+
+impl Arrival {
+    fn shape(
+        self,
+        name: &'static str,
+        over: u64,
+        replay: bool,
+    ) -> (storm::Shape, Option<ingest::Db>) {
+        let db = self.database_url.map(|url| ingest::Db {
+            url,
+            schema: self.database_schema,
+        });
+        let shape = storm::Shape {
+            name,
+            players: self.players,
+            over,
+            play_ms: self.play_ms,
+            replay,
+            hold: self.hold,
+            room: self.room,
+        };
+        (shape, db)
+    }
 }
 
 #[tokio::main]
@@ -140,6 +202,14 @@ async fn main() -> anyhow::Result<()> {
                 redis_url,
             )
             .await
+        }
+        Scenario::Storm { arrival, seconds } => {
+            let (shape, db) = arrival.shape("storm", seconds, false);
+            storm::run(cli.common, shape, db).await
+        }
+        Scenario::Wave { arrival, seconds } => {
+            let (shape, db) = arrival.shape("wave", seconds, true);
+            storm::run(cli.common, shape, db).await
         }
     }
 }
