@@ -46,7 +46,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     );
     let prometheus = observe::prometheus();
     let workers = config.worker_threads();
-    let listen = config.listen.clone();
+    let (listen, reuse_port) = (config.listen.clone(), config.reuse_port);
     let send_buffer = config.ws.socket_send_buffer_bytes;
     // Behind a trusted proxy every connection comes from the proxy: no cap per address then.
     let per_ip_cap = (!config.trust_proxy && config.max_connections_per_ip > 0)
@@ -60,7 +60,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let engine = Engine::start(config).await?;
     let data = web::Data::new(engine.clone());
     let gateway = web::Data::new(engine.gateway.clone());
-    let listener = podium_actors::connection::server::listen(&listen)
+    let listener = podium_actors::connection::server::listen(&listen, reuse_port)
         .with_context(|| format!("PODIUM_LISTEN: cannot bind {listen}"))?;
     let addr = listener.local_addr()?;
     let app = move || {

@@ -19,7 +19,7 @@ use crate::domain::session::{random_secret, SessionSigner};
 use crate::domain::token::JwtAlgorithm;
 use crate::domain::window::WindowLimiter;
 use crate::persistence_batcher::{Drain, PersistenceBatcher};
-use crate::results::{AutoBan, ResultsPipeline};
+use crate::results::{AutoBan, Pipelines, ResultsPipeline};
 use crate::room_registry::RoomRegistry;
 use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::durable::OpenError;
@@ -43,7 +43,6 @@ pub struct Engine {
     /// The write-behind path (when the store has one).
     batcher: Option<Addr<PersistenceBatcher>>,
     /// Keeps the pipelines' arbiters' handles for the engine's life.
-    _arbiters: Vec<actix::Arbiter>,
     /// Cleared when shutdown begins; `/ready` answers 503 from then on.
     accepting: AtomicBool,
 }
@@ -138,20 +137,8 @@ impl Engine {
             Duration::from_millis(ws.cleanup_interval_ms),
             auto_ban,
         );
-        // Deciding a submit is a store round trip whose I/O runs on the deciding thread: one
-        // pipeline per core spreads that over every core instead of queueing it on one.
-        let arbiters: Vec<actix::Arbiter> = (0..config.worker_threads())
-            .map(|_| actix::Arbiter::new())
-            .collect();
-        let siblings: Vec<ResultsPipeline> =
-            (1..arbiters.len()).map(|_| pipeline.sibling()).collect();
-        let results = arbiters
-            .iter()
-            .zip(std::iter::once(pipeline).chain(siblings))
-            .map(|(arbiter, instance)| {
-                ResultsPipeline::start_in_arbiter(&arbiter.handle(), move |_| instance)
-            })
-            .collect();
+        // Each worker thread decides its sockets' submits (see `Pipelines`).
+        let results = Pipelines::start(pipeline);
         let dev_tokens = Arc::new(WindowLimiter::new(
             Duration::from_secs(60),
             DEV_TOKENS_PER_MINUTE,
@@ -190,7 +177,6 @@ impl Engine {
             bus,
             instance,
             batcher,
-            _arbiters: arbiters,
             accepting: AtomicBool::new(true),
             config,
         }))

@@ -9,13 +9,17 @@
 //! is `already_submitted`). Then the store records the
 //! decision in one step (idempotency mark, boards, and the results stream that feeds
 //! PostgreSQL) and only then is the answer given. Refusals are recorded the same way, for
-//! review. The engine runs one instance per core on its own arbiter, all sharing one state; a
-//! socket always submits to the same instance. Where the store decides (Redis, or PostgreSQL
+//! review. Each HTTP worker thread runs its own instance ([`Pipelines::here`]), all sharing one
+//! state, so a submit is decided on the thread of its socket: no thread is woken to decide it
+//! or to answer it, and the store's I/O for it runs there too. A socket always submits to the
+//! same instance, the one of its thread. Where the store decides (Redis, or PostgreSQL
 //! while Redis is unreachable) is the Store's business. Started by the Engine; it holds no
 //! state a restart would lose, and each submit runs as its own future, so a slow store never
 //! queues other players' submits behind it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -190,11 +194,40 @@ fn same_session(decided: Outcome, score: u64) -> Result<Outcome, ClientError> {
 
 impl ResultsPipeline {
     /// Another instance over the same state, which leaves the sweeping to this one.
-    pub fn sibling(&self) -> Self {
+    fn sibling(&self) -> Self {
         Self {
             shared: self.shared.clone(),
             cleanup: None,
         }
+    }
+}
+
+/// The instances of one engine's pipeline: the first, started where the engine starts, sweeps
+/// for all; each thread that has sockets starts its own the first time one of them asks.
+pub struct Pipelines {
+    /// Never started: what each thread's instance is cloned from.
+    seed: ResultsPipeline,
+    per_thread: std::sync::Mutex<HashMap<ThreadId, Addr<ResultsPipeline>>>,
+    _sweeper: Addr<ResultsPipeline>,
+}
+
+impl Pipelines {
+    /// Starts `first` (the sweeper) on the current arbiter.
+    pub fn start(first: ResultsPipeline) -> Self {
+        Self {
+            seed: first.sibling(),
+            per_thread: Default::default(),
+            _sweeper: first.start(),
+        }
+    }
+
+    /// The instance of the calling thread, started on its arbiter if it has none yet.
+    pub fn here(&self) -> Addr<ResultsPipeline> {
+        let mut started = self.per_thread.lock().unwrap_or_else(|p| p.into_inner());
+        started
+            .entry(std::thread::current().id())
+            .or_insert_with(|| self.seed.sibling().start())
+            .clone()
     }
 }
 

@@ -2,11 +2,14 @@
 //! line and bumps its metric together, so they never drift. Metric names carry their unit.
 //! [`Stats`] keeps the rolling one-minute figures behind `/health`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 
 use crate::domain::error::CloseReason;
 
@@ -54,13 +57,44 @@ pub fn auth(outcome: &'static str) {
     }
 }
 
+/// The handles of a metric by its label values, kept per thread for the metrics counted per
+/// frame or per submit: `counter!` with labels builds the key (a vector) and looks it up in the
+/// registry each time, which cost about as much as parsing the frame. The recorder is
+/// installed before any worker thread starts, so a kept handle is never a stale no-op.
+type Handles<K, M> = RefCell<HashMap<K, M>>;
+
+fn with_handle<K: std::hash::Hash + Eq + Copy, M: Clone>(
+    cache: &'static LocalKey<Handles<K, M>>,
+    key: K,
+    make: impl FnOnce() -> M,
+) -> M {
+    cache.with(|c| c.borrow_mut().entry(key).or_insert_with(make).clone())
+}
+
+thread_local! {
+    static MESSAGES_IN: Handles<&'static str, Counter> = RefCell::default();
+    static MESSAGES_OUT: Handles<&'static str, Counter> = RefCell::default();
+    static SUBMITS: Handles<(&'static str, Option<&'static str>), Counter> = RefCell::default();
+    static REDIS_CALLS: Handles<(), Histogram> = RefCell::default();
+}
+
 pub fn message_in(kind: &'static str) {
-    counter!("podium_ws_messages_in_total", "type" => kind).increment(1);
+    with_handle(
+        &MESSAGES_IN,
+        kind,
+        || counter!("podium_ws_messages_in_total", "type" => kind),
+    )
+    .increment(1);
 }
 
 /// `count` frames of `kind` built for clients (a broadcast counts all its members at once).
 pub fn message_out(kind: &'static str, count: usize) {
-    counter!("podium_ws_messages_out_total", "type" => kind).increment(count as u64);
+    with_handle(
+        &MESSAGES_OUT,
+        kind,
+        || counter!("podium_ws_messages_out_total", "type" => kind),
+    )
+    .increment(count as u64);
 }
 
 pub fn outbound_queue(bytes: usize) {
@@ -89,9 +123,13 @@ pub fn room_restarted(room: &str) {
     );
 }
 
-pub fn submit(outcome: &'static str, reason: Option<&str>, user: &str, score: u64) {
-    counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or("").to_owned())
-        .increment(1);
+pub fn submit(outcome: &'static str, reason: Option<&'static str>, user: &str, score: u64) {
+    with_handle(
+        &SUBMITS,
+        (outcome, reason),
+        || counter!("podium_submits_total", "outcome" => outcome, "reason" => reason.unwrap_or("")),
+    )
+    .increment(1);
     match reason {
         // A refusal is recorded for review: the log line carries the numbers.
         Some(reason) => tracing::info!(outcome, reason, user, score, "submit refused"),
@@ -107,7 +145,8 @@ pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
 
 /// One Redis interaction (a command, a pipeline or a script), with its outcome.
 pub fn redis_call(took: Duration, ok: bool) {
-    histogram!("podium_redis_call_seconds").record(took.as_secs_f64());
+    with_handle(&REDIS_CALLS, (), || histogram!("podium_redis_call_seconds"))
+        .record(took.as_secs_f64());
     if !ok {
         counter!("podium_redis_errors_total").increment(1);
     }

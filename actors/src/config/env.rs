@@ -65,6 +65,7 @@ macro_rules! env_table {
 env_table! {
     "PODIUM_LISTEN" => listen: string "host:port",
     "PODIUM_WORKERS" => workers: parsed "a whole number of threads (0 = one per core)",
+    "PODIUM_REUSE_PORT" => reuse_port: flag "true or false",
     "PODIUM_DEV_MODE" => dev_mode: some_flag "true or false",
     "PODIUM_TRUST_PROXY" => trust_proxy: flag "true or false",
     "PODIUM_MAX_CONNECTIONS_PER_IP" => max_connections_per_ip: parsed "a whole number of connections (0 = no limit)",

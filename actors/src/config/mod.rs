@@ -181,6 +181,18 @@ mod tests {
             with_env(&[("LOG_FORMAT", "xml")]).unwrap_err().key,
             "LOG_FORMAT"
         );
+        // Processes sharing a port must share their state.
+        assert_eq!(
+            with_env(&[("PODIUM_REUSE_PORT", "true")]).unwrap_err().key,
+            "PODIUM_REUSE_PORT"
+        );
+        let shared = with_env(&[
+            ("PODIUM_REUSE_PORT", "true"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("DATABASE_URL", "postgres://127.0.0.1/test"),
+            ("JWT_SECRET", "0123456789abcdef0123"),
+        ]);
+        assert!(shared.unwrap().reuse_port);
     }
 
     #[test]

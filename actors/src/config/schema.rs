@@ -17,6 +17,9 @@ pub struct Config {
     pub listen: String,
     /// HTTP worker threads; 0 means one per core (`PODIUM_WORKERS`).
     pub workers: usize,
+    /// Bind with `SO_REUSEPORT`, so several podium processes (the redis engine) share one
+    /// port and the kernel spreads new connections over them (`PODIUM_REUSE_PORT`).
+    pub reuse_port: bool,
     /// Serves `POST /dev/token`. Unset: on with the memory engine (`PODIUM_DEV_MODE`).
     pub dev_mode: Option<bool>,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you run)
@@ -253,6 +256,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             workers: 0,
+            reuse_port: false,
             dev_mode: None,
             trust_proxy: false,
             max_connections_per_ip: 1_000,

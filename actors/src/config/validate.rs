@@ -178,6 +178,15 @@ impl Config {
                 ));
             }
         }
+        if self.reuse_port && self.engine_kind() == EngineKind::Memory {
+            // Each process would keep boards, marks and windows of its own: a player's retry
+            // landing on another process would be decided twice.
+            return Err(bad(
+                "PODIUM_REUSE_PORT",
+                "false with the memory engine (processes share state only through Redis)",
+                "true",
+            ));
+        }
         if let Some(secret) = &self.jwt.secret {
             if secret.len() < 16 {
                 return Err(bad("JWT_SECRET", "at least 16 characters", "(hidden)"));

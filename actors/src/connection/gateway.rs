@@ -13,10 +13,10 @@ use crate::config::WsConfig;
 use crate::connection_registry::ConnectionRegistry;
 use crate::domain::campaign::Limits;
 use crate::domain::error::ClientError;
-use crate::domain::ids::{CampaignId, ConnId, Region, UserId};
+use crate::domain::ids::{CampaignId, Region, UserId};
 use crate::domain::session::{GameSession, SessionSigner};
 use crate::domain::token::TokenVerifier;
-use crate::results::ResultsPipeline;
+use crate::results::Pipelines;
 use crate::room_registry::RoomRegistry;
 use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::live::{BanBook, CampaignBook};
@@ -44,19 +44,13 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     pub connections: Addr<ConnectionRegistry>,
     pub rooms: Addr<RoomRegistry>,
-    /// One ResultsPipeline per core (see [`Gateway::results_for`]); never empty.
-    pub results: Vec<Addr<ResultsPipeline>>,
+    /// The ResultsPipeline of each worker thread.
+    pub results: Pipelines,
     /// For reads that need no actor (around-me).
     pub store: Store,
 }
 
 impl Gateway {
-    /// The results pipeline a connection submits to: always the same one for a socket, so its
-    /// submits are decided in order.
-    pub fn results_for(&self, conn: ConnId) -> &Addr<ResultsPipeline> {
-        &self.results[conn.0 as usize % self.results.len()]
-    }
-
     /// Starts a game of `campaign` for `user` at `now_ms`: the signed session token, and the
     /// limits it will be judged by (the client is told its durations).
     pub async fn start_game(

@@ -203,7 +203,7 @@ impl Connection {
     ) {
         let asked = Instant::now();
         self.in_flight += 1;
-        let ask = self.gateway.results_for(self.id()).send(Submit {
+        let ask = self.results.send(Submit {
             user,
             session,
             score,

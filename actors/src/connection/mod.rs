@@ -45,6 +45,7 @@ use crate::domain::error::{ClientError, CloseReason};
 use crate::domain::ids::{ConnId, Region, RoomId, UserId};
 use crate::domain::protocol::{self, encode, ClientMsg, MsgId, ServerMsg};
 use crate::domain::window::Verdict;
+use crate::results::ResultsPipeline;
 use crate::room::Leave;
 use crate::telemetry;
 pub use gateway::{client_ip, Gateway};
@@ -140,6 +141,8 @@ pub struct Connection {
     outbox: Rc<Outbox>,
     /// This thread's Hub, where Rooms send this socket's frames.
     hub: Recipient<Deliver>,
+    /// This thread's results pipeline, which decides this socket's submits in order.
+    results: Addr<ResultsPipeline>,
     /// Why we are closing, once we are.
     closing: Option<CloseReason>,
     /// Submits sent to the pipeline and not yet answered.
@@ -155,6 +158,7 @@ impl Connection {
         let now = Instant::now();
         // Built on the socket's thread (see `Accepted::start`), so this is that thread's Hub.
         let hub = hub::attach(accepted.slot.id, outbox.clone());
+        let results = accepted.gateway.results.here();
         Self {
             slot: accepted.slot,
             gateway: accepted.gateway,
@@ -165,6 +169,7 @@ impl Connection {
             last_active: now,
             outbox,
             hub,
+            results,
             closing: None,
             in_flight: 0,
             close_after: None,
@@ -186,7 +191,7 @@ impl Connection {
         if self.closing.is_some() {
             return;
         }
-        if self.outbox.send(frame) == Sent::Overflow {
+        if self.outbox.send_soon(frame) == Sent::Overflow {
             self.close(ctx, CloseReason::SlowConsumer);
         }
     }

@@ -29,8 +29,9 @@ use super::{Accepted, Upgrading};
 /// Requests waiting to be accepted, per listening socket.
 const BACKLOG: i32 = 4_096;
 
-/// Binds `addr` with the server's backlog.
-pub fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+/// Binds `addr` with the server's backlog; `reuse_port` lets other processes bind it too
+/// (`SO_REUSEPORT`: the kernel spreads new connections over every listener).
+pub fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
@@ -40,6 +41,9 @@ pub fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
@@ -95,6 +99,9 @@ where
             );
             HttpService::build()
                 .local_addr(addr)
+                // Replies and diffs are small frames written as they are ready; with Nagle's
+                // algorithm a second one waits for the client's delayed ACK (40 ms).
+                .tcp_nodelay(true)
                 .on_connect_ext(on_connect.clone())
                 .upgrade(upgrades)
                 .finish(http)

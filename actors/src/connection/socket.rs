@@ -1,12 +1,13 @@
 //! The TCP socket a Connection owns once its upgrade is answered: the client's frames in
 //! ([`Inbound`], a stream its actor polls) and the server's frames out ([`Outbox`]).
 //!
-//! Writes go straight to the socket: a frame is handed to the kernel by the code that sends
-//! it (a Connection's reply, the Hub's broadcast), with no task woken and no copy, unless the
-//! kernel's send buffer is full. Only then is it queued (the shared bytes, never copied), and
-//! the [`Inbound`] stream, which the Connection's actor polls anyway, writes the queue out as
-//! the socket drains. So the queue is what the client has not taken yet, and past
-//! `WS_OUTBOUND_QUEUE_MAX` the client is cut (4008 `slow_consumer`).
+//! A broadcast goes straight to the socket: the Hub hands the frame to the kernel, with no
+//! task woken and no copy, unless the kernel's send buffer is full. Only then is it queued
+//! (the shared bytes, never copied), and the [`Inbound`] stream, which the Connection's actor
+//! polls anyway, writes the queue out as the socket drains. So the queue is what the client
+//! has not taken yet, and past `WS_OUTBOUND_QUEUE_MAX` the client is cut (4008
+//! `slow_consumer`). A Connection's own replies are queued for the end of its turn instead
+//! ([`Outbox::send_soon`]), so the answers to frames that arrived together leave in one write.
 //!
 //! Reads use a buffer only while a frame is incomplete: an idle socket holds no buffer.
 
@@ -86,6 +87,10 @@ pub enum Sent {
 struct Out {
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Everything queued was put there by [`Outbox::send_soon`] and not yet offered to the
+    /// kernel: it waits for this socket's own turn, not for the client, so the cap does not
+    /// count it.
+    deferred: bool,
     /// No frame is accepted any more (a close frame was queued, or the socket broke).
     shut: bool,
     /// The queue passed the cap, or a write failed: the Connection must close.
@@ -118,21 +123,37 @@ impl Outbox {
 
     /// Sends `frame`: written now when nothing waits before it, else queued.
     pub fn send(&self, frame: &Frame) -> Sent {
-        self.push(frame, false)
+        self.push(frame, false, false)
+    }
+
+    /// Sends `frame` once the Connection's current work is done: queued, and written with
+    /// whatever else is queued by then in one `writev` when the [`Inbound`] stream is polled
+    /// next (the Connection's actor is woken for it). A client that pipelines (eight
+    /// `start_game`s in one packet, say) gets its eight answers in one write instead of eight:
+    /// each write to a socket costs the kernel's whole send path, and on loopback the
+    /// receiver's too.
+    pub fn send_soon(&self, frame: &Frame) -> Sent {
+        self.push(frame, false, true)
     }
 
     /// The last frame: sent whatever the cap, and nothing after it.
     pub fn send_last(&self, frame: &Frame) {
-        self.push(frame, true);
+        self.push(frame, true, false);
         self.out.borrow_mut().shut = true;
     }
 
-    fn push(&self, frame: &Frame, last: bool) -> Sent {
+    fn push(&self, frame: &Frame, last: bool, soon: bool) -> Sent {
         let mut out = self.out.borrow_mut();
         if out.shut {
             return Sent::Closed;
         }
         let bytes = &frame.0;
+        if soon && out.waker.is_some() && (out.queue.is_empty() || out.deferred) {
+            out.deferred = true;
+            out.enqueue(bytes.clone());
+            out.wake();
+            return Sent::Yes;
+        }
         if out.queue.is_empty() {
             match self.stream.try_write(bytes) {
                 Ok(n) if n == bytes.len() => return Sent::Yes,
@@ -146,7 +167,7 @@ impl Outbox {
             out.wake();
             return Sent::Yes;
         }
-        if !last && out.queued + bytes.len() > self.limit {
+        if !last && !out.deferred && out.queued + bytes.len() > self.limit {
             out.alarm.get_or_insert(CloseReason::SlowConsumer);
             out.wake();
             return Sent::Overflow;
@@ -170,6 +191,8 @@ impl Outbox {
                 n += 1;
             }
             let written = self.stream.try_write_vectored(&slices[..n]);
+            // Offered to the kernel: what it does not take now waits for the client.
+            out.deferred = false;
             match written {
                 Ok(n) => out.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -221,6 +244,7 @@ impl Out {
         self.shut = true;
         self.queue = VecDeque::new();
         self.queued = 0;
+        self.deferred = false;
         self.alarm.get_or_insert(CloseReason::ClientClosed);
         self.wake();
     }
@@ -381,4 +405,53 @@ pub async fn linger(outbox: std::rc::Rc<Outbox>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server socket and its client, the client a plain non-blocking socket so a read is a
+    /// real `read` (tokio's `try_read` answers from its own readiness, without asking).
+    async fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let server = listener.accept().await.unwrap().0;
+        // Known writable, as a socket in use is: a write is then tried at once.
+        server.writable().await.unwrap();
+        (server, client)
+    }
+
+    fn waiting(mut client: &std::net::TcpStream) -> usize {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        match client.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_sent_soon_go_out_together_and_do_not_count_against_the_cap() {
+        let (server, client) = pair().await;
+        // A cap below one frame: only what the kernel refused may count against it.
+        let outbox = Outbox::new(server, 8);
+        let waker = futures_util::task::noop_waker();
+        outbox.register(&Context::from_waker(&waker));
+        let (a, b) = (Frame::text("first reply"), Frame::text("second reply"));
+        assert_eq!(outbox.send_soon(&a), Sent::Yes);
+        assert_eq!(outbox.send_soon(&b), Sent::Yes);
+        // Queued behind deferred frames, a broadcast is not an overflow either.
+        assert_eq!(outbox.send(&a), Sent::Yes);
+        // Loopback delivers within the write: had anything been written, it would be here.
+        assert_eq!(waiting(&client), 0, "nothing is written before the flush");
+        let flushed = futures_util::future::poll_fn(|cx| outbox.poll_flush(cx)).await;
+        assert!(flushed.is_ok());
+        assert_eq!(outbox.queued(), 0);
+        let want = 2 * a.0.len() + b.0.len();
+        // Loopback again: all of it is there once the flush returned.
+        assert_eq!(waiting(&client), want);
+    }
 }

@@ -16,7 +16,7 @@ use crate::domain::decision::Attempt;
 use crate::domain::ids::{CampaignId, RoomId};
 use crate::domain::session::SessionSigner;
 use crate::domain::token::{JwtAlgorithm, TokenRules, TokenVerifier};
-use crate::results::ResultsPipeline;
+use crate::results::{Pipelines, ResultsPipeline};
 use crate::room_registry::RoomRegistry;
 use crate::store::counters::{MessageLimiter, WindowCounts};
 use crate::store::live::{BanBook, CampaignBook};
@@ -67,7 +67,7 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         )
         .start(),
         rooms: RoomRegistry::new(RoomConfig::default(), campaigns.clone(), store.clone()).start(),
-        results: vec![ResultsPipeline::new(
+        results: Pipelines::start(ResultsPipeline::new(
             store.clone(),
             signer.clone(),
             campaigns.clone(),
@@ -75,8 +75,7 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
             30,
             Duration::from_secs(30),
             None,
-        )
-        .start()],
+        )),
         ws,
         signer,
         campaigns,
@@ -86,7 +85,7 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         stats,
         store,
     });
-    let listener = server::listen("127.0.0.1:0").unwrap();
+    let listener = server::listen("127.0.0.1:0", false).unwrap();
     let addr = listener.local_addr().unwrap();
     let app = move || {
         App::new()

@@ -105,9 +105,15 @@ impl SessionSigner {
 /// `bytes` random bytes, hex.
 fn random_hex(bytes: usize) -> String {
     use rand::RngCore;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(bytes * 2);
+    for b in buf {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xF)] as char);
+    }
+    hex
 }
 
 /// A random 32-byte secret, hex, for a key the operator did not set.

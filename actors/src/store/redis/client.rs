@@ -1,34 +1,51 @@
-//! The Redis client every Redis-backed part shares: pools per thread, the key prefix, and one
-//! way to run a command under the command timeout with its latency recorded.
+//! The Redis client every Redis-backed part shares: connections per thread, the key prefix,
+//! and one way to run a command under the command timeout with its latency recorded.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Manager, Pool, Runtime, Timeouts};
+use tokio::sync::OnceCell;
 
 use crate::config::RedisConfig;
 use crate::store::error::StoreError;
 use crate::telemetry;
 
-/// One pool per thread that uses Redis. A connection's I/O task runs on the thread that
-/// opened it, so a single shared pool would put every command of every connection actor
-/// through whichever thread opened the connections first. Split this way, each HTTP worker
-/// talks to Redis from its own thread, and the pools together never exceed
-/// `REDIS_POOL_SIZE`.
-struct ThreadPools {
-    url: String,
-    /// The pool settings every thread's pool is built with (its size is `per_thread`).
+/// A thread's shared connection, opened by the first command that needs it.
+type Shared = Arc<OnceCell<MultiplexedConnection>>;
+
+/// Connections per thread that uses Redis. A connection's I/O task runs on the thread that
+/// opened it, so connections shared by every thread would put every command of every
+/// connection actor through whichever thread opened them first. Split this way, each HTTP
+/// worker talks to Redis from its own thread.
+///
+/// Each thread has one shared connection, which every command but a blocking one uses at the
+/// same time: the commands of concurrent submits are pipelined on it (written together,
+/// answered in order), so a busy thread sends many in one write and reads many answers in
+/// one read, and no command waits for a connection or pays the pool's check (`PING`) when it
+/// takes one. A blocking read (the batcher's stream read) would hold up every command behind
+/// it there, so it takes a connection of its own from the thread's pool. Together they never
+/// exceed `REDIS_POOL_SIZE`.
+struct ThreadConns {
+    client: redis::Client,
+    /// The pool settings every thread's pool is built with (its size is `per_thread - 1`).
     pool: deadpool_redis::PoolConfig,
     /// redis-rs times out each reply itself (500 ms by default), under every timeout podium
     /// sets; it is set to the command timeout, so `REDIS_COMMAND_TIMEOUT` is the one that
     /// holds (and the batcher's blocking stream read may wait its whole interval).
     connection: redis::AsyncConnectionConfig,
     per_thread: usize,
-    pools: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Pool>>,
+    url: String,
+    pools: Mutex<HashMap<ThreadId, Pool>>,
+    shared: Mutex<HashMap<ThreadId, Shared>>,
 }
 
-impl ThreadPools {
-    fn get(&self) -> Result<Pool, StoreError> {
+impl ThreadConns {
+    fn pool(&self) -> Result<Pool, StoreError> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = pools.get(&std::thread::current().id()) {
             return Ok(pool.clone());
@@ -38,7 +55,7 @@ impl ThreadPools {
             .map_err(|e| unavailable(&e))?;
         let pool = Pool::builder(manager)
             .config(deadpool_redis::PoolConfig {
-                max_size: self.per_thread,
+                max_size: self.per_thread - 1,
                 ..self.pool
             })
             .runtime(Runtime::Tokio1)
@@ -47,12 +64,30 @@ impl ThreadPools {
         pools.insert(std::thread::current().id(), pool.clone());
         Ok(pool)
     }
+
+    fn shared(&self) -> Shared {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared
+            .entry(std::thread::current().id())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets this thread's shared connection if it is still `broken`, so the next command
+    /// opens a new one (commands already sent on it fail on their own).
+    fn forget(&self, broken: &Shared) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let id = std::thread::current().id();
+        if shared.get(&id).is_some_and(|s| Arc::ptr_eq(s, broken)) {
+            shared.remove(&id);
+        }
+    }
 }
 
-/// Cheap to clone: the pools are shared.
+/// Cheap to clone: the connections are shared.
 #[derive(Clone)]
 pub struct RedisStore {
-    pools: std::sync::Arc<ThreadPools>,
+    conns: Arc<ThreadConns>,
     /// For connections outside the pools (the bus's subscriber).
     url: std::sync::Arc<str>,
     prefix: String,
@@ -80,15 +115,19 @@ impl RedisStore {
         // Threads that use Redis: the HTTP workers and the thread running the engine's actors.
         let threads = threads.max(1) + 1;
         let per_thread = (config.pool_size / threads).max(2);
-        let pools = ThreadPools {
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conns = ThreadConns {
+            client,
             url: url.clone(),
             pool,
             connection,
             per_thread,
             pools: Default::default(),
+            shared: Default::default(),
         };
         Ok(Self {
-            pools: std::sync::Arc::new(pools),
+            conns: Arc::new(conns),
             url: url.into(),
             prefix: config.prefix.clone(),
             timeout,
@@ -103,20 +142,62 @@ impl RedisStore {
         self.timeout
     }
 
+    /// `prefix` and `parts` joined by `:`, built in one allocation (a submit builds a dozen).
     pub(super) fn key(&self, parts: &[&str]) -> String {
-        let mut key = self.prefix.clone();
-        key.push_str(&parts.join(":"));
+        let len = self.prefix.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+        let mut key = String::with_capacity(len);
+        key.push_str(&self.prefix);
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                key.push(':');
+            }
+            key.push_str(part);
+        }
         key
     }
 
-    /// Runs one Redis interaction with a pooled connection, bounded by the command timeout.
+    /// Runs one Redis interaction on this thread's shared connection, bounded by the command
+    /// timeout. Never for a blocking command (see [`Self::run_alone`]).
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> redis::RedisResult<T>,
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    {
+        let started = std::time::Instant::now();
+        let shared = self.conns.shared();
+        let result = tokio::time::timeout(self.timeout, async {
+            let conn = shared
+                .get_or_try_init(|| {
+                    self.conns
+                        .client
+                        .get_multiplexed_async_connection_with_config(&self.conns.connection)
+                })
+                .await
+                .map_err(StoreError::from)?;
+            // A handle: commands sent through clones share the one connection.
+            f(&mut conn.clone()).await.map_err(StoreError::from)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Timeout));
+        if matches!(
+            result,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout)
+        ) {
+            self.conns.forget(&shared);
+        }
+        telemetry::redis_call(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// Runs one Redis interaction on a connection of its own from this thread's pool: for a
+    /// command that may block (a stream read that waits), which on the shared connection would
+    /// hold up every command behind it.
+    pub async fn run_alone<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, async {
-            let pool = self.pools.get()?;
+            let pool = self.conns.pool()?;
             let mut conn = pool
                 .get()
                 .await
@@ -129,13 +210,18 @@ impl RedisStore {
         result
     }
 
-    /// The pool's connections, idle ones, and its cap.
+    /// The connections open, those idle, and the cap: each thread's shared connection counts
+    /// as open and never idle.
     pub fn pool_usage(&self) -> (usize, usize, usize) {
-        let pools = self.pools.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = {
+            let shared = self.conns.shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.values().filter(|s| s.initialized()).count()
+        };
+        let pools = self.conns.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools
             .values()
             .map(|p| p.status())
-            .fold((0, 0, 0), |(a, b, c), s| {
+            .fold((shared, 0, shared), |(a, b, c), s| {
                 (a + s.size, b + s.available, c + s.max_size)
             })
     }

@@ -128,7 +128,7 @@ impl RedisStore {
     ) -> Result<Vec<StreamEntry>, StoreError> {
         let key = self.stream_key();
         let reply: Option<redis::streams::StreamReadReply> = self
-            .run(async |c| {
+            .run_alone(async |c| {
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(group)
