@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Several podium processes sharing one port (PODIUM_REUSE_PORT, the redis engine) driven by
-# several load generators, each opening its sockets from its own source address (one source
-# reaches one port only about 28,000 times, and each process may hold 20,000 descriptors).
+# several load generators, each opening its sockets from addresses of its own (one process may
+# hold 20,000 descriptors, and one source reaches one port only about 28,000 times; the kernel
+# picks each connection's port by scanning that range, which gets slow as it fills, TIME_WAIT
+# leftovers of the run before included, so each generator spreads over SOURCES addresses).
 # Prints each generator's summary line and, per server process, the most descriptors it held.
 #   PROCS=3 CLIENTS=3 bench/cluster.sh connect --connections 16700 --rate 600 --hold 10
 #   PROCS=3 bench/cluster.sh fanout --members 15000 --players 20 --seconds 15
@@ -13,6 +15,7 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p podium -p podium-bench
 procs=${PROCS:-3}
 clients=${CLIENTS:-1}
+sources=${SOURCES:-4}
 export PODIUM_REUSE_PORT=true
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} REDIS_PREFIX=${REDIS_PREFIX:-cluster:}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -30,7 +33,8 @@ for i in $(seq "$procs"); do
 done
 generators=()
 for c in $(seq "$clients"); do
-  ./target/release/podium-bench --sources "127.0.0.$((c + 1))" "$@" >"$logs/bench-$c.log" 2>&1 &
+  from=$(seq -s, -f "127.0.0.%g" $(((c - 1) * sources + 2)) $((c * sources + 1)))
+  ./target/release/podium-bench --sources "$from" "$@" >"$logs/bench-$c.log" 2>&1 &
   generators+=($!)
 done
 declare -A most

@@ -49,6 +49,25 @@ async fn dial(addr: &str, sources: &[std::net::IpAddr]) -> anyhow::Result<TcpStr
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    // The port is chosen at connect, for this destination: chosen at bind, it may be one whose
+    // tuple the server still holds in TIME_WAIT, and that SYN waits a second for its retry.
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor and an int option of the right size.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
     socket.bind((source, 0).into())?;
     Ok(socket.connect(target).await?)
 }
@@ -79,12 +98,14 @@ fn token(secret: &str, user: &str) -> String {
 }
 
 /// Reads frames until a text frame arrives; answers pings on the way (tungstenite queues
-/// the pong, the next write or flush sends it).
+/// the pong, and only a write or flush sends it: a player that only listens would miss the
+/// heartbeat).
 pub async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     loop {
         match ws.next().await.context("socket ended")?? {
             Message::Text(t) => return Ok(serde_json::from_str(&t)?),
             Message::Close(c) => bail!("closed: {c:?}"),
+            Message::Ping(_) => ws.flush().await?,
             _ => continue,
         }
     }

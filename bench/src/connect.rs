@@ -1,30 +1,42 @@
 //! `connect`: open N authenticated sockets at a ramp rate and hold them; handshake+auth
 //! latency p50/p99, errors, server RSS per connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{ms, ramp, rss_kib, Common, Ws};
 
 pub async fn run(common: Common, n: usize, rate: u64, hold_secs: u64) -> anyhow::Result<()> {
     let rss_before = rss_kib(common.server_pid);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(tokio::sync::Notify::new());
     let dropped = Arc::new(AtomicU64::new(0));
     let hold = {
         let (stop, dropped) = (stop.clone(), dropped.clone());
         move |_, mut ws: Ws| {
             let (stop, dropped) = (stop.clone(), dropped.clone());
             async move {
-                // Read to answer heartbeats until told to stop; a close here is an error.
-                while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
-                        Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
+                // Read (which answers heartbeats) until told to stop; a close here is an
+                // error. One waiter per socket, no timer: 50,000 sockets' timers firing
+                // twice a second cost the generator more than the sockets did.
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut stopped => break,
+                        next = ws.next() => next,
+                    };
+                    match next {
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                             dropped.fetch_add(1, Ordering::Relaxed);
                             return;
+                        }
+                        // tungstenite queues the pong; only a write or flush sends it.
+                        Some(Ok(Message::Ping(_))) => {
+                            let _ = ws.flush().await;
                         }
                         _ => {}
                     }
@@ -38,7 +50,7 @@ pub async fn run(common: Common, n: usize, rate: u64, hold_secs: u64) -> anyhow:
     let ramp_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     let rss_after = rss_kib(common.server_pid);
-    stop.store(true, Ordering::Relaxed);
+    stop.notify_waiters();
     let per_conn = match (rss_before, rss_after) {
         (Some(b), Some(a)) if !h.is_empty() => {
             format!("{:.1}", (a.saturating_sub(b)) as f64 / h.len() as f64)
