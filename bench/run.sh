@@ -3,6 +3,7 @@
 # prints each run's summary line. Usage:
 #   bench/run.sh connect --connections 10000 --rate 2000 --hold 5
 #   bench/run.sh fanout --members 10000 --players 20 --seconds 15
+#   BENCH_ARGS="--sources 127.0.0.2,127.0.0.3" bench/run.sh connect ...   # options before the scenario
 # Long by design: run it on purpose, never from the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
