@@ -20,9 +20,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, Script};
+use deadpool_redis::redis;
 
-use super::client::RedisStore;
+use super::client::{Lua, RedisStore};
 use super::stream;
 use crate::domain::board::{Entry, Standing};
 use crate::domain::campaign::Refusal;
@@ -158,17 +158,13 @@ if not m then return false end
 return {redis.call('ZREVRANK', KEYS[1], m), redis.call('ZSCORE', KEYS[1], m)}
 "#;
 
-static DECIDE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{OFFER_FN}{DECIDE}")));
-static REBUILD_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{OFFER_FN}{REBUILD}")));
-static STANDING_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(STANDING));
-static RESET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESET));
-static HIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{TAKE_FN}{HIDE}")));
-static REMOVE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{TAKE_FN}{REMOVE}")));
-static RESTORE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{OFFER_FN}{RESTORE}")));
+static DECIDE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{DECIDE}")));
+static REBUILD_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{REBUILD}")));
+static STANDING_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(STANDING));
+static RESET_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(RESET));
+static HIDE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{TAKE_FN}{HIDE}")));
+static REMOVE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{TAKE_FN}{REMOVE}")));
+static RESTORE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{RESTORE}")));
 
 /// The member of a best reached at `at_ms`: the inverted time, then the user.
 fn member_prefix(at_ms: u64) -> String {
@@ -270,7 +266,7 @@ impl RedisStore {
         let [z, h, v] = self.board_keys(board);
         let mut changed = 0;
         for chunk in bests.chunks(500) {
-            let mut call = REBUILD_SCRIPT.prepare_invoke();
+            let mut call = REBUILD_SCRIPT.call(3);
             call.key(&z)
                 .key(&h)
                 .key(&v)
@@ -280,7 +276,7 @@ impl RedisStore {
                     .arg(score)
                     .arg(format!("{}{user}", member_prefix(*at)));
             }
-            let n: u64 = self.run(async |c| call.invoke_async(c).await).await?;
+            let n: u64 = self.run(async |c| call.invoke(c).await).await?;
             changed += n;
         }
         Ok(changed)
@@ -295,7 +291,7 @@ impl RedisStore {
     }
 
     pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
-        let mut invocation = DECIDE_SCRIPT.prepare_invoke();
+        let mut invocation = DECIDE_SCRIPT.call(3 + 3 * attempt.boards.len());
         invocation
             .key(self.key(&["s", attempt.session_id]))
             .key(self.stream_key())
@@ -318,8 +314,7 @@ impl RedisStore {
         for (_, ttl) in attempt.boards {
             invocation.arg(ttl.map_or(0, |d| d.as_secs()));
         }
-        let (status, json): (u8, String) =
-            self.run(async |c| invocation.invoke_async(c).await).await?;
+        let (status, json): (u8, String) = self.run(async |c| invocation.invoke(c).await).await?;
         if status == 2 {
             return Err(StoreError::Banned);
         }
@@ -328,25 +323,25 @@ impl RedisStore {
 
     /// See `Store::hide_player`.
     pub async fn hide_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
-        let mut call = HIDE_SCRIPT.prepare_invoke();
+        let mut call = HIDE_SCRIPT.call(2 + 3 * boards.len());
         call.key(self.key(&["ban", user.as_str()]))
-            .key(self.key(&["held", user.as_str()]))
-            .arg(user.as_str());
+            .key(self.key(&["held", user.as_str()]));
         for (board, _) in boards {
             for key in self.board_keys(board) {
                 call.key(key);
             }
         }
-        let _: i64 = self.run(async |c| call.invoke_async(c).await).await?;
+        call.arg(user.as_str());
+        let _: i64 = self.run(async |c| call.invoke(c).await).await?;
         Ok(())
     }
 
     /// Empties a board, answering the rows it held, best first.
     pub async fn reset(&self, board: &BoardKey) -> Result<Vec<Entry>, StoreError> {
         let [z, h, v] = self.board_keys(board);
-        let mut call = RESET_SCRIPT.prepare_invoke();
+        let mut call = RESET_SCRIPT.call(3);
         call.key(&z).key(&h).key(&v);
-        let rows: Vec<(String, f64)> = self.run(async |c| call.invoke_async(c).await).await?;
+        let rows: Vec<(String, f64)> = self.run(async |c| call.invoke(c).await).await?;
         entries(rows, 1)
     }
 
@@ -356,14 +351,14 @@ impl RedisStore {
         user: &UserId,
         boards: &[LiveBoard],
     ) -> Result<u64, StoreError> {
-        let mut call = REMOVE_SCRIPT.prepare_invoke();
-        call.arg(user.as_str());
+        let mut call = REMOVE_SCRIPT.call(3 * boards.len());
         for (board, _) in boards {
             for key in self.board_keys(board) {
                 call.key(key);
             }
         }
-        self.run(async |c| call.invoke_async(c).await).await
+        call.arg(user.as_str());
+        self.run(async |c| call.invoke(c).await).await
     }
 
     /// See `Store::restore_player`.
@@ -372,17 +367,19 @@ impl RedisStore {
         user: &UserId,
         boards: &[LiveBoard],
     ) -> Result<(), StoreError> {
-        let mut call = RESTORE_SCRIPT.prepare_invoke();
+        let mut call = RESTORE_SCRIPT.call(2 + 3 * boards.len());
         call.key(self.key(&["ban", user.as_str()]))
-            .key(self.key(&["held", user.as_str()]))
-            .arg(user.as_str());
-        for (board, ttl) in boards {
+            .key(self.key(&["held", user.as_str()]));
+        for (board, _) in boards {
             for key in self.board_keys(board) {
                 call.key(key);
             }
+        }
+        call.arg(user.as_str());
+        for (_, ttl) in boards {
             call.arg(ttl.map_or(0, |d| d.as_secs()));
         }
-        let _: i64 = self.run(async |c| call.invoke_async(c).await).await?;
+        let _: i64 = self.run(async |c| call.invoke(c).await).await?;
         Ok(())
     }
 
@@ -430,10 +427,11 @@ impl RedisStore {
         let found: Option<(u64, f64)> = self
             .run(async |c| {
                 STANDING_SCRIPT
+                    .call(2)
                     .key(&zset)
                     .key(&hash)
                     .arg(user.as_str())
-                    .invoke_async(c)
+                    .invoke(c)
                     .await
             })
             .await?;

@@ -5,9 +5,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, Script};
+use deadpool_redis::redis;
 
-use super::client::RedisStore;
+use super::client::{Lua, RedisStore};
 use crate::store::error::StoreError;
 
 /// KEYS: the user's sockets. ARGV: now ms, expiry ms, member, cap, key TTL ms. Answers 1 when
@@ -20,7 +20,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
 
-static CLAIM_SOCKET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_SOCKET));
+static CLAIM_SOCKET_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(CLAIM_SOCKET));
 
 impl RedisStore {
     /// Claims one of `user`'s `cap` socket places across every instance, for `lease` (renewed
@@ -38,13 +38,14 @@ impl RedisStore {
         let got: u8 = self
             .run(async |c| {
                 CLAIM_SOCKET_SCRIPT
+                    .call(1)
                     .key(&key)
                     .arg(now_ms)
                     .arg(now_ms + lease_ms)
                     .arg(member)
                     .arg(cap)
                     .arg(lease_ms)
-                    .invoke_async(c)
+                    .invoke(c)
                     .await
             })
             .await?;
