@@ -7,8 +7,8 @@
 //! ConnectionRegistry: announcements, shutdown, kicks), both in [`inbox`]. Sends
 //! [`Authenticate`]/[`Attach`] to the ConnectionRegistry, [`Join`](crate::room::Join)/
 //! [`Leave`]/[`Resync`](crate::room::Resync) to the RoomRegistry and
-//! [`Submit`](crate::results::Submit) to the ResultsPipeline, all reached through its
-//! [`Gateway`]. Room frames do not pass through it: Rooms send them to its thread's [`hub`],
+//! [`Submit`](crate::results::Submit) to its thread's ResultsPipeline (taken from the
+//! [`Gateway`] when it is built), all reached through its [`Gateway`]. Room frames do not pass through it: Rooms send them to its thread's [`hub`],
 //! which writes them to its socket directly; the Connection attaches its socket there when it
 //! starts and detaches it when it stops. Its whole life is here: the caps are checked in
 //! [`upgrade`] before the handshake is answered, `started` arms the auth deadline and
