@@ -12,11 +12,11 @@
 //! review. Each HTTP worker thread runs its own instance ([`Pipelines::here`]), all sharing one
 //! state, so a submit is decided on the thread of its socket: no thread is woken to decide it
 //! or to answer it, and the store's I/O for it runs there too. A socket always submits to the
-//! same instance, the one of its thread. Where the store decides (Redis, or PostgreSQL
-//! while Redis is unreachable) is the Store's business. The first instance is started by the Engine (it sweeps for all), the
-//! others by the first socket of each thread ([`Pipelines`]); an instance holds no
-//! state a restart would lose, and each submit runs as its own future, so a slow store never
-//! queues other players' submits behind it.
+//! same instance, the one of its thread. Where the store decides (Redis, or PostgreSQL while
+//! Redis is unreachable) is the Store's business. The first instance is started by the Engine
+//! (it sweeps for all), the others by the first socket of each thread ([`Pipelines`]); an
+//! instance holds no state a restart would lose, and each submit runs as its own future, so a
+//! slow store never queues other players' submits behind it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
