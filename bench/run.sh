@@ -15,6 +15,6 @@ for i in $(seq "$runs"); do
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 50); do curl -sf localhost:8080/ready >/dev/null && break; sleep 0.1; done
-  timeout 600 ./target/release/podium-bench --server-pid "$server" ${BENCH_ARGS:-} "$@" | grep -E "^(connect|fanout|ingest|naive|storm|wave):" | grep -v "players start"
+  timeout 600 ./target/release/podium-bench --server-pid "$server" ${BENCH_ARGS:-} "$@" 2>&1 | grep -E "^(connect|fanout|ingest|naive|storm|wave|per-tick)" | grep -v "players start"
   kill "$server"; wait "$server" 2>/dev/null || true
 done

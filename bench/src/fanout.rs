@@ -44,6 +44,9 @@ struct Fanout {
     /// diff row is matched to the very submit that produced it.
     submitted: Mutex<std::collections::HashMap<(String, u64), Instant>>,
     submit_to_diff: Mutex<Histogram<u64>>,
+    /// Delivery latency (ms) by diff `seq`: whether a tail is spread over every tick or comes
+    /// from a few.
+    by_tick: Mutex<std::collections::BTreeMap<u64, Vec<u64>>>,
     room: String,
 }
 
@@ -65,6 +68,7 @@ pub async fn run(
         measuring: AtomicBool::new(false),
         submitted: Mutex::default(),
         submit_to_diff: Mutex::new(Histogram::<u64>::new(3).unwrap()),
+        by_tick: Mutex::default(),
         room,
     });
 
@@ -85,6 +89,7 @@ pub async fn run(
                 }
                 let mut seq = None;
                 let mut local = Histogram::<u64>::new(3).unwrap();
+                let mut ticks: Vec<(u64, u64)> = Vec::new();
                 // One waiter for the whole loop: a timer per frame cost the bench more than
                 // parsing the frame.
                 let stopped = st.stop.notified();
@@ -119,6 +124,7 @@ pub async fn run(
                                 st.frames.fetch_add(1, Ordering::Relaxed);
                                 let sent = v.server_time.unwrap_or(received);
                                 local.record(received.saturating_sub(sent) * 1000).ok();
+                                ticks.push((s, received.saturating_sub(sent)));
                                 if i == 0 {
                                     let now = Instant::now();
                                     let map = st.submitted.lock().unwrap();
@@ -138,6 +144,12 @@ pub async fn run(
                     }
                 }
                 st.delivery.lock().unwrap().add(&local).ok();
+                {
+                    let mut by_tick = st.by_tick.lock().unwrap();
+                    for (seq, ms) in ticks {
+                        by_tick.entry(seq).or_default().push(ms);
+                    }
+                }
                 let _ = ws.close(None).await;
             }
         }
@@ -218,8 +230,33 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let d = st.delivery.lock().unwrap().clone();
     let s = st.submit_to_diff.lock().unwrap().clone();
+    // Each tick's own p99, then the spread of those over the ticks.
+    let in_order: Vec<u64> = st
+        .by_tick
+        .lock()
+        .unwrap()
+        .values_mut()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.sort_unstable();
+            v[(v.len() * 99 / 100).min(v.len() - 1)]
+        })
+        .collect();
+    if std::env::var_os("BENCH_TICKS").is_some() {
+        eprintln!("per-tick p99 in seq order (ms): {in_order:?}");
+    }
+    let mut tick_p99 = in_order;
+    tick_p99.sort_unstable();
+    let spread = match (tick_p99.first(), tick_p99.last()) {
+        (Some(lo), Some(hi)) => format!(
+            "per_tick_p99 min={lo}ms median={}ms max={hi}ms ticks={}",
+            tick_p99[tick_p99.len() / 2],
+            tick_p99.len()
+        ),
+        _ => "per_tick_p99 n/a".into(),
+    };
     println!(
-        "fanout: members={} players={} accepted={} diff_frames_delivered={} frames_per_s={:.0} tick_to_member p50={:.1}ms p99={:.1}ms max={:.1}ms submit_to_diff p50={:.0}ms p99={:.0}ms seq_gaps={} dropped={} server_rss_kib={}",
+        "fanout: members={} players={} accepted={} diff_frames_delivered={} frames_per_s={:.0} tick_to_member p50={:.1}ms p99={:.1}ms max={:.1}ms submit_to_diff p50={:.0}ms p99={:.0}ms seq_gaps={} dropped={} server_rss_kib={} {spread}",
         joined.len(),
         players,
         accepted.load(Ordering::Relaxed),

@@ -6,7 +6,8 @@
 //! - `connect`: open N authenticated sockets at a ramp rate and hold them; handshake+auth
 //!   latency p50/p99, errors, server RSS per connection.
 //! - `fanout`: N members in one room while M players submit; tick-to-delivery latency of the
-//!   diffs at every member p50/p99, submit-to-diff latency, frames/s, seq gaps.
+//!   diffs at every member p50/p99 (and the spread of each tick's own p99; `BENCH_TICKS=1`
+//!   lists them in order), submit-to-diff latency, frames/s, seq gaps.
 //! - `soak`: players churning for a long while; RSS, descriptors, sockets and room members
 //!   before and after.
 //! - `ingest` (redis engine): M players submitting as fast as the rules allow; accepted/s,
