@@ -39,7 +39,6 @@ struct ThreadConns {
     /// holds (and the batcher's blocking stream read may wait its whole interval).
     connection: redis::AsyncConnectionConfig,
     per_thread: usize,
-    url: String,
     pools: Mutex<HashMap<ThreadId, Pool>>,
     shared: Mutex<HashMap<ThreadId, Shared>>,
 }
@@ -51,8 +50,11 @@ impl ThreadConns {
             return Ok(pool.clone());
         }
         let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
-        let manager = Manager::new_with_config(self.url.as_str(), self.connection.clone())
-            .map_err(|e| unavailable(&e))?;
+        let manager = Manager::new_with_config(
+            self.client.get_connection_info().clone(),
+            self.connection.clone(),
+        )
+        .map_err(|e| unavailable(&e))?;
         let pool = Pool::builder(manager)
             .config(deadpool_redis::PoolConfig {
                 max_size: self.per_thread - 1,
@@ -119,7 +121,6 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let conns = ThreadConns {
             client,
-            url: url.clone(),
             pool,
             connection,
             per_thread,
@@ -162,29 +163,27 @@ impl RedisStore {
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
-        let started = std::time::Instant::now();
         let shared = self.conns.shared();
-        let result = tokio::time::timeout(self.timeout, async {
-            let conn = shared
-                .get_or_try_init(|| {
-                    self.conns
-                        .client
-                        .get_multiplexed_async_connection_with_config(&self.conns.connection)
-                })
-                .await
-                .map_err(StoreError::from)?;
-            // A handle: commands sent through clones share the one connection.
-            f(&mut conn.clone()).await.map_err(StoreError::from)
-        })
-        .await
-        .unwrap_or(Err(StoreError::Timeout));
+        let result = self
+            .timed(async {
+                let conn = shared
+                    .get_or_try_init(|| {
+                        self.conns
+                            .client
+                            .get_multiplexed_async_connection_with_config(&self.conns.connection)
+                    })
+                    .await
+                    .map_err(StoreError::from)?;
+                // A handle: commands sent through clones share the one connection.
+                f(&mut conn.clone()).await.map_err(StoreError::from)
+            })
+            .await;
         if matches!(
             result,
             Err(StoreError::Unavailable(_) | StoreError::Timeout)
         ) {
             self.conns.forget(&shared);
         }
-        telemetry::redis_call(started.elapsed(), result.is_ok());
         result
     }
 
@@ -195,8 +194,7 @@ impl RedisStore {
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.timeout, async {
+        self.timed(async {
             let pool = self.conns.pool()?;
             let mut conn = pool
                 .get()
@@ -205,7 +203,17 @@ impl RedisStore {
             f(&mut conn).await.map_err(StoreError::from)
         })
         .await
-        .unwrap_or(Err(StoreError::Timeout));
+    }
+
+    /// `interaction` under the command timeout, its latency and outcome recorded.
+    async fn timed<T>(
+        &self,
+        interaction: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, interaction)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
         telemetry::redis_call(started.elapsed(), result.is_ok());
         result
     }
