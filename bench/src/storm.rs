@@ -97,12 +97,15 @@ async fn send(ws: &mut Ws, v: serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One game: start, play, submit; answers the ack's latency.
-async fn play(ws: &mut Ws, campaign: &str, play_ms: u64, score: u64) -> anyhow::Result<Duration> {
+/// Starts a game; answers its session.
+async fn start(ws: &mut Ws, campaign: &str) -> anyhow::Result<String> {
     send(ws, json!({"type":"start_game","campaign": campaign})).await?;
     let started = wait_for(ws, "game_started").await?;
-    let session = started["session"].as_str().unwrap_or_default().to_owned();
-    tokio::time::sleep(Duration::from_millis(play_ms)).await;
+    Ok(started["session"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Submits a game's score; answers the ack's latency.
+async fn submit(ws: &mut Ws, session: &str, score: u64) -> anyhow::Result<Duration> {
     let sent = Instant::now();
     send(
         ws,
@@ -116,11 +119,20 @@ async fn play(ws: &mut Ws, campaign: &str, play_ms: u64, score: u64) -> anyhow::
     Ok(sent.elapsed())
 }
 
+/// `step` within 30 s, or an error saying it timed out.
+async fn in_time<T>(
+    what: &str,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(30), step)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} timed out")))
+}
+
 async fn player(common: Common, shape: Arc<Shape>, st: Arc<Storm>, user: String, end: Instant) {
     let campaign = shape.room.split('/').next().unwrap_or("bench").to_owned();
-    let opened = tokio::time::timeout(Duration::from_secs(30), open(&common, &user)).await;
-    let mut ws = match opened {
-        Ok(Ok((ws, took))) => {
+    let mut ws = match in_time("connect", open(&common, &user)).await {
+        Ok((ws, took)) => {
             st.connect
                 .lock()
                 .unwrap()
@@ -128,47 +140,37 @@ async fn player(common: Common, shape: Arc<Shape>, st: Arc<Storm>, user: String,
                 .ok();
             ws
         }
-        Ok(Err(err)) => return st.fail(&st.errors.connect, &err),
-        Err(_) => return st.fail(&st.errors.connect, &anyhow::anyhow!("connect timed out")),
+        Err(err) => return st.fail(&st.errors.connect, &err),
     };
     let asked = Instant::now();
     let joined = async {
         send(&mut ws, json!({"type":"join","room": shape.room})).await?;
         wait_for(&mut ws, "snapshot").await
     };
-    match tokio::time::timeout(Duration::from_secs(30), joined).await {
-        Ok(Ok(_)) => {
+    match in_time("join", joined).await {
+        Ok(_) => {
             st.join
                 .lock()
                 .unwrap()
                 .record(asked.elapsed().as_micros() as u64)
                 .ok();
         }
-        Ok(Err(err)) => return st.fail(&st.errors.join, &err),
-        Err(_) => return st.fail(&st.errors.join, &anyhow::anyhow!("join timed out")),
+        Err(err) => return st.fail(&st.errors.join, &err),
     }
     let mut score = 0;
     loop {
         score += 1;
-        let game = tokio::time::timeout(
-            Duration::from_millis(shape.play_ms) + Duration::from_secs(30),
-            play(&mut ws, &campaign, shape.play_ms, score),
-        )
-        .await;
-        match game {
-            Ok(Ok(took)) => {
+        let session = match in_time("start_game", start(&mut ws, &campaign)).await {
+            Ok(session) => session,
+            Err(err) => return st.fail(&st.errors.start, &err),
+        };
+        tokio::time::sleep(Duration::from_millis(shape.play_ms)).await;
+        match in_time("submit", submit(&mut ws, &session, score)).await {
+            Ok(took) => {
                 st.acked.fetch_add(1, Ordering::Relaxed);
                 st.ack.lock().unwrap().record(took.as_micros() as u64).ok();
             }
-            Ok(Err(err)) => {
-                let step = if err.to_string().contains("game_started") {
-                    &st.errors.start
-                } else {
-                    &st.errors.submit
-                };
-                return st.fail(step, &err);
-            }
-            Err(_) => return st.fail(&st.errors.submit, &anyhow::anyhow!("game timed out")),
+            Err(err) => return st.fail(&st.errors.submit, &err),
         }
         if !shape.replay || Instant::now() + Duration::from_millis(shape.play_ms) >= end {
             break;
