@@ -175,7 +175,7 @@ async fn play(addr: Arc<Mutex<String>>, user: String, until: Instant, ledger: Ar
                 pending = None;
                 if !replaying && status == "accepted" {
                     decided.push((session.clone(), score));
-                    if decided.len() % 3 == 0 {
+                    if decided.len().is_multiple_of(3) {
                         // One of the last twenty: the likeliest to be waiting in the backlog.
                         let back = id as usize % decided.len().min(20);
                         let (token, score) = &decided[decided.len() - 1 - back];
