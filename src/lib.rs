@@ -1,6 +1,7 @@
 //! The `podium` server: configuration in, a running HTTP + WebSocket server out. `main.rs`
 //! and the integration tests both start it through [`start`] / [`run`].
 
+pub mod access;
 pub mod admin;
 pub mod conns;
 pub mod observe;
@@ -67,8 +68,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         App::new()
             .wrap(actix_web::middleware::from_fn(conns::refuse_over_cap))
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(routes::json_errors))
-            // Outermost, so every answer carries the security headers, errors included.
+            // Outside the routes, so every answer carries the security headers, errors included.
             .wrap(actix_web::middleware::from_fn(policy::apply))
+            // Outermost: every answer is counted and logged, refusals included.
+            .wrap(actix_web::middleware::from_fn(access::record))
             .app_data(data.clone())
             .app_data(gateway.clone())
             .app_data(admin.clone())
@@ -105,12 +108,15 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 }
 
 /// Who may use `/admin/*`: the configured keys, or in dev mode with none configured, a random
-/// key printed once, so a newcomer can try the API.
+/// key printed once, so a newcomer can try the API: on the terminal (stderr), never in the
+/// log on stdout, which a collector ships and must not carry a working key.
 fn admin_auth(config: &Config) -> anyhow::Result<admin::AdminAuth> {
     let mut keys = config.admin.keys()?;
     if keys.is_empty() && config.dev_mode() {
         let secret = podium_actors::domain::session::random_secret();
-        println!("dev mode: admin key for /admin/* (printed once): Authorization: Bearer {secret}");
+        eprintln!(
+            "dev mode: admin key for /admin/* (printed once): Authorization: Bearer {secret}"
+        );
         keys.push(podium_actors::config::AdminKey {
             name: "dev".into(),
             secret,
@@ -156,7 +162,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let running = start(config).await?;
     tracing::info!(addr = %running.addr, "podium listening");
-    println!(
+    // For the person at the terminal; stdout carries only the log.
+    eprintln!(
         "podium listening on http://{0} (WebSocket: ws://{0}/ws)",
         running.addr
     );

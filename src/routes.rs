@@ -263,6 +263,7 @@ async fn ready(engine: web::Data<Arc<Engine>>) -> HttpResponse {
 }
 
 async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    telemetry::process();
     handle.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

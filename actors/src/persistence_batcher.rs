@@ -232,10 +232,8 @@ impl Actor for PersistenceBatcher {
                     shared.store.status.oldest_ms.store(age, Ordering::Relaxed);
                     telemetry::persist_backlog(len, age);
                 }
-                let (size, idle, max) = shared.store.redis.pool_usage();
-                telemetry::pool_usage("redis", size, idle, max);
-                let (size, idle, max) = pool::pool_usage(&shared.store.pg);
-                telemetry::pool_usage("postgres", size, idle, max);
+                telemetry::pool_usage("redis", shared.store.redis.pool_usage());
+                telemetry::pool_usage("postgres", pool::pool_usage(&shared.store.pg));
                 // An outage shows on /health even when no batch is being written.
                 shared.store.status.postgres_ok.store(
                     pool::ping(&shared.store.pg).await.is_ok(),

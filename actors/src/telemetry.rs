@@ -29,19 +29,39 @@ pub fn connection_counts(connections: usize, users: usize) {
     gauge!("podium_ws_users").set(users as f64);
 }
 
-pub fn connection_closed(reason: CloseReason, user: Option<&str>) {
-    counter!("podium_ws_closes_total", "reason" => reason.as_str()).increment(1);
-    match reason {
-        CloseReason::ClientClosed | CloseReason::Shutdown => {
-            tracing::debug!(reason = reason.as_str(), user, "connection closed")
-        }
-        _ => tracing::info!(
-            reason = reason.as_str(),
-            code = reason.code(),
-            user,
-            "connection closed"
-        ),
-    }
+/// A socket upgraded (it may not authenticate): the rate of arrivals.
+pub fn connection_opened() {
+    with_handle(&OPENED, (), || {
+        counter!("podium_ws_connections_opened_total")
+    })
+    .increment(1);
+}
+
+/// A socket's end, for its log line.
+pub struct SocketClosed<'a> {
+    pub reason: CloseReason,
+    /// Who it was, once authenticated.
+    pub user: Option<&'a str>,
+    pub open_for: Duration,
+    pub frames_in: u64,
+    /// Frames accepted for the client, broadcasts included.
+    pub frames_out: u64,
+}
+
+/// One line per closed socket, whatever the reason, so a collector can follow a player's
+/// sessions; counted by reason.
+pub fn connection_closed(c: &SocketClosed<'_>) {
+    counter!("podium_ws_closes_total", "reason" => c.reason.as_str()).increment(1);
+    tracing::info!(
+        event = "socket_closed",
+        user = c.user,
+        duration_ms = c.open_for.as_millis() as u64,
+        close_code = c.reason.code(),
+        reason = c.reason.as_str(),
+        frames_in = c.frames_in,
+        frames_out = c.frames_out,
+        "socket closed"
+    );
 }
 
 pub fn connection_refused(code: &'static str) {
@@ -75,8 +95,9 @@ thread_local! {
     static MESSAGES_IN: Handles<&'static str, Counter> = RefCell::default();
     static MESSAGES_OUT: Handles<&'static str, Counter> = RefCell::default();
     static SUBMITS: Handles<(&'static str, Option<&'static str>), Counter> = RefCell::default();
-    static REDIS_CALLS: Handles<(), Histogram> = RefCell::default();
+    static REDIS_CALLS: Handles<&'static str, Histogram> = RefCell::default();
     static GAMES_STARTED: Handles<(), Counter> = RefCell::default();
+    static OPENED: Handles<(), Counter> = RefCell::default();
     static RESPONSES: Handles<(), Histogram> = RefCell::default();
 }
 
@@ -150,12 +171,16 @@ pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
     tracing::warn!(room, %err, "room could not read its board");
 }
 
-/// One Redis interaction (a command, a pipeline or a script), with its outcome.
-pub fn redis_call(took: Duration, ok: bool) {
-    with_handle(&REDIS_CALLS, (), || histogram!("podium_redis_call_seconds"))
-        .record(took.as_secs_f64());
+/// One Redis interaction (a command, a pipeline or a script) by its name, with its outcome.
+pub fn redis_call(call: &'static str, took: Duration, ok: bool) {
+    with_handle(
+        &REDIS_CALLS,
+        call,
+        || histogram!("podium_redis_call_seconds", "call" => call),
+    )
+    .record(took.as_secs_f64());
     if !ok {
-        counter!("podium_redis_errors_total").increment(1);
+        counter!("podium_redis_errors_total", "call" => call).increment(1);
     }
 }
 
@@ -218,11 +243,26 @@ pub fn pg_call(what: &'static str, took: Duration, ok: bool) {
     }
 }
 
-/// Connections a pool holds, how many are idle, and its cap.
-pub fn pool_usage(pool: &'static str, size: usize, idle: usize, max: usize) {
-    gauge!("podium_pool_connections", "pool" => pool).set(size as f64);
-    gauge!("podium_pool_connections_idle", "pool" => pool).set(idle as f64);
-    gauge!("podium_pool_connections_max", "pool" => pool).set(max as f64);
+/// What a pool holds, sampled every second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open.
+    pub size: usize,
+    /// Open and not checked out.
+    pub idle: usize,
+    /// Callers waiting for a connection: above zero, the pool is the bottleneck.
+    pub waiting: usize,
+    /// The cap.
+    pub max: usize,
+}
+
+pub fn pool_usage(pool: &'static str, u: PoolUsage) {
+    gauge!("podium_pool_connections", "pool" => pool).set(u.size as f64);
+    gauge!("podium_pool_connections_idle", "pool" => pool).set(u.idle as f64);
+    gauge!("podium_pool_connections_in_use", "pool" => pool)
+        .set(u.size.saturating_sub(u.idle) as f64);
+    gauge!("podium_pool_waiting", "pool" => pool).set(u.waiting as f64);
+    gauge!("podium_pool_connections_max", "pool" => pool).set(u.max as f64);
 }
 
 pub fn game_started() {
@@ -236,6 +276,147 @@ pub fn game_started() {
 pub fn board_read_from_store(campaign: &str) {
     counter!("podium_public_board_store_reads_total", "campaign" => campaign.to_owned())
         .increment(1);
+}
+
+/// One HTTP request answered, WebSocket upgrades included (their answer is the 101).
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// The route's pattern (`/admin/campaigns/{name}`), `None` for a path no route matches.
+    pub route: Option<&'a str>,
+    /// The path without its query string, which may carry a token (`?token=`).
+    pub path: &'a str,
+    pub status: u16,
+    pub took: Duration,
+    /// The peer's address (behind the gateway, the gateway's).
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// Per route: its latency histogram and a counter per status seen.
+#[derive(Default)]
+struct RouteHandles {
+    duration: Option<Histogram>,
+    by_status: HashMap<u16, Counter>,
+}
+
+thread_local! {
+    static HTTP: RefCell<HashMap<String, RouteHandles>> = RefCell::default();
+}
+
+/// Counts and times the request by route pattern and status, and writes its access log line
+/// (debug for the probes, `/health` and `/metrics`, which a scraper calls every few seconds).
+pub fn http_request(r: &HttpRequest<'_>) {
+    let route = r.route.unwrap_or("unmatched");
+    HTTP.with(|http| {
+        let mut http = http.borrow_mut();
+        if !http.contains_key(route) {
+            http.insert(route.to_owned(), RouteHandles::default());
+        }
+        let handles = http.get_mut(route).expect("inserted above");
+        let owned = || route.to_owned();
+        handles
+            .duration
+            .get_or_insert_with(|| {
+                histogram!("podium_http_request_duration_seconds", "route" => owned())
+            })
+            .record(r.took.as_secs_f64());
+        handles
+            .by_status
+            .entry(r.status)
+            .or_insert_with(|| {
+                counter!("podium_http_requests_total", "route" => owned(), "status" => r.status.to_string())
+            })
+            .increment(1);
+    });
+    let duration_ms = (r.took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let client = r.client.map(|c| c.to_string());
+    let client = client.as_deref();
+    if matches!(route, "/health" | "/metrics" | "/ready") {
+        tracing::debug!(
+            event = "http_request",
+            method = r.method,
+            route,
+            path = r.path,
+            status_code = r.status,
+            duration_ms,
+            client,
+            "http request"
+        );
+    } else {
+        tracing::info!(
+            event = "http_request",
+            method = r.method,
+            route,
+            path = r.path,
+            status_code = r.status,
+            duration_ms,
+            client,
+            "http request"
+        );
+    }
+}
+
+/// The standard `process_*` gauges, read from `/proc/self` when `/metrics` is scraped (Linux;
+/// elsewhere they are absent). CPU time is in USER_HZ ticks, 100 a second on Linux's ABI.
+pub fn process() {
+    const USER_HZ: f64 = 100.0;
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        // Numbered as in proc(5), from field 3 (`state`) on.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            // A gauge: the recorder's counters are whole numbers, and `rate()` over whole
+            // seconds would be useless on a scrape every few seconds.
+            gauge!("process_cpu_seconds_total").set((utime + stime) / USER_HZ);
+        }
+        if let Some(threads) = field(20) {
+            gauge!("process_threads").set(threads);
+        }
+        if let Some(vsize) = field(23) {
+            gauge!("process_virtual_memory_bytes").set(vsize);
+        }
+        if let (Some(start), Some(boot)) = (field(22), boot_time()) {
+            gauge!("process_start_time_seconds").set(boot + start / USER_HZ);
+        }
+    }
+    if let Some(rss_kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+        })
+    {
+        gauge!("process_resident_memory_bytes").set(rss_kb * 1024.0);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(fds.count() as f64);
+    }
+    if let Some(max) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok())
+        })
+    {
+        gauge!("process_max_fds").set(max);
+    }
+}
+
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
 }
 
 pub fn dev_token(outcome: &'static str) {

@@ -200,7 +200,7 @@ async fn listeners(config: &podium::Config, campaign: &str) -> i64 {
     let channel = store.redis.campaign_channel(campaign);
     let counts: Vec<(String, i64)> = store
         .redis
-        .run(async |c| {
+        .run("test_numsub", async |c| {
             redis::cmd("PUBSUB")
                 .arg("NUMSUB")
                 .arg(&channel)

@@ -197,31 +197,42 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        let body = body.unwrap_or("");
-        let extra: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}\r\n"))
-            .collect();
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
-            .await
-            .unwrap()
-            .unwrap();
-        let raw = String::from_utf8_lossy(&raw);
-        let status = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .map(|(h, b)| (h.to_owned(), b.to_owned()))
-            .unwrap_or_default();
-        (status, head, body)
+        request(self.addr, method, path, headers, body).await
     }
+}
+
+/// One HTTP/1.1 request to `addr` with extra headers; answers the status, the head and the body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
+        .unwrap_or_default();
+    (status, head, body)
 }
 
 /// The engine under test: `PODIUM_TEST_ENGINE=redis` runs the suite against the real Redis

@@ -74,6 +74,7 @@ async fn ready_and_metrics_answer() {
     assert_eq!(status, 200);
     for name in [
         "podium_ws_connections",
+        "podium_ws_connections_opened_total",
         "podium_auth_total",
         "podium_ws_messages_in_total",
         "podium_ws_messages_out_total",

@@ -12,6 +12,7 @@ mod faults;
 mod games;
 mod hostile;
 mod http;
+mod observe;
 mod openapi;
 mod persist;
 mod public;

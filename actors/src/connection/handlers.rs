@@ -203,6 +203,7 @@ impl Connection {
     ) {
         let asked = Instant::now();
         self.in_flight += 1;
+        let who = user.clone();
         let ask = self.results.send(Submit {
             user,
             session,
@@ -243,6 +244,13 @@ impl Connection {
                     act.reply(ctx, &result, id.as_ref());
                 }
                 Err(_) => {
+                    // The pipeline is gone (stopping): it could not count this one itself.
+                    telemetry::submit(
+                        "failed",
+                        Some(ClientError::Internal.code()),
+                        who.as_str(),
+                        score,
+                    );
                     act.gateway.stats.fault();
                     act.reply_error(ctx, &ClientError::Internal, id.as_ref())
                 }

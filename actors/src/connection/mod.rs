@@ -151,6 +151,9 @@ pub struct Connection {
     close_after: Option<CloseReason>,
     /// Connection data kept while the socket lives (see [`Hold`]).
     _hold: Option<Hold>,
+    /// When the socket was upgraded, and the client's frames since: for its close's log line.
+    opened: Instant,
+    frames_in: u64,
 }
 
 impl Connection {
@@ -174,6 +177,8 @@ impl Connection {
             in_flight: 0,
             close_after: None,
             _hold: accepted.hold,
+            opened: now,
+            frames_in: 0,
         }
     }
 
@@ -374,6 +379,7 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        telemetry::connection_opened();
         self.gateway.connections.do_send(Attach {
             id: self.id(),
             conn: ctx.address().recipient(),
@@ -414,7 +420,13 @@ impl Actor for Connection {
             });
         }
         let reason = self.closing.unwrap_or(CloseReason::ClientClosed);
-        telemetry::connection_closed(reason, self.user.as_ref().map(UserId::as_str));
+        telemetry::connection_closed(&telemetry::SocketClosed {
+            reason,
+            user: self.user.as_ref().map(UserId::as_str),
+            open_for: self.opened.elapsed(),
+            frames_in: self.frames_in,
+            frames_out: self.outbox.frames(),
+        });
         Running::Stop
     }
 
@@ -427,6 +439,7 @@ impl Actor for Connection {
 impl StreamHandler<Event> for Connection {
     fn handle(&mut self, event: Event, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.frames_in += 1;
         match event {
             Event::Text(text) => self.on_frame(ctx, Some(&text)),
             Event::Other => self.on_frame(ctx, None),

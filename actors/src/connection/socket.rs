@@ -87,6 +87,8 @@ pub enum Sent {
 struct Out {
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Frames accepted for this client (sent or queued), for the log line of its close.
+    frames: u64,
     /// Everything queued was put there by [`Outbox::send_soon`] and not yet offered to the
     /// kernel: it waits for this socket's own turn, not for the client, so the cap does not
     /// count it.
@@ -121,6 +123,11 @@ impl Outbox {
         self.out.borrow().queued
     }
 
+    /// Frames accepted for the client so far, broadcasts included.
+    pub fn frames(&self) -> u64 {
+        self.out.borrow().frames
+    }
+
     /// Sends `frame`: written now when nothing waits before it, else queued.
     pub fn send(&self, frame: &Frame) -> Sent {
         self.push(frame, false, false)
@@ -148,6 +155,7 @@ impl Outbox {
             return Sent::Closed;
         }
         let bytes = &frame.0;
+        out.frames += 1;
         if soon && out.waker.is_some() && (out.queue.is_empty() || out.deferred) {
             out.deferred = true;
             out.enqueue(bytes.clone());
@@ -168,6 +176,7 @@ impl Outbox {
             return Sent::Yes;
         }
         if !last && !out.deferred && out.queued + bytes.len() > self.limit {
+            out.frames -= 1;
             out.alarm.get_or_insert(CloseReason::SlowConsumer);
             out.wake();
             return Sent::Overflow;

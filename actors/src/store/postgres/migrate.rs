@@ -1,7 +1,7 @@
 //! Migrations: the numbered files of `migrations/`, compiled in, applied in order under an
 //! advisory lock so engines starting together apply each once.
 
-use super::pool::pg_err;
+use super::pool::{pg_err, timed};
 use crate::store::error::StoreError;
 use deadpool_postgres::Pool;
 
@@ -35,22 +35,25 @@ const MIGRATION_LOCK: i64 = 0x706f_6469_756d; // "podium"
 /// Creates the schema if needed and applies the migrations not yet recorded. Safe to run from
 /// several engines at once. Answers the versions it applied.
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<Vec<i32>, StoreError> {
-    let mut client = pool.get().await.map_err(pg_err)?;
-    client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .await
-        .map_err(pg_err)?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg_err)?;
-    let result = apply(&mut client).await;
-    // Released even when a migration failed, so the next engine can try.
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg_err)?;
-    result
+    timed("migrate", async {
+        let mut client = pool.get().await.map_err(pg_err)?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let result = apply(&mut client).await;
+        // Released even when a migration failed, so the next engine can try.
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        result
+    })
+    .await
 }
 
 async fn apply(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, StoreError> {

@@ -297,15 +297,18 @@ pub async fn archive_exists(
     board: &str,
     name: &str,
 ) -> Result<bool, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let row = client
-        .query_opt(
-            "SELECT 1 FROM board_archives WHERE campaign_id = $1 AND board = $2 AND name = $3",
-            &[&campaign, &board, &name],
-        )
-        .await
-        .map_err(pg_err)?;
-    Ok(row.is_some())
+    timed("archive_exists", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM board_archives WHERE campaign_id = $1 AND board = $2 AND name = $3",
+                &[&campaign, &board, &name],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.is_some())
+    })
+    .await
 }
 
 /// Keeps the archive and records the reset, in one transaction.
@@ -366,16 +369,19 @@ pub async fn resets(
     pool: &Pool,
     campaign: &str,
 ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let sql = format!(
-        "SELECT board, {} FROM board_resets WHERE campaign_id = $1",
-        ms!("reset_at")
-    );
-    let rows = client.query(&sql, &[&campaign]).await.map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
-        .collect())
+    timed("resets", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let sql = format!(
+            "SELECT board, {} FROM board_resets WHERE campaign_id = $1",
+            ms!("reset_at")
+        );
+        let rows = client.query(&sql, &[&campaign]).await.map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    })
+    .await
 }
 
 /// Appends an admin action to the audit log.

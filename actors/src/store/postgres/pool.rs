@@ -59,18 +59,25 @@ pub async fn timed<T>(
     result
 }
 
-/// The pool's connections, idle ones, and its cap.
-pub fn pool_usage(pool: &Pool) -> (usize, usize, usize) {
+pub fn pool_usage(pool: &Pool) -> telemetry::PoolUsage {
     let s = pool.status();
-    (s.size, s.available, s.max_size)
+    telemetry::PoolUsage {
+        size: s.size,
+        idle: s.available,
+        waiting: s.waiting,
+        max: s.max_size,
+    }
 }
 
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
-    pool.get()
-        .await
-        .map_err(pg_err)?
-        .execute("SELECT 1", &[])
-        .await
-        .map_err(pg_err)?;
-    Ok(())
+    timed("ping", async {
+        pool.get()
+            .await
+            .map_err(pg_err)?
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    })
+    .await
 }

@@ -11,19 +11,22 @@ use crate::store::error::StoreError;
 
 /// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    for day in -1..=i64::from(ahead) {
-        let start = utc_date((now_ms as i64 + day * 86_400_000).max(0) as u64);
-        let end = utc_date((now_ms as i64 + (day + 1) * 86_400_000).max(0) as u64);
-        let name = format!("results_{}", start.replace('-', ""));
-        let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{start}') TO ('{end}')");
-        if let Err(err) = client.batch_execute(&sql).await {
-            // Rows for that day already sit in the default partition; they stay there and
-            // remain correct, only unpartitioned.
-            tracing::warn!(partition = name, %err, "could not create a results partition");
+    timed("ensure_partitions", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        for day in -1..=i64::from(ahead) {
+            let start = utc_date((now_ms as i64 + day * 86_400_000).max(0) as u64);
+            let end = utc_date((now_ms as i64 + (day + 1) * 86_400_000).max(0) as u64);
+            let name = format!("results_{}", start.replace('-', ""));
+            let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{start}') TO ('{end}')");
+            if let Err(err) = client.batch_execute(&sql).await {
+                // Rows for that day already sit in the default partition; they stay there and
+                // remain correct, only unpartitioned.
+                tracing::warn!(partition = name, %err, "could not create a results partition");
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Writes a batch in one transaction: accepted results into `results`, refusals into
@@ -110,12 +113,15 @@ pub async fn decided(
     started_ms: u64,
     user: &UserId,
 ) -> Result<Option<Outcome>, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let row = client
-        .query_opt(PRIOR, &[&session_id, &(started_ms as i64)])
-        .await
-        .map_err(pg_err)?;
-    row.map(|r| outcome_of(user, &r)).transpose()
+    timed("decided", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let row = client
+            .query_opt(PRIOR, &[&session_id, &(started_ms as i64)])
+            .await
+            .map_err(pg_err)?;
+        row.map(|r| outcome_of(user, &r)).transpose()
+    })
+    .await
 }
 
 /// Decides a session straight in PostgreSQL (a session whose game started while Redis was
@@ -198,31 +204,34 @@ pub async fn bests(
     since_ms: Option<u64>,
     region: Option<&str>,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let since = since_ms.map_or(0, |ms| ms as i64);
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
-             FROM results
-             WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
-               AND NOT EXISTS (SELECT 1 FROM score_removals x WHERE x.campaign_id = results.campaign_id
-                   AND x.user_id = results.user_id AND results.accepted_at <= x.removed_at)
-               AND user_id NOT IN (SELECT user_id FROM bans WHERE expires_at IS NULL OR expires_at > now())
-             ORDER BY user_id, score DESC, accepted_at ASC",
-            &[&campaign, &since, &region],
-        )
-        .await
-        .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, i64>(1) as u64,
-                r.get::<_, i64>(2) as u64,
+    timed("rebuild_bests", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let since = since_ms.map_or(0, |ms| ms as i64);
+        let rows = client
+            .query(
+                "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
+                 FROM results
+                 WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
+                   AND NOT EXISTS (SELECT 1 FROM score_removals x WHERE x.campaign_id = results.campaign_id
+                       AND x.user_id = results.user_id AND results.accepted_at <= x.removed_at)
+                   AND user_id NOT IN (SELECT user_id FROM bans WHERE expires_at IS NULL OR expires_at > now())
+                 ORDER BY user_id, score DESC, accepted_at ASC",
+                &[&campaign, &since, &region],
             )
-        })
-        .collect())
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i64>(1) as u64,
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect())
+    })
+    .await
 }
 
 /// Marks a player's results in a campaign up to `now_ms` removed: kept, but counted on no
@@ -291,7 +300,6 @@ pub async fn results_csv(
 ) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, StoreError>> + use<>, StoreError>
 {
     use futures_util::StreamExt;
-    let client = pool.get().await.map_err(pg_err)?;
     // COPY takes no parameters: the name is quoted as a literal (campaign names are letters,
     // digits, - and _ anyway).
     let literal = format!("'{}'", campaign.replace('\'', "''"));
@@ -304,7 +312,13 @@ pub async fn results_csv(
                WHERE r.campaign_id = {literal} ORDER BY r.accepted_at)
          TO STDOUT WITH (FORMAT csv)"
     );
-    let copy = client.copy_out(sql.as_str()).await.map_err(pg_err)?;
+    // Timed to the first row's readiness: the stream after it runs at the client's pace.
+    let (client, copy) = timed("results_csv", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let copy = client.copy_out(sql.as_str()).await.map_err(pg_err)?;
+        Ok((client, copy))
+    })
+    .await?;
     let state = (client, Box::pin(copy));
     Ok(futures_util::stream::unfold(
         Some(state),
@@ -321,13 +335,16 @@ pub async fn results_csv(
 
 /// The regions a campaign's results came from (one board each).
 pub async fn regions(pool: &Pool, campaign: &str) -> Result<Vec<String>, StoreError> {
-    let client = pool.get().await.map_err(pg_err)?;
-    let rows = client
-        .query(
-            "SELECT DISTINCT region FROM results WHERE campaign_id = $1 AND region IS NOT NULL",
-            &[&campaign],
-        )
-        .await
-        .map_err(pg_err)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    timed("regions", async {
+        let client = pool.get().await.map_err(pg_err)?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT region FROM results WHERE campaign_id = $1 AND region IS NOT NULL",
+                &[&campaign],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    })
+    .await
 }

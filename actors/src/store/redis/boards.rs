@@ -276,7 +276,7 @@ impl RedisStore {
                     .arg(score)
                     .arg(format!("{}{user}", member_prefix(*at)));
             }
-            let n: u64 = self.run(async |c| call.invoke(c).await).await?;
+            let n: u64 = self.run("rebuild", async |c| call.invoke(c).await).await?;
             changed += n;
         }
         Ok(changed)
@@ -285,7 +285,9 @@ impl RedisStore {
     pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
         let key = self.key(&["s", session]);
         let json: Option<String> = self
-            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .run("outcome", async |c| {
+                redis::cmd("GET").arg(&key).query_async(c).await
+            })
             .await?;
         json.map(|j| parse_outcome(&j)).transpose()
     }
@@ -314,7 +316,9 @@ impl RedisStore {
         for (_, ttl) in attempt.boards {
             invocation.arg(ttl.map_or(0, |d| d.as_secs()));
         }
-        let (status, json): (u8, String) = self.run(async |c| invocation.invoke(c).await).await?;
+        let (status, json): (u8, String) = self
+            .run("decide", async |c| invocation.invoke(c).await)
+            .await?;
         if status == 2 {
             return Err(StoreError::Banned);
         }
@@ -332,7 +336,9 @@ impl RedisStore {
             }
         }
         call.arg(user.as_str());
-        let _: i64 = self.run(async |c| call.invoke(c).await).await?;
+        let _: i64 = self
+            .run("hide_player", async |c| call.invoke(c).await)
+            .await?;
         Ok(())
     }
 
@@ -341,7 +347,7 @@ impl RedisStore {
         let [z, h, v] = self.board_keys(board);
         let mut call = RESET_SCRIPT.call(3);
         call.key(&z).key(&h).key(&v);
-        let rows: Vec<(String, f64)> = self.run(async |c| call.invoke(c).await).await?;
+        let rows: Vec<(String, f64)> = self.run("reset", async |c| call.invoke(c).await).await?;
         entries(rows, 1)
     }
 
@@ -358,7 +364,8 @@ impl RedisStore {
             }
         }
         call.arg(user.as_str());
-        self.run(async |c| call.invoke(c).await).await
+        self.run("remove_scores", async |c| call.invoke(c).await)
+            .await
     }
 
     /// See `Store::restore_player`.
@@ -379,7 +386,9 @@ impl RedisStore {
         for (_, ttl) in boards {
             call.arg(ttl.map_or(0, |d| d.as_secs()));
         }
-        let _: i64 = self.run(async |c| call.invoke(c).await).await?;
+        let _: i64 = self
+            .run("restore_player", async |c| call.invoke(c).await)
+            .await?;
         Ok(())
     }
 
@@ -399,7 +408,7 @@ impl RedisStore {
         let [zset, _, _] = self.board_keys(board);
         let (start, stop) = (from_rank - 1, from_rank - 1 + count as u64 - 1);
         let rows: Vec<(String, f64)> = self
-            .run(async |c| {
+            .run("page", async |c| {
                 redis::cmd("ZREVRANGE")
                     .arg(&zset)
                     .arg(start)
@@ -414,8 +423,10 @@ impl RedisStore {
 
     pub async fn count(&self, board: &BoardKey) -> Result<u64, StoreError> {
         let [zset, _, _] = self.board_keys(board);
-        self.run(async |c| redis::cmd("ZCARD").arg(&zset).query_async(c).await)
-            .await
+        self.run("count", async |c| {
+            redis::cmd("ZCARD").arg(&zset).query_async(c).await
+        })
+        .await
     }
 
     pub async fn standing(
@@ -425,7 +436,7 @@ impl RedisStore {
     ) -> Result<Option<Standing>, StoreError> {
         let [zset, hash, _] = self.board_keys(board);
         let found: Option<(u64, f64)> = self
-            .run(async |c| {
+            .run("standing", async |c| {
                 STANDING_SCRIPT
                     .call(2)
                     .key(&zset)
@@ -444,7 +455,9 @@ impl RedisStore {
     pub async fn version(&self, board: &BoardKey) -> Result<u64, StoreError> {
         let [_, _, version] = self.board_keys(board);
         let v: Option<u64> = self
-            .run(async |c| redis::cmd("GET").arg(&version).query_async(c).await)
+            .run("version", async |c| {
+                redis::cmd("GET").arg(&version).query_async(c).await
+            })
             .await?;
         Ok(v.unwrap_or(0))
     }

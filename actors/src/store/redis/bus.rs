@@ -34,7 +34,7 @@ impl RedisStore {
     }
 
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        self.run(async |c| {
+        self.run("publish", async |c| {
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(payload)
@@ -69,7 +69,8 @@ impl RedisStore {
             .arg("-inf")
             .arg(now_ms.saturating_sub(ttl_ms))
             .ignore();
-        self.run(async |c| pipe.query_async::<()>(c).await).await
+        self.run("heartbeat", async |c| pipe.query_async::<()>(c).await)
+            .await
     }
 
     /// The descriptions of the instances that heartbeat within `ttl`.
@@ -77,7 +78,7 @@ impl RedisStore {
         let set = self.key(&["insts"]);
         let since = now_ms.saturating_sub(ttl.as_millis() as u64);
         let ids: Vec<String> = self
-            .run(async |c| {
+            .run("instances", async |c| {
                 redis::cmd("ZRANGEBYSCORE")
                     .arg(&set)
                     .arg(since)
@@ -91,7 +92,9 @@ impl RedisStore {
         }
         let keys: Vec<String> = ids.iter().map(|id| self.key(&["inst", id])).collect();
         let found: Vec<Option<String>> = self
-            .run(async |c| redis::cmd("MGET").arg(&keys).query_async(c).await)
+            .run("instances", async |c| {
+                redis::cmd("MGET").arg(&keys).query_async(c).await
+            })
             .await?;
         Ok(found.into_iter().flatten().collect())
     }

@@ -158,14 +158,15 @@ impl RedisStore {
     }
 
     /// Runs one Redis interaction on this thread's shared connection, bounded by the command
-    /// timeout. Never for a blocking command (see [`Self::run_alone`]).
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// timeout and timed under `call` (`podium_redis_call_seconds{call}`). Never for a
+    /// blocking command (see [`Self::run_alone`]).
+    pub async fn run<T, F>(&self, call: &'static str, f: F) -> Result<T, StoreError>
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
         let shared = self.conns.shared();
         let result = self
-            .timed(async {
+            .timed(call, async {
                 let conn = shared
                     .get_or_try_init(|| {
                         self.conns
@@ -190,11 +191,11 @@ impl RedisStore {
     /// Runs one Redis interaction on a connection of its own from this thread's pool: for a
     /// command that may block (a stream read that waits), which on the shared connection would
     /// hold up every command behind it.
-    pub async fn run_alone<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn run_alone<T, F>(&self, call: &'static str, f: F) -> Result<T, StoreError>
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
-        self.timed(async {
+        self.timed(call, async {
             let pool = self.conns.pool()?;
             let mut conn = pool
                 .get()
@@ -208,34 +209,42 @@ impl RedisStore {
     /// `interaction` under the command timeout, its latency and outcome recorded.
     async fn timed<T>(
         &self,
+        call: &'static str,
         interaction: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, interaction)
             .await
             .unwrap_or(Err(StoreError::Timeout));
-        telemetry::redis_call(started.elapsed(), result.is_ok());
+        telemetry::redis_call(call, started.elapsed(), result.is_ok());
         result
     }
 
-    /// The connections open, those idle, and the cap: each thread's shared connection counts
-    /// as open and never idle.
-    pub fn pool_usage(&self) -> (usize, usize, usize) {
+    /// The connections open, idle, waited for, and the cap: each thread's shared connection
+    /// counts as open and never idle (it is always in use, by every command of its thread).
+    pub fn pool_usage(&self) -> telemetry::PoolUsage {
         let shared = {
             let shared = self.conns.shared.lock().unwrap_or_else(|p| p.into_inner());
             shared.values().filter(|s| s.initialized()).count()
         };
         let pools = self.conns.pools.lock().unwrap_or_else(|p| p.into_inner());
-        pools
-            .values()
-            .map(|p| p.status())
-            .fold((shared, 0, shared), |(a, b, c), s| {
-                (a + s.size, b + s.available, c + s.max_size)
-            })
+        pools.values().map(|p| p.status()).fold(
+            telemetry::PoolUsage {
+                size: shared,
+                max: shared,
+                ..Default::default()
+            },
+            |u, s| telemetry::PoolUsage {
+                size: u.size + s.size,
+                idle: u.idle + s.available,
+                waiting: u.waiting + s.waiting,
+                max: u.max + s.max_size,
+            },
+        )
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(async |c| redis::cmd("PING").query_async(c).await)
+        self.run("ping", async |c| redis::cmd("PING").query_async(c).await)
             .await
     }
 }

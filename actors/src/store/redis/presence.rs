@@ -36,7 +36,7 @@ impl RedisStore {
         let key = self.key(&["uc", user]);
         let lease_ms = lease.as_millis() as u64;
         let got: u8 = self
-            .run(async |c| {
+            .run("claim_socket", async |c| {
                 CLAIM_SOCKET_SCRIPT
                     .call(1)
                     .key(&key)
@@ -74,13 +74,14 @@ impl RedisStore {
                 .ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
         }
-        self.run(async |c| pipe.query_async(c).await).await
+        self.run("renew_sockets", async |c| pipe.query_async(c).await)
+            .await
     }
 
     /// The members of `user`'s set whose lease has not lapsed.
     pub async fn socket_members(&self, user: &str, now_ms: u64) -> Result<Vec<String>, StoreError> {
         let key = self.key(&["uc", user]);
-        self.run(async |c| {
+        self.run("socket_members", async |c| {
             redis::cmd("ZRANGEBYSCORE")
                 .arg(&key)
                 .arg(now_ms)
@@ -93,7 +94,7 @@ impl RedisStore {
 
     pub async fn release_socket(&self, user: &str, member: &str) -> Result<(), StoreError> {
         let key = self.key(&["uc", user]);
-        self.run(async |c| {
+        self.run("release_socket", async |c| {
             redis::cmd("ZREM")
                 .arg(&key)
                 .arg(member)

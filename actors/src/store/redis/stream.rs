@@ -99,7 +99,7 @@ impl RedisStore {
     pub async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
         let key = self.stream_key();
         let created: Result<(), StoreError> = self
-            .run(async |c| {
+            .run("ensure_group", async |c| {
                 redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(&key)
@@ -128,7 +128,7 @@ impl RedisStore {
     ) -> Result<Vec<StreamEntry>, StoreError> {
         let key = self.stream_key();
         let reply: Option<redis::streams::StreamReadReply> = self
-            .run_alone(async |c| {
+            .run_alone("read_group", async |c| {
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(group)
@@ -158,7 +158,7 @@ impl RedisStore {
     ) -> Result<usize, StoreError> {
         let key = self.stream_key();
         let reply: redis::streams::StreamAutoClaimReply = self
-            .run(async |c| {
+            .run("autoclaim", async |c| {
                 redis::cmd("XAUTOCLAIM")
                     .arg(&key)
                     .arg(group)
@@ -181,7 +181,7 @@ impl RedisStore {
             return Ok(());
         }
         let key = self.stream_key();
-        self.run(async |c| {
+        self.run("ack", async |c| {
             redis::pipe()
                 .cmd("XACK")
                 .arg(&key)
@@ -202,7 +202,7 @@ impl RedisStore {
     pub async fn backlog(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
         let key = self.stream_key();
         let (len, first): (u64, redis::streams::StreamRangeReply) = self
-            .run(async |c| {
+            .run("backlog", async |c| {
                 redis::pipe()
                     .cmd("XLEN")
                     .arg(&key)

@@ -29,7 +29,8 @@ impl RedisStore {
                 .arg("NX")
                 .ignore();
         }
-        self.run(async |c| pipe.query_async(c).await).await
+        self.run("add_message_counts", async |c| pipe.query_async(c).await)
+            .await
     }
 }
 
@@ -47,7 +48,9 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("INCR").arg(&key);
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).arg("NX").ignore();
-        let (count,): (u64,) = self.run(async |c| pipe.query_async(c).await).await?;
+        let (count,): (u64,) = self
+            .run("count_in_window", async |c| pipe.query_async(c).await)
+            .await?;
         Ok(count)
     }
 }
