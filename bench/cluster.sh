@@ -20,6 +20,8 @@ export PODIUM_REUSE_PORT=true
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} REDIS_PREFIX=${REDIS_PREFIX:-cluster:}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export DATABASE_SCHEMA=${DATABASE_SCHEMA:-bench}
+# Not dev mode: bench/server.toml's secret is in the repository and refused; draw this run's.
+eval "$(scripts/dev-secrets --export)"
 logs=${TMPDIR:-/tmp}/podium-cluster
 mkdir -p "$logs"
 servers=()
@@ -34,7 +36,7 @@ done
 generators=()
 for c in $(seq "$clients"); do
   from=$(seq -s, -f "127.0.0.%g" $(((c - 1) * sources + 2)) $((c * sources + 1)))
-  ./target/release/podium-bench --sources "$from" "$@" >"$logs/bench-$c.log" 2>&1 &
+  ./target/release/podium-bench --sources "$from" --secret "$JWT_SECRET" "$@" >"$logs/bench-$c.log" 2>&1 &
   generators+=($!)
 done
 declare -A most

@@ -10,11 +10,18 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p podium -p podium-bench
 runs=${RUNS:-3}
+secret=()
+if [[ -n ${REDIS_URL:-}${DATABASE_URL:-} ]]; then
+  # The redis engine is not dev mode: podium refuses bench/server.toml's secret, which is
+  # written in the repository. This run draws its own and tells the bench.
+  eval "$(scripts/dev-secrets --export)"
+  secret=(--secret "$JWT_SECRET")
+fi
 for i in $(seq "$runs"); do
   ./target/release/podium --config bench/server.toml >"${TMPDIR:-/tmp}/podium-bench-server.log" 2>&1 &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 50); do curl -sf localhost:8080/ready >/dev/null && break; sleep 0.1; done
-  timeout 600 ./target/release/podium-bench --server-pid "$server" ${BENCH_ARGS:-} "$@" 2>&1 | grep -E "^(connect|fanout|ingest|naive|storm|wave|per-tick)" | grep -v "players start"
+  timeout 600 ./target/release/podium-bench --server-pid "$server" "${secret[@]}" ${BENCH_ARGS:-} "$@" 2>&1 | grep -E "^(connect|fanout|ingest|naive|storm|wave|per-tick)" | grep -v "players start"
   kill "$server"; wait "$server" 2>/dev/null || true
 done

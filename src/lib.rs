@@ -4,11 +4,13 @@
 pub mod access;
 pub mod admin;
 pub mod conns;
+mod fnv;
 pub mod observe;
 pub mod openapi;
 pub mod policy;
 pub mod public;
 pub mod routes;
+pub mod secrets;
 pub mod views;
 
 use std::future::Future;
@@ -38,6 +40,7 @@ pub struct Running {
 /// Builds the engine and binds the server. Must be called inside an actix system; the
 /// server runs once `server` is awaited.
 pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    secrets::check(&config)?;
     let limit = raise_descriptor_limit();
     config.fit_descriptors(limit)?;
     tracing::info!(

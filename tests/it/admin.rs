@@ -63,7 +63,7 @@ async fn failed_admin_logins_are_limited_per_address() {
         .request(
             "GET",
             "/admin/bans",
-            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            &[("Authorization", &format!("Bearer {}", *ADMIN_KEY))],
             None,
         )
         .await;
@@ -733,7 +733,7 @@ async fn a_reset_board_starts_empty_and_keeps_its_standings_as_an_archive() {
         .admin("POST", "/admin/campaigns/quick/boards/daily/reset", None)
         .await;
     assert_eq!(status, 200, "no body: the archive is named by the time");
-    let auth = format!("Bearer {ADMIN_KEY}");
+    let auth = format!("Bearer {}", *ADMIN_KEY);
     let (status, _, _) = s
         .request(
             "POST",
@@ -801,7 +801,7 @@ async fn results_export_as_csv_and_a_players_page_shows_their_results_and_flags(
         .request(
             "GET",
             "/admin/campaigns/quick/results.csv",
-            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            &[("Authorization", &format!("Bearer {}", *ADMIN_KEY))],
             None,
         )
         .await;

@@ -1,5 +1,7 @@
 //! The first frame must be a valid `auth`; everything else closes with 4401.
 
+use std::time::Duration;
+
 use jsonwebtoken::Algorithm;
 use podium_actors::domain::token::JwtAlgorithm;
 use serde_json::json;
@@ -166,4 +168,65 @@ async fn rs256_with_a_public_key_accepts_its_tokens_and_nothing_else() {
         public.as_bytes(),
     );
     assert_eq!(refused(&server, confused).await.1 .0, 4401);
+}
+
+/// Outside dev mode the real binary will not start with a secret copied from this repository
+/// (this one is written right here) or one too short, and its message names the key, never the
+/// value; with secrets of its own it starts.
+#[tokio::test]
+async fn outside_dev_mode_a_secret_written_in_the_repository_stops_start_up() {
+    let copied = "a-jwt-secret-someone-copied-from-the-readme-0123";
+    let run = |env: Vec<(&'static str, String)>| async move {
+        let port = free_port();
+        let mut command = podium_command(port);
+        command
+            .env_remove("REDIS_URL")
+            .env_remove("DATABASE_URL")
+            .env("PODIUM_DEV_MODE", "false")
+            .env("SESSION_SECRET", &*SESSION_SECRET)
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start podium");
+        let addr = format!("127.0.0.1:{port}");
+        let ended = tokio::time::timeout(WAIT * 6, async {
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    return Some(status);
+                }
+                if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("podium neither started nor stopped");
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        (ended, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (ended, stderr) = run(vec![("JWT_SECRET", copied.to_owned())]).await;
+    assert!(ended.is_some_and(|s| !s.success()), "it started: {stderr}");
+    assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+    assert!(
+        !stderr.contains(copied),
+        "the message shows the secret: {stderr}"
+    );
+
+    let (ended, stderr) = run(vec![
+        ("JWT_SECRET", SECRET.clone()),
+        ("SESSION_SECRET", "short-session-secret".to_owned()),
+    ])
+    .await;
+    assert!(ended.is_some_and(|s| !s.success()), "it started: {stderr}");
+    assert!(stderr.contains("SESSION_SECRET"), "{stderr}");
+
+    let (ended, stderr) = run(vec![("JWT_SECRET", SECRET.clone())]).await;
+    assert!(
+        ended.is_none(),
+        "secrets of its own, and it stopped: {stderr}"
+    );
 }

@@ -1,11 +1,13 @@
 //! `TestServer` starts podium on port 0 in its own actix system; `Client` speaks the protocol.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 pub use podium::Config;
 use podium_actors::domain::campaign::CampaignRules;
+use podium_actors::domain::session::random_secret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,9 +15,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const SECRET: &str = "test-secret-0123456789";
+/// The JWT secret of every test server, drawn per run: a secret written in the repository is
+/// refused outside dev mode (`src/secrets.rs`), and the redis engine is not dev mode.
+pub static SECRET: LazyLock<String> = LazyLock::new(random_secret);
 /// The admin key every test server takes (named `test` in the audit log).
-pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+pub static ADMIN_KEY: LazyLock<String> = LazyLock::new(random_secret);
+/// The session secret of every test server (instances of one test share it).
+pub static SESSION_SECRET: LazyLock<String> = LazyLock::new(random_secret);
 /// How long a test waits for a frame before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -42,7 +48,8 @@ impl TestServer {
             workers: 1,
             ..Config::default()
         };
-        config.jwt.secret = Some(SECRET.into());
+        config.jwt.secret = Some(SECRET.clone());
+        config.game.session_secret = Some(SESSION_SECRET.clone());
         config.campaigns.insert(
             "quick".into(),
             CampaignRules {
@@ -67,7 +74,7 @@ impl TestServer {
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or("warn".into()))
             .try_init();
         config.dev_mode = Some(true);
-        config.admin.api_keys = vec![format!("test:{ADMIN_KEY}")];
+        config.admin.api_keys = vec![format!("test:{}", *ADMIN_KEY)];
         use_test_engine(&mut config);
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -165,7 +172,7 @@ impl TestServer {
 
     /// An admin request with the test admin key; answers the status and the JSON body.
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let auth = format!("Bearer {ADMIN_KEY}");
+        let auth = format!("Bearer {}", *ADMIN_KEY);
         self.as_admin(&auth, method, path, body).await
     }
 
@@ -473,7 +480,7 @@ pub fn podium_command(port: u16) -> std::process::Command {
         .arg("--config")
         .arg(&file)
         .env("PODIUM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", SECRET)
+        .env("JWT_SECRET", &*SECRET)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     command
@@ -497,7 +504,7 @@ impl ProcessServer {
             .env("REDIS_PREFIX", &config.redis.prefix)
             .env("DATABASE_URL", config.postgres.url.as_deref().unwrap())
             .env("DATABASE_SCHEMA", &config.postgres.schema)
-            .env("SESSION_SECRET", "process-test-session-secret-01")
+            .env("SESSION_SECRET", &*SESSION_SECRET)
             .env("PERSIST_CONSUMER", "process-test")
             .env("PODIUM_WORKERS", "1");
         for (key, value) in env {

@@ -153,11 +153,12 @@ async fn shutdown_refuses_new_players_and_closes_sockets_with_1001() {
         listen: "127.0.0.1:0".into(),
         workers: 1,
         jwt: podium_actors::config::JwtConfig {
-            secret: Some(SECRET.into()),
+            secret: Some(SECRET.clone()),
             ..Default::default()
         },
         ..Default::default()
     };
+    config.game.session_secret = Some(SESSION_SECRET.clone());
     use_test_engine(&mut config);
     let thread = std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {

@@ -215,7 +215,7 @@ async fn the_log_has_a_line_per_request_and_per_closed_socket_and_no_token() {
     assert!(socket["duration_ms"].is_u64(), "{socket}");
 
     let log = std::fs::read_to_string(&p.log).unwrap();
-    for secret in [token.as_str(), &signature, &session, SECRET] {
+    for secret in [token.as_str(), &signature, &session, SECRET.as_str()] {
         assert!(!log.contains(secret), "the log holds {secret}");
     }
 }

@@ -85,8 +85,8 @@ async fn two_engines_starting_together_apply_each_migration_once() {
 
 #[tokio::test]
 async fn the_same_session_submitted_to_two_engines_counts_once() {
-    let one =
-        TestServer::redis(|c| c.game.session_secret = Some("shared-session-secret-0123".into()));
+    // Every test server signs sessions with the same SESSION_SECRET, as instances must.
+    let one = TestServer::redis(|_| {});
     let two = TestServer::with(|c| *c = one.config.clone());
     let mut on_one = one.player("twice").await;
     let mut on_two = two.player("twice").await;

@@ -202,6 +202,57 @@ mod tests {
     }
 
     #[test]
+    fn outside_dev_mode_secrets_must_be_set_long_and_not_known() {
+        let good = "0123456789abcdef0123456789abcdef-own";
+        let known = |v: &str| v == "a-value-copied-from-the-repository-0123";
+        let production = |adjust: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            c.redis.url = Some("redis://127.0.0.1:6379".into());
+            c.postgres.url = Some("postgres://127.0.0.1/test".into());
+            c.jwt.secret = Some(good.into());
+            c.game.session_secret = Some(format!("{good}-session"));
+            c.admin.api_keys = vec![format!("ops:{good}-admin")];
+            adjust(&mut c);
+            c.check_secrets(known).err().map(|e| (e.key, e.got))
+        };
+        assert_eq!(production(&|_| {}), None);
+        let key = |adjust: &dyn Fn(&mut Config)| production(adjust).map(|(k, _)| k);
+        assert_eq!(key(&|c| c.jwt.secret = None).as_deref(), Some("JWT_SECRET"));
+        assert_eq!(
+            key(&|c| c.jwt.secret = Some("short-0123456789abcdef".into())).as_deref(),
+            Some("JWT_SECRET")
+        );
+        let copied = production(&|c| {
+            c.game.session_secret = Some("a-value-copied-from-the-repository-0123".into())
+        })
+        .unwrap();
+        assert_eq!(copied.0, "SESSION_SECRET");
+        assert!(
+            !copied.1.contains("copied"),
+            "the value is never shown: {}",
+            copied.1
+        );
+        assert_eq!(
+            key(&|c| c.game.session_secret = None).as_deref(),
+            Some("SESSION_SECRET")
+        );
+        assert_eq!(
+            key(&|c| c.admin.api_keys = vec!["ops:0123456789abcdef012345678".into()]).as_deref(),
+            Some("ADMIN_API_KEYS (key \"ops\")")
+        );
+        // An RS256 deployment has no JWT secret to hold.
+        assert_eq!(
+            production(&|c| {
+                c.jwt.algorithm = crate::domain::token::JwtAlgorithm::RS256;
+                c.jwt.secret = None;
+            }),
+            None
+        );
+        // Dev mode, which hands out tokens to anyone, is not held to it.
+        assert!(Config::default().check_secrets(|_| true).is_ok());
+    }
+
+    #[test]
     fn a_missing_secret_outside_dev_mode_names_the_key() {
         let err = JwtConfig::default().verifier(None).err().unwrap();
         assert_eq!(err.key, "JWT_SECRET");

@@ -213,6 +213,63 @@ impl Config {
     }
 }
 
+/// Shortest secret accepted outside dev mode: JWT_SECRET, SESSION_SECRET and each admin key.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Outside dev mode, every secret must be set (JWT_SECRET with HS256, SESSION_SECRET),
+    /// [`MIN_SECRET_BYTES`] or longer, and not a value anyone can read (`known`: the
+    /// repository's files). The error names the key, never the value. Dev mode, which serves
+    /// `POST /dev/token` to anyone anyway, is not held to it.
+    pub fn check_secrets(&self, known: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+        if self.dev_mode() {
+            return Ok(());
+        }
+        let rule = |key: &str, value: &str| {
+            if value.len() < MIN_SECRET_BYTES {
+                Err(bad(
+                    key,
+                    "a secret of at least 32 bytes (scripts/dev-secrets makes some)",
+                    format!("{} bytes", value.len()),
+                ))
+            } else if known(value) {
+                Err(bad(
+                    key,
+                    "a secret of your own (scripts/dev-secrets makes some)",
+                    "a value that appears in podium's repository, which anyone can read",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let missing = |key: &str| {
+            bad(
+                key,
+                "a secret of at least 32 bytes (required outside dev mode)",
+                "nothing",
+            )
+        };
+        if self.jwt.algorithm == JwtAlgorithm::HS256 {
+            rule(
+                "JWT_SECRET",
+                self.jwt
+                    .secret
+                    .as_deref()
+                    .ok_or_else(|| missing("JWT_SECRET"))?,
+            )?;
+        }
+        let session = self.game.session_secret.as_deref();
+        rule(
+            "SESSION_SECRET",
+            session.ok_or_else(|| missing("SESSION_SECRET"))?,
+        )?;
+        for key in self.admin.keys()? {
+            rule(&format!("ADMIN_API_KEYS (key {:?})", key.name), &key.secret)?;
+        }
+        Ok(())
+    }
+}
+
 impl JwtConfig {
     /// The verifier these settings describe. `generated_secret` stands in for a missing HS256
     /// secret (dev mode only).
