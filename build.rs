@@ -69,7 +69,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
             if !SKIP.iter().any(|s| name == *s) {
                 walk(&path, files);
             }
-        } else if kind.is_file() {
+        } else if kind.is_file() && name != ".env" {
+            // `.env` holds this machine's own secrets (scripts/dev-secrets), not the repository's.
             files.push(path);
         }
     }
