@@ -37,7 +37,7 @@ for (const [name, service] of Object.entries(compose.services)) {
 
 // No secret of the stack has a value that works when docker/.env is missing: each one is
 // `${NAME:?...}`, so compose stops and says to run scripts/dev-secrets.
-const SECRETS = ["JWT_SECRET", "SESSION_SECRET", "ADMIN_API_KEYS", "POSTGRES_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD", "DATABASE_URL"];
+const SECRETS = ["JWT_SECRET", "SESSION_SECRET", "ADMIN_API_KEYS", "POSTGRES_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD", "DATABASE_URL", "DATA_SOURCE_NAME"];
 for (const [name, service] of Object.entries(compose.services)) {
   for (const [key, value] of Object.entries(service.environment ?? {})) {
     if (SECRETS.includes(key) && !/\$\{[A-Z_]+:\?[^}]*\}/.test(String(value))) fail(`service ${name}: ${key} must be \${...:?...} (no working default), not ${value}`);
@@ -47,7 +47,7 @@ for (const [name, service] of Object.entries(compose.services)) {
 // 2. Metrics queried by the dashboard and the alert rules exist.
 const documented = new Set([...read("README.md").matchAll(/`(podium_[a-z_]+)/g)].map((m) => m[1]));
 const queried = [
-  ...JSON.parse(read("docker/grafana/dashboards/podium.json")).panels.flatMap((p) => p.targets.map((t) => t.expr)),
+  ...JSON.parse(read("docker/grafana/dashboards/podium.json")).panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)),
   ...YAML.parse(read("docker/alerts.yml")).groups.flatMap((g) => g.rules.map((r) => r.expr)),
 ];
 for (const expr of queried) {

@@ -49,6 +49,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         "socket cap"
     );
     let prometheus = observe::prometheus();
+    podium_actors::telemetry::init();
     let workers = config.worker_threads();
     let (listen, reuse_port) = (config.listen.clone(), config.reuse_port);
     let send_buffer = config.ws.socket_send_buffer_bytes;

@@ -121,18 +121,13 @@ async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                     oldest = None;
                     backoff = Duration::from_millis(100);
                     let up = pool::ping(&shared.store.pg).await.is_ok();
-                    shared.store.status.postgres_ok.store(up, Ordering::Relaxed);
-                    telemetry::postgres_up(up);
+                    shared.store.postgres_seen(up);
                 }
                 Err(failed) => {
                     match &failed {
                         FlushError::Postgres(err) => {
                             telemetry::batch_failed(batch.len(), err);
-                            shared
-                                .store
-                                .status
-                                .postgres_ok
-                                .store(false, Ordering::Relaxed);
+                            shared.store.postgres_seen(false);
                         }
                         FlushError::Redis(err) => telemetry::batch_unacknowledged(batch.len(), err),
                     }
@@ -234,11 +229,11 @@ impl Actor for PersistenceBatcher {
                 }
                 telemetry::pool_usage("redis", shared.store.redis.pool_usage());
                 telemetry::pool_usage("postgres", pool::pool_usage(&shared.store.pg));
-                // An outage shows on /health even when no batch is being written.
-                shared.store.status.postgres_ok.store(
-                    pool::ping(&shared.store.pg).await.is_ok(),
-                    Ordering::Relaxed,
-                );
+                // An outage shows on /health and its gauge even when no batch is being
+                // written (the gauge was once set only after a batch: the alert never fired).
+                shared
+                    .store
+                    .postgres_seen(pool::ping(&shared.store.pg).await.is_ok());
             });
         });
         ctx.run_interval(Duration::from_secs(3600), |act, _| {

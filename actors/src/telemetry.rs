@@ -13,6 +13,14 @@ use metrics::{counter, gauge, histogram, Counter, Histogram};
 
 use crate::domain::error::CloseReason;
 
+/// Series that alerts divide by or into, at 0 from the start: a rate over a counter that no
+/// event has created yet is absent, and an absent numerator hides the whole ratio.
+pub fn init() {
+    counter!("podium_ws_faults_total").increment(0);
+    counter!("podium_submits_total", "outcome" => "failed", "reason" => "internal").increment(0);
+    counter!("podium_submits_total", "outcome" => "accepted", "reason" => "").increment(0);
+}
+
 /// The configured cap, so dashboards and alerts can show the share in use.
 pub fn connection_cap(max: usize) {
     gauge!("podium_ws_connections_max").set(max as f64);
@@ -95,9 +103,11 @@ thread_local! {
     static MESSAGES_IN: Handles<&'static str, Counter> = RefCell::default();
     static MESSAGES_OUT: Handles<&'static str, Counter> = RefCell::default();
     static SUBMITS: Handles<(&'static str, Option<&'static str>), Counter> = RefCell::default();
-    static REDIS_CALLS: Handles<&'static str, Histogram> = RefCell::default();
+    static REDIS_CALLS: Handles<&'static str, (Histogram, Counter)> = RefCell::default();
+    static PG_CALLS: Handles<&'static str, (Histogram, Counter)> = RefCell::default();
     static GAMES_STARTED: Handles<(), Counter> = RefCell::default();
     static OPENED: Handles<(), Counter> = RefCell::default();
+    static SUBMIT_ACKS: Handles<(), Histogram> = RefCell::default();
     static RESPONSES: Handles<(), Histogram> = RefCell::default();
 }
 
@@ -165,6 +175,12 @@ pub fn submit(outcome: &'static str, reason: Option<&'static str>, user: &str, s
     }
 }
 
+/// A submit answered (accepted, refused or failed), from its frame's arrival to its result.
+pub fn submit_answered(took: Duration) {
+    with_handle(&SUBMIT_ACKS, (), || histogram!("podium_submit_ack_seconds"))
+        .record(took.as_secs_f64());
+}
+
 /// A room could not read its board; it keeps its list and tries again next tick.
 pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
     counter!("podium_room_read_failures_total").increment(1);
@@ -172,16 +188,18 @@ pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
 }
 
 /// One Redis interaction (a command, a pipeline or a script) by its name, with its outcome.
+///
+/// The error counter of a call exists (at 0) from its first use, so an error rate is 0 on a
+/// dashboard, not absent.
 pub fn redis_call(call: &'static str, took: Duration, ok: bool) {
-    with_handle(
-        &REDIS_CALLS,
-        call,
-        || histogram!("podium_redis_call_seconds", "call" => call),
-    )
-    .record(took.as_secs_f64());
-    if !ok {
-        counter!("podium_redis_errors_total", "call" => call).increment(1);
-    }
+    let (latency, errors) = with_handle(&REDIS_CALLS, call, || {
+        (
+            histogram!("podium_redis_call_seconds", "call" => call),
+            counter!("podium_redis_errors_total", "call" => call),
+        )
+    });
+    latency.record(took.as_secs_f64());
+    errors.increment(u64::from(!ok));
 }
 
 /// One batch written to PostgreSQL and acknowledged: recorded once per flush.
@@ -214,9 +232,14 @@ pub fn fallback_submit() {
     tracing::debug!("session decided straight in PostgreSQL");
 }
 
+/// Whether submits are decided in PostgreSQL (Redis unreachable), as a gauge.
+pub fn fallback_mode(on: bool) {
+    gauge!("podium_fallback_mode").set(if on { 1.0 } else { 0.0 });
+}
+
 /// Redis went away (fallback on) or came back (fallback off).
 pub fn fallback(on: bool) {
-    gauge!("podium_fallback_mode").set(if on { 1.0 } else { 0.0 });
+    fallback_mode(on);
     if on {
         tracing::warn!("Redis unreachable: accepting results straight into PostgreSQL");
     } else {
@@ -237,10 +260,15 @@ pub fn boards_rebuilt(campaign: &str, rows: u64, took: Duration) {
 
 /// One PostgreSQL interaction (a batch, a fallback decision, a rebuild read), with its outcome.
 pub fn pg_call(what: &'static str, took: Duration, ok: bool) {
-    histogram!("podium_postgres_call_seconds", "call" => what).record(took.as_secs_f64());
-    if !ok {
-        counter!("podium_postgres_errors_total", "call" => what).increment(1);
-    }
+    // Its error counter exists from its first use, as for Redis.
+    let (latency, errors) = with_handle(&PG_CALLS, what, || {
+        (
+            histogram!("podium_postgres_call_seconds", "call" => what),
+            counter!("podium_postgres_errors_total", "call" => what),
+        )
+    });
+    latency.record(took.as_secs_f64());
+    errors.increment(u64::from(!ok));
 }
 
 /// What a pool holds, sampled every second.

@@ -256,6 +256,7 @@ impl Connection {
                 }
             }
             act.gateway.stats.response(asked.elapsed());
+            telemetry::submit_answered(asked.elapsed());
             if act.in_flight == 0 {
                 if let Some(reason) = act.close_after.take() {
                     act.close(ctx, reason);

@@ -190,6 +190,12 @@ impl Durable {
         }
     }
 
+    /// What the last probe or write found of PostgreSQL: for `/health` and its gauge alike.
+    pub fn postgres_seen(&self, up: bool) {
+        self.status.postgres_ok.store(up, Ordering::Relaxed);
+        telemetry::postgres_up(up);
+    }
+
     /// Whether results are being decided in PostgreSQL right now.
     pub fn redis_down(&self) -> bool {
         !self.redis_ok.load(Ordering::Relaxed)
@@ -204,6 +210,8 @@ impl Durable {
 
     async fn watch_redis(self, campaigns: Arc<CampaignBook>) {
         let mut tick = tokio::time::interval(REDIS_WATCH_EVERY);
+        // Shown from the start, so a dashboard and the alert see 0, not nothing.
+        telemetry::fallback_mode(!self.redis_ok.load(Ordering::Relaxed));
         loop {
             tick.tick().await;
             let up = self.redis.ping().await.is_ok();
