@@ -204,6 +204,7 @@ impl Actor for PersistenceBatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        telemetry::batcher_started();
         let (shared, stop, done, finished) = (
             self.shared.clone(),
             self.stop.subscribe(),

@@ -202,6 +202,12 @@ pub fn redis_call(call: &'static str, took: Duration, ok: bool) {
     errors.increment(u64::from(!ok));
 }
 
+/// The batcher's series, from its start: an idle batcher shows 0 rows a second, not nothing.
+pub fn batcher_started() {
+    counter!("podium_persist_rows_total").increment(0);
+    counter!("podium_persist_failures_total").increment(0);
+}
+
 /// One batch written to PostgreSQL and acknowledged: recorded once per flush.
 pub fn batch_flushed(rows: usize, took: Duration) {
     histogram!("podium_persist_batch_rows").record(rows as f64);
