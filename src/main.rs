@@ -33,10 +33,11 @@ enum Command {
     Migrate,
     /// Ask the local engine's /ready (for container health checks); exit 0 when ready.
     Probe,
-    /// Recompute a campaign's boards from PostgreSQL and raise the Redis boards to them.
+    /// Recompute a campaign's boards (every campaign's without --campaign) from PostgreSQL
+    /// and raise the Redis boards to them.
     Rebuild {
         #[arg(long)]
-        campaign: String,
+        campaign: Option<String>,
     },
 }
 
@@ -98,16 +99,25 @@ async fn migrate(config: Config) -> Result<Vec<i32>, podium_actors::store::Store
     podium_actors::store::postgres::migrate::migrate(&pool, &config.postgres.schema).await
 }
 
-async fn rebuild(config: Config, campaign: String) -> anyhow::Result<u64> {
+async fn rebuild(config: Config, campaign: Option<String>) -> anyhow::Result<u64> {
     let durable = podium_actors::store::durable::Durable::connect(&config)?;
     let store = podium_actors::store::Store::Durable(durable.clone());
     // PostgreSQL holds every campaign, including those created through the admin API.
-    let found = store
-        .campaign(&campaign)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("--campaign: no campaign {campaign:?} in PostgreSQL"))?;
+    let campaigns = match campaign {
+        Some(name) => vec![store
+            .campaign(&name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("--campaign: no campaign {name:?} in PostgreSQL"))?],
+        None => store.campaigns().await?,
+    };
     let now = podium_actors::domain::clock::now_ms();
-    Ok(durable.rebuild_boards(&campaign, &found.rules, now).await?)
+    let mut changed = 0;
+    for c in &campaigns {
+        changed += durable
+            .rebuild_boards(c.name.as_str(), &c.rules, now)
+            .await?;
+    }
+    Ok(changed)
 }
 
 /// `GET /ready` on this engine's own port, over a plain socket (the image has no curl).

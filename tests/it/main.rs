@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod auth;
+mod backup;
 mod cluster;
 mod compound;
 mod connection;
