@@ -188,14 +188,29 @@ pub fn room_read_failed(room: &str, err: &dyn std::fmt::Display) {
 }
 
 /// One Redis interaction (a command, a pipeline or a script) by its name, with its outcome.
-///
-/// The error counter of a call exists (at 0) from its first use, so an error rate is 0 on a
-/// dashboard, not absent.
 pub fn redis_call(call: &'static str, took: Duration, ok: bool) {
-    let (latency, errors) = with_handle(&REDIS_CALLS, call, || {
+    store_call(
+        &REDIS_CALLS,
+        ["podium_redis_call_seconds", "podium_redis_errors_total"],
+        call,
+        took,
+        ok,
+    );
+}
+
+/// A store call's latency and outcome under its name. The error counter of a call exists (at
+/// 0) from its first use, so an error rate is 0 on a dashboard, not absent.
+fn store_call(
+    cache: &'static LocalKey<Handles<&'static str, (Histogram, Counter)>>,
+    [latency, errors]: [&'static str; 2],
+    call: &'static str,
+    took: Duration,
+    ok: bool,
+) {
+    let (latency, errors) = with_handle(cache, call, || {
         (
-            histogram!("podium_redis_call_seconds", "call" => call),
-            counter!("podium_redis_errors_total", "call" => call),
+            histogram!(latency, "call" => call),
+            counter!(errors, "call" => call),
         )
     });
     latency.record(took.as_secs_f64());
@@ -266,15 +281,16 @@ pub fn boards_rebuilt(campaign: &str, rows: u64, took: Duration) {
 
 /// One PostgreSQL interaction (a batch, a fallback decision, a rebuild read), with its outcome.
 pub fn pg_call(what: &'static str, took: Duration, ok: bool) {
-    // Its error counter exists from its first use, as for Redis.
-    let (latency, errors) = with_handle(&PG_CALLS, what, || {
-        (
-            histogram!("podium_postgres_call_seconds", "call" => what),
-            counter!("podium_postgres_errors_total", "call" => what),
-        )
-    });
-    latency.record(took.as_secs_f64());
-    errors.increment(u64::from(!ok));
+    store_call(
+        &PG_CALLS,
+        [
+            "podium_postgres_call_seconds",
+            "podium_postgres_errors_total",
+        ],
+        what,
+        took,
+        ok,
+    );
 }
 
 /// What a pool holds, sampled every second.
