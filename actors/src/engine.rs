@@ -27,7 +27,6 @@ use crate::store::Store;
 use crate::telemetry::Stats;
 
 /// Dev tokens one address may mint per minute.
-const DEV_TOKENS_PER_MINUTE: u32 = 30;
 
 pub struct Engine {
     pub config: Config,
@@ -141,7 +140,7 @@ impl Engine {
         let results = Pipelines::start(pipeline);
         let dev_tokens = Arc::new(WindowLimiter::new(
             Duration::from_secs(60),
-            DEV_TOKENS_PER_MINUTE,
+            config.jwt.dev_tokens_per_minute,
         ));
         // Forget the windows of addresses that stopped asking, so the map stays small.
         let sweeping = Arc::downgrade(&dev_tokens);

@@ -108,6 +108,7 @@ env_table! {
     "JWT_AUDIENCE" => jwt.audience: text "an audience",
     "JWT_LEEWAY" => jwt.leeway_secs: parsed "a number of seconds",
     "DEV_TOKEN_TTL" => jwt.dev_token_ttl_secs: parsed "a number of seconds",
+    "DEV_TOKENS_PER_MINUTE" => jwt.dev_tokens_per_minute: parsed "a number of tokens",
     "SESSION_SECRET" => game.session_secret: text "a secret",
     "GAME_MAX_SUBMITS_PER_MINUTE" => game.max_submits_per_minute: parsed "a whole number of submits",
     "GAME_AUTO_BAN_FLAGS" => admin.auto_ban_flags: parsed "a whole number of refusals (0 = off)",

@@ -203,6 +203,8 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// Lifetime of tokens minted by `POST /dev/token` (`DEV_TOKEN_TTL`).
     pub dev_token_ttl_secs: u64,
+    /// Dev tokens one address may take per minute (`DEV_TOKENS_PER_MINUTE`); past it, 429.
+    pub dev_tokens_per_minute: u32,
 }
 
 /// Game sessions and submissions.
@@ -344,6 +346,7 @@ impl Default for JwtConfig {
             audience: None,
             leeway_secs: 30,
             dev_token_ttl_secs: 3_600,
+            dev_tokens_per_minute: 30,
         }
     }
 }
