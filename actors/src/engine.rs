@@ -26,8 +26,6 @@ use crate::store::durable::OpenError;
 use crate::store::Store;
 use crate::telemetry::Stats;
 
-/// Dev tokens one address may mint per minute.
-
 pub struct Engine {
     pub config: Config,
     /// Whether `POST /dev/token` is served (config, else on with the memory engine).
