@@ -380,28 +380,25 @@ pub fn http_request(r: &HttpRequest<'_>) {
     let duration_ms = (r.took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     let client = r.client.map(|c| c.to_string());
     let client = client.as_deref();
+    // The level of a tracing event is part of its call site: one macro writes both.
+    macro_rules! access_line {
+        ($level:ident) => {
+            tracing::$level!(
+                event = "http_request",
+                method = r.method,
+                route,
+                path = r.path,
+                status_code = r.status,
+                duration_ms,
+                client,
+                "http request"
+            )
+        };
+    }
     if matches!(route, "/health" | "/metrics" | "/ready") {
-        tracing::debug!(
-            event = "http_request",
-            method = r.method,
-            route,
-            path = r.path,
-            status_code = r.status,
-            duration_ms,
-            client,
-            "http request"
-        );
+        access_line!(debug);
     } else {
-        tracing::info!(
-            event = "http_request",
-            method = r.method,
-            route,
-            path = r.path,
-            status_code = r.status,
-            duration_ms,
-            client,
-            "http request"
-        );
+        access_line!(info);
     }
 }
 
