@@ -3,6 +3,7 @@ waits on a condition, HTTP, and a minimal WebSocket player (stdlib only)."""
 
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -147,3 +148,30 @@ def stop_all():
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+def ensure_packages(packages):
+    """Installs the Debian packages of `packages` ({binary: package}) whose binary is missing."""
+    missing = [pkg for binary, pkg in packages.items() if not shutil.which(binary)]
+    if missing:
+        say(f"installing {' '.join(missing)}")
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def podium_binary():
+    """The debug build the test suite made."""
+    podium = os.path.join(ROOT, "target", "debug", "podium")
+    if not os.access(podium, os.X_OK):
+        fail("no target/debug/podium: run cargo build first")
+    return podium
+
+
+def quick_config(work):
+    """A podium config file in `work` with the `quick` campaign: games may end after 1 ms."""
+    config = os.path.join(work, "podium.toml")
+    with open(config, "w") as f:
+        f.write("[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\n"
+                "max_score = 1000000\nmax_score_per_second = 1000000000\n")
+    return config
