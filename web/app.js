@@ -29,6 +29,7 @@ const MESSAGES = {
   shutting_down: "The server is restarting. Reconnecting…",
   internal: "Something went wrong on our side. Try again.",
   unavailable: "The server is catching up. Sending your score again…",
+  busy: "The server is busy. Sending your score again in a moment…",
   payload_too_large: "That request was too large.",
   request_timeout: "The connection is too slow. Try again.",
   method_not_allowed: "The game asked the server something it does not answer. Reload the page.",
@@ -53,13 +54,14 @@ const state = {
   session: null, taps: 0, playing: false,
   // The player's best here as the server last said, to tell a new personal best.
   best: null,
-  // Submits of the current game answered `unavailable` (nothing decided): sent again.
+  // Submits of the current game answered `unavailable` or `busy` (nothing decided): sent again.
   resubmits: 0,
 };
 
-// How many times, and how far apart, a submit answered `unavailable` is sent again.
+// How many times, and how far apart, a submit answered `unavailable` or `busy` is sent again
+// (`busy` waits longer: the server asked to be left alone for a few seconds).
 const RESUBMITS = 10;
-const RESUBMIT_DELAY_MS = 1000;
+const RESUBMIT_DELAY_MS = { unavailable: 1000, busy: 3000 };
 
 function say(text, tone = "") {
   ui.message.textContent = text;
@@ -243,13 +245,14 @@ function endGame(submit) {
 
 function showResult(result) {
   // Nothing was decided: the same score for the same session is sent again shortly.
-  if (result.reason === "unavailable" && state.session && state.resubmits < RESUBMITS) {
+  const delay = RESUBMIT_DELAY_MS[result.reason];
+  if (delay && state.session && state.resubmits < RESUBMITS) {
     state.resubmits += 1;
-    say(explain("unavailable"));
+    say(explain(result.reason));
     const session = state.session;
     setTimeout(() => {
       if (state.session === session) send({ type: "submit", session, score: result.score });
-    }, RESUBMIT_DELAY_MS);
+    }, delay);
     return;
   }
   state.resubmits = 0;

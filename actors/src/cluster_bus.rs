@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use deadpool_redis::redis::aio::PubSubSink;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +36,7 @@ use crate::domain::ids::{CampaignId, LiveBoard, UserId};
 use crate::domain::operator::Ban;
 use crate::room_registry::{CampaignRooms, CountRooms, ResetRoom, RoomRegistry, WatchCampaigns};
 use crate::store::live::{BanBook, CampaignBook};
+use crate::store::redis::bus::BusSink;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -109,7 +109,7 @@ pub struct ClusterBus {
     /// The campaigns with a room here, whose channels the subscriber listens to.
     served: HashSet<CampaignId>,
     /// The live subscription's command half, to follow `served`; `None` while Redis is away.
-    sink: Option<PubSubSink>,
+    sink: Option<BusSink>,
 }
 
 impl ClusterBus {
@@ -302,17 +302,15 @@ impl ClusterBus {
             async move {
                 let mut pause = Duration::from_millis(100);
                 loop {
-                    match redis.pubsub().await {
-                        Ok(pubsub) => {
-                            let (mut sink, mut messages) = pubsub.split();
-                            if let Err(err) = sink.subscribe(redis.bus_channel()).await {
+                    match redis.subscriber().await {
+                        Ok((mut sink, mut messages)) => {
+                            if let Err(err) = sink.subscribe(&redis.bus_channel()).await {
                                 tracing::warn!(%err, "cluster bus: subscribe failed");
                             } else {
                                 pause = Duration::from_millis(100);
                                 bus.do_send(Subscribed(Some(sink)));
-                                while let Some(msg) = messages.next().await {
-                                    let Ok(envelope) =
-                                        serde_json::from_slice::<Envelope>(msg.get_payload_bytes())
+                                while let Some(payload) = messages.next().await {
+                                    let Ok(envelope) = serde_json::from_slice::<Envelope>(&payload)
                                     else {
                                         tracing::warn!("cluster bus: an event podium cannot read");
                                         continue;
@@ -454,7 +452,7 @@ impl Handler<Remote> for ClusterBus {
 /// may have been missed.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Subscribed(Option<PubSubSink>);
+struct Subscribed(Option<BusSink>);
 
 impl Handler<Subscribed> for ClusterBus {
     type Result = ();

@@ -62,14 +62,6 @@ impl Engine {
         let signer = Arc::new(SessionSigner::new(session_secret.as_bytes()));
         let stats = Arc::new(Stats::default());
         let store = Store::open(&config).await?;
-        let batcher = store.write_behind().map(|durable| {
-            let consumer = config
-                .persist
-                .consumer
-                .clone()
-                .unwrap_or_else(default_consumer);
-            PersistenceBatcher::new(durable.clone(), config.persist.clone(), consumer).start()
-        });
         let (campaigns, bans) = store
             .open_campaigns(&config.campaigns, crate::domain::clock::now_ms())
             .await
@@ -77,6 +69,20 @@ impl Engine {
                 service: "the campaign store",
                 error,
             })?;
+        let batcher = store.write_behind().map(|durable| {
+            let consumer = config
+                .persist
+                .consumer
+                .clone()
+                .unwrap_or_else(default_consumer);
+            PersistenceBatcher::new(
+                durable.clone(),
+                campaigns.clone(),
+                config.persist.clone(),
+                consumer,
+            )
+            .start()
+        });
         let ws = &config.ws;
         let counters = store.counters();
         let counters_for_games = counters.clone();

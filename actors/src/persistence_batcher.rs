@@ -3,7 +3,9 @@
 //! Owns: the batch being built and the consumer name this engine reads the stream's consumer
 //! group with. It reads entries (accepted results and refused attempts), writes them to
 //! PostgreSQL in one transaction per batch, and acknowledges (and deletes) them in Redis only
-//! after the commit, so an entry is in PostgreSQL or still in the stream, never neither. A
+//! after the commit, so an entry is in PostgreSQL or still in the stream, never neither. On a
+//! Redis Cluster it raises each accepted result's boards again before acknowledging it (see
+//! `raise_again`). It reads every shard's stream. A
 //! batch is written when it holds `PERSIST_BATCH_SIZE` rows or its oldest row is
 //! `PERSIST_FLUSH_INTERVAL` old. A failed write keeps the batch and retries with backoff (a
 //! PostgreSQL outage builds a backlog, which drains when it returns). On start, and after
@@ -22,7 +24,9 @@ use actix::prelude::*;
 use crate::config::PersistConfig;
 use crate::domain::clock::now_ms;
 use crate::domain::decision::Record;
+use crate::domain::ids::{BoardKey, LiveBoard, Region, UserId};
 use crate::store::durable::Durable;
+use crate::store::live::CampaignBook;
 use crate::store::postgres::{pool, results};
 use crate::store::redis::StreamEntry;
 use crate::store::StoreError;
@@ -37,6 +41,8 @@ const MAX_BLOCK: Duration = Duration::from_millis(250);
 struct Shared {
     /// Redis (the stream), PostgreSQL (the tables) and the status `/health` reads.
     store: Durable,
+    /// For the boards a result counts on, which on a cluster the batcher raises again.
+    campaigns: Arc<CampaignBook>,
     config: PersistConfig,
     consumer: String,
 }
@@ -51,11 +57,17 @@ pub struct PersistenceBatcher {
 }
 
 impl PersistenceBatcher {
-    pub fn new(store: Durable, config: PersistConfig, consumer: String) -> Self {
+    pub fn new(
+        store: Durable,
+        campaigns: Arc<CampaignBook>,
+        config: PersistConfig,
+        consumer: String,
+    ) -> Self {
         let (stop, _) = tokio::sync::watch::channel(false);
         Self {
             shared: Arc::new(Shared {
                 store,
+                campaigns,
                 config,
                 consumer,
             }),
@@ -87,14 +99,51 @@ async fn flush(shared: &Shared, batch: &[StreamEntry]) -> Result<(), FlushError>
     results::write_batch(&shared.store.pg, &rows)
         .await
         .map_err(FlushError::Postgres)?;
-    let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+    if shared.store.redis.is_cluster() {
+        raise_again(shared, &rows)
+            .await
+            .map_err(FlushError::Redis)?;
+    }
     shared
         .store
         .redis
-        .ack(GROUP, &ids)
+        .ack(GROUP, batch)
         .await
         .map_err(FlushError::Redis)?;
     telemetry::batch_flushed(rows.len(), started.elapsed());
+    Ok(())
+}
+
+/// Offers each accepted result of a written batch to its boards again. On a cluster a result's
+/// boards are raised in a second step after its decision, which can fail (their master is
+/// failing over) after the decision was made; raising is idempotent and obeys the campaign's
+/// bars, so doing it again for every result is harmless, and doing it before the entries are
+/// acknowledged means no decided result can miss its boards for good.
+async fn raise_again(shared: &Shared, rows: &[Record]) -> Result<(), StoreError> {
+    let raises = rows.iter().filter(|r| r.reason.is_none()).filter_map(|r| {
+        let campaign = shared.campaigns.get(&r.campaign_id)?;
+        let user = UserId::stored(&r.user_id)?;
+        let at = r.at_ms as u64;
+        let region = r.region.as_deref().and_then(Region::parse);
+        let retention = campaign.rules.daily_retention();
+        let boards: Vec<LiveBoard> = BoardKey::all_for(&campaign.name, at, region.as_ref())
+            .into_iter()
+            .map(|key| {
+                let ttl = key.board.expires().then_some(retention);
+                (key, ttl)
+            })
+            .collect();
+        Some(async move {
+            shared
+                .store
+                .redis
+                .raise(&campaign.name, &boards, &user, r.score as u64, at)
+                .await
+        })
+    });
+    for raised in futures_util::future::join_all(raises).await {
+        raised?;
+    }
     Ok(())
 }
 

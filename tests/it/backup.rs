@@ -108,13 +108,13 @@ async fn a_backup_restored_into_a_fresh_database_rebuilds_the_same_boards() {
         .unwrap();
     let fresh_url = format!("{}/{fresh_db}", url.rsplit_once('/').unwrap().0);
     let fresh_prefix = format!("test:{}:", unique_tag());
-    let redis_url = original.config.redis.url.clone().unwrap();
+    let (redis_key, redis_at) = redis_env(&original.config);
     script(
         "restore",
         &[
             ("DATABASE_URL", &fresh_url),
             ("DATABASE_SCHEMA", &pg.schema),
-            ("REDIS_URL", &redis_url),
+            (redis_key, &redis_at),
             ("REDIS_PREFIX", &fresh_prefix),
             ("PODIUM_BIN", env!("CARGO_BIN_EXE_podium")),
         ],
@@ -126,7 +126,7 @@ async fn a_backup_restored_into_a_fresh_database_rebuilds_the_same_boards() {
         .envs([
             ("DATABASE_URL", fresh_url.as_str()),
             ("DATABASE_SCHEMA", pg.schema.as_str()),
-            ("REDIS_URL", redis_url.as_str()),
+            (redis_key, redis_at.as_str()),
         ])
         .output()
         .unwrap();

@@ -198,18 +198,11 @@ async fn a_players_page_lists_their_sockets_on_every_instance() {
 async fn listeners(config: &podium::Config, campaign: &str) -> i64 {
     let store = podium_actors::store::durable::Durable::connect(config).expect("store clients");
     let channel = store.redis.campaign_channel(campaign);
-    let counts: Vec<(String, i64)> = store
+    store
         .redis
-        .run("test_numsub", async |c| {
-            redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(c)
-                .await
-        })
+        .listeners(&channel)
         .await
-        .expect("PUBSUB NUMSUB");
-    counts[0].1
+        .expect("PUBSUB NUMSUB")
 }
 
 /// A campaign's board resets and announcements reach the instance that has its room, and

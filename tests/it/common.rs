@@ -244,25 +244,53 @@ pub async fn request(
 
 /// The engine under test: `PODIUM_TEST_ENGINE=redis` runs the suite against the real Redis
 /// and PostgreSQL of this machine (127.0.0.1:6379 and :5432, database `test`), each server in
-/// its own key prefix and schema so tests run in parallel; otherwise the memory engine.
+/// its own key prefix and schema so tests run in parallel; `PODIUM_TEST_ENGINE=cluster` the
+/// same against the Redis Cluster of `scripts/redis-cluster` (seed nodes in
+/// `TEST_REDIS_CLUSTER_NODES`, default 127.0.0.1:7001..7003); otherwise the memory engine.
 pub fn use_test_engine(config: &mut Config) {
-    if std::env::var("PODIUM_TEST_ENGINE").as_deref() == Ok("redis") {
+    if matches!(
+        std::env::var("PODIUM_TEST_ENGINE").as_deref(),
+        Ok("redis" | "cluster")
+    ) {
         use_redis_engine(config);
     }
 }
 
-/// The redis engine on this machine's Redis and PostgreSQL, in a fresh key prefix and schema.
+/// The redis engine on this machine's Redis (or its cluster, when the suite runs against it)
+/// and PostgreSQL, in a fresh key prefix and schema.
 pub fn use_redis_engine(config: &mut Config) {
     let tag = unique_tag();
     config.engine = Some(podium_actors::config::EngineKind::Redis);
-    config.redis.url =
-        Some(std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into()));
+    if std::env::var("PODIUM_TEST_ENGINE").as_deref() == Ok("cluster") {
+        let nodes = std::env::var("TEST_REDIS_CLUSTER_NODES").unwrap_or(
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into(),
+        );
+        config.redis.url = None;
+        config.redis.cluster_nodes = nodes.split(',').map(str::to_owned).collect();
+    } else {
+        config.redis.url =
+            Some(std::env::var("TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into()));
+    }
     config.redis.prefix = format!("test:{tag}:");
     config.postgres.url = Some(
         std::env::var("TEST_DATABASE_URL")
             .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into()),
     );
     config.postgres.schema = format!("t_{tag}");
+}
+
+/// How a process reaches the Redis of `config`: the variable and its value.
+pub fn redis_env(config: &Config) -> (&'static str, String) {
+    match &config.redis.url {
+        Some(url) => ("REDIS_URL", url.clone()),
+        None => ("REDIS_CLUSTER_NODES", config.redis.cluster_nodes.join(",")),
+    }
+}
+
+/// Points `config` at one Redis node (a fault test's own), whatever the suite runs against.
+pub fn use_redis_at(config: &mut Config, url: String) {
+    config.redis.url = Some(url);
+    config.redis.cluster_nodes.clear();
 }
 
 /// Unique per process and call: a time in µs plus a counter.
@@ -499,8 +527,9 @@ impl ProcessServer {
     pub async fn spawn(config: &Config, port: Option<u16>, env: &[(&str, &str)]) -> Self {
         let port = port.unwrap_or_else(free_port);
         let mut command = podium_command(port);
+        let (redis_key, redis_at) = redis_env(config);
         command
-            .env("REDIS_URL", config.redis.url.as_deref().unwrap())
+            .env(redis_key, redis_at)
             .env("REDIS_PREFIX", &config.redis.prefix)
             .env("DATABASE_URL", config.postgres.url.as_deref().unwrap())
             .env("DATABASE_SCHEMA", &config.postgres.schema)

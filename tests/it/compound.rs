@@ -21,7 +21,7 @@ type Answer = (String, String, Option<String>, u64);
 
 /// Every `result` any player received, and what they sent.
 #[derive(Default)]
-struct Ledger {
+pub struct Ledger {
     answers: Mutex<Vec<Answer>>,
     /// Session id -> its token, to submit it again.
     tokens: Mutex<HashMap<String, String>>,
@@ -49,7 +49,10 @@ fn session_id(token: &str) -> String {
 
 /// Reasons that decided nothing: the same session is submitted again.
 fn retryable(reason: Option<&str>) -> bool {
-    matches!(reason, Some("unavailable" | "internal" | "rate_limited"))
+    matches!(
+        reason,
+        Some("unavailable" | "busy" | "internal" | "rate_limited")
+    )
 }
 
 type Ws =
@@ -190,13 +193,13 @@ async fn play(addr: Arc<Mutex<String>>, user: String, until: Instant, ledger: Ar
 
 /// What the check counted.
 #[derive(Debug)]
-struct Counts {
-    sessions: usize,
-    accepted_sessions: usize,
+pub struct Counts {
+    pub sessions: usize,
+    pub accepted_sessions: usize,
     /// Sessions decided (a row in PostgreSQL) whose accepted answer never reached the player.
     answer_lost: usize,
-    rows: usize,
-    retryable_answers: usize,
+    pub rows: usize,
+    pub retryable_answers: usize,
     /// `internal` answers: a fault of a service is retryable (`unavailable`), never this.
     internal_answers: usize,
     double_decisions: usize,
@@ -204,7 +207,7 @@ struct Counts {
 }
 
 /// Waits for the store to settle, then checks the invariant everywhere and answers the counts.
-async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
+pub async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
     eventually("the results stream drained into PostgreSQL", || async {
         stream_backlog(config).await == 0
     })
@@ -294,7 +297,7 @@ async fn check(addr: &str, config: &Config, ledger: &Ledger) -> Counts {
                     }
                 };
                 tries += 1;
-                if v["reason"] != "unavailable" || tries == 50 {
+                if !retryable(v["reason"].as_str()) || tries == 50 {
                     break v;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -334,7 +337,7 @@ fn assert_decided_once(counts: &Counts) {
 }
 
 /// Players on `addr` until `until`.
-fn load(
+pub fn load(
     addr: Arc<Mutex<String>>,
     players: usize,
     until: Instant,
@@ -353,7 +356,7 @@ fn load(
     (ledger, tasks)
 }
 
-fn busy(c: &mut Config) {
+pub fn busy(c: &mut Config) {
     c.ws.rate_limit_max_messages = 100_000;
     c.game.max_submits_per_minute = 100_000;
     c.persist.flush_interval_ms = 50;
@@ -365,7 +368,7 @@ async fn postgres_frozen_then_redis_killed_as_it_resumes_decides_each_session_on
     let mut redis = TempRedis::start();
     let server = TestServer::redis(|c| {
         busy(c);
-        c.redis.url = Some(redis.url());
+        use_redis_at(c, redis.url());
         c.postgres.url = Some(pg.url());
     });
     let addr = Arc::new(Mutex::new(server.addr.to_string()));
@@ -389,7 +392,7 @@ async fn redis_killed_twice_in_a_row_decides_each_session_once() {
     let mut redis = TempRedis::start();
     let server = TestServer::redis(|c| {
         busy(c);
-        c.redis.url = Some(redis.url());
+        use_redis_at(c, redis.url());
     });
     let addr = Arc::new(Mutex::new(server.addr.to_string()));
     let started = Instant::now();
@@ -412,7 +415,7 @@ async fn postgres_frozen_and_the_engine_killed_decides_each_session_once() {
     let redis = TempRedis::start();
     let mut config = Config::default();
     use_redis_engine(&mut config);
-    config.redis.url = Some(redis.url());
+    use_redis_at(&mut config, redis.url());
     config.postgres.url = Some(pg.url());
     let env = [
         ("WS_RATE_LIMIT_MAX_MESSAGES", "100000"),
@@ -465,7 +468,7 @@ async fn an_engine_killed_with_a_submit_held_in_flight_decides_it_once_after_a_r
     let redis = TempRedis::start();
     let mut config = Config::default();
     use_redis_engine(&mut config);
-    config.redis.url = Some(redis.url());
+    use_redis_at(&mut config, redis.url());
     let env = [
         ("PERSIST_FLUSH_INTERVAL", "20"),
         ("REDIS_POOL_WAIT_TIMEOUT", "5000"),

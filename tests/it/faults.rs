@@ -132,6 +132,36 @@ pub fn run(cmd: &str, args: &[&str]) {
     );
 }
 
+/// A redis-server on `port` with its files in `dir`, AOF on (a restart keeps what was
+/// acknowledged) and `extra` arguments; answers once it accepts connections.
+pub fn redis_server(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// A Redis of its own, with AOF so a restart keeps what was acknowledged.
 pub struct TempRedis {
     dir: PathBuf,
@@ -157,30 +187,7 @@ impl TempRedis {
     }
 
     pub fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(redis_server(self.port, &self.dir, &[]));
     }
 
     /// SIGKILL: a crash, not a clean shutdown.
@@ -285,7 +292,7 @@ async fn postgres_down_results_are_still_accepted_and_written_once_when_it_retur
 async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
     let mut redis = TempRedis::start();
     let server = TestServer::redis(|c| {
-        c.redis.url = Some(redis.url());
+        use_redis_at(c, redis.url());
         c.redis.command_timeout_ms = 300;
         c.health.error_rate_warning = 0.01;
     });
@@ -371,7 +378,7 @@ async fn redis_down_falls_back_to_postgres_and_rebuilt_boards_match_postgres() {
 async fn a_shutdown_answers_the_submit_in_flight_and_the_batcher_writes_it() {
     let redis = TempRedis::start();
     let server = TestServer::redis(|c| {
-        c.redis.url = Some(redis.url());
+        use_redis_at(c, redis.url());
         // Batches wait a minute: only the drain at shutdown can write this one. The command
         // timeout outlasts the batcher's blocking read, so the read returns with the entry.
         c.persist.flush_interval_ms = 60_000;
@@ -421,7 +428,7 @@ async fn a_shutdown_answers_the_submit_in_flight_and_the_batcher_writes_it() {
 #[tokio::test]
 async fn an_acknowledgement_redis_refuses_is_not_reported_as_postgres_down() {
     let redis = TempRedis::start();
-    let server = TestServer::redis(|c| c.redis.url = Some(redis.url()));
+    let server = TestServer::redis(|c| use_redis_at(c, redis.url()));
     let cli = |args: &[&str]| {
         let port = redis.port.to_string();
         let mut all = vec!["-p", port.as_str()];

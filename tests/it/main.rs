@@ -1,6 +1,10 @@
 //! podium's integration tests: each starts a real server on an ephemeral port and drives it
 //! with real WebSocket and HTTP clients. One test binary, one module per area.
 
+// The future of `podium::start` nests the engine's whole start-up (the store's clients for a
+// node, Sentinel or a cluster among it), deeper than the compiler's default layout limit.
+#![recursion_limit = "256"]
+
 mod common;
 
 mod admin;
@@ -9,6 +13,7 @@ mod backup;
 mod cluster;
 mod compound;
 mod connection;
+mod failover;
 mod faults;
 mod games;
 mod hostile;

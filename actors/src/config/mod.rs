@@ -196,6 +196,58 @@ mod tests {
     }
 
     #[test]
+    fn one_way_to_reach_redis_at_a_time() {
+        let nodes = "redis://127.0.0.1:7001,redis://127.0.0.1:7002";
+        let pg = ("DATABASE_URL", "postgres://127.0.0.1/test");
+        let cluster = with_env(&[("REDIS_CLUSTER_NODES", nodes), pg]).unwrap();
+        assert_eq!(cluster.engine_kind(), EngineKind::Redis);
+        assert_eq!(cluster.redis.cluster_nodes.len(), 2);
+        assert_eq!(cluster.redis.shards(), 16, "a cluster spreads its streams");
+        assert_eq!(Config::default().redis.shards(), 1);
+        let key = |pairs: &[(&str, &str)]| with_env(pairs).unwrap_err().key;
+        assert_eq!(
+            key(&[
+                ("REDIS_CLUSTER_NODES", nodes),
+                ("REDIS_URL", "redis://127.0.0.1:6379")
+            ]),
+            "REDIS_CLUSTER_NODES"
+        );
+        assert_eq!(
+            key(&[("REDIS_CLUSTER_NODES", "127.0.0.1:7001")]),
+            "REDIS_CLUSTER_NODES"
+        );
+        assert_eq!(
+            key(&[("REDIS_SENTINELS", "redis://127.0.0.1:26379")]),
+            "REDIS_MASTER_NAME"
+        );
+        assert_eq!(
+            key(&[
+                ("REDIS_SENTINELS", "redis://127.0.0.1:26379"),
+                ("REDIS_MASTER_NAME", "podium"),
+                ("REDIS_URL", "redis://127.0.0.1:6379")
+            ]),
+            "REDIS_SENTINELS"
+        );
+        assert_eq!(key(&[("REDIS_STREAM_SHARDS", "0")]), "REDIS_STREAM_SHARDS");
+        assert_eq!(
+            key(&[("REDIS_STREAM_SHARDS", "2000")]),
+            "REDIS_STREAM_SHARDS"
+        );
+        assert_eq!(
+            key(&[("REDIS_STREAM_MAX_BACKLOG", "0")]),
+            "REDIS_STREAM_MAX_BACKLOG"
+        );
+        assert_eq!(key(&[("REDIS_PREFIX", "app{1}:")]), "REDIS_PREFIX");
+        let sentinel = with_env(&[
+            ("REDIS_SENTINELS", "redis://127.0.0.1:26379"),
+            ("REDIS_MASTER_NAME", "podium"),
+            pg,
+        ])
+        .unwrap();
+        assert_eq!(sentinel.engine_kind(), EngineKind::Redis);
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let err = Config::from_toml("[ws]\nmax_conections = 3\n").unwrap_err();
         assert!(err.got.contains("max_conections"), "{err}");

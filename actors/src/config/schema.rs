@@ -61,8 +61,26 @@ pub enum EngineKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (`REDIS_URL`).
+    /// `redis://host:port/db` (`REDIS_URL`): one node.
     pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster, `redis://host:port` each (`REDIS_CLUSTER_NODES`);
+    /// instead of `url`.
+    pub cluster_nodes: Vec<String>,
+    /// Sentinels that name the master, `redis://host:port` each (`REDIS_SENTINELS`); instead of
+    /// `url`, with `master_name`.
+    pub sentinels: Vec<String>,
+    /// The master the sentinels watch (`REDIS_MASTER_NAME`).
+    pub master_name: Option<String>,
+    /// Results streams the decisions are spread over (`REDIS_STREAM_SHARDS`); unset: 16 on a
+    /// cluster, 1 on one node.
+    pub stream_shards: Option<u16>,
+    /// Replicas that must hold a decision before its client is told (`REDIS_WAIT_REPLICAS`,
+    /// Redis's `WAIT`); unset: 1 on a cluster or behind Sentinel, where a master can fail over
+    /// to a replica, and 0 on one node.
+    pub wait_replicas: Option<u8>,
+    /// Entries not yet in PostgreSQL at which submits are answered `busy`
+    /// (`REDIS_STREAM_MAX_BACKLOG`), so a long PostgreSQL outage cannot fill Redis.
+    pub stream_max_backlog: u64,
     /// Prefix of every key, so several deployments (or tests) share one Redis (`REDIS_PREFIX`).
     pub prefix: String,
     /// Connections in the pool; never more are opened (`REDIS_POOL_SIZE`).
@@ -279,10 +297,40 @@ impl Default for Config {
     }
 }
 
+impl RedisConfig {
+    /// Whether any way to reach Redis is set.
+    pub fn configured(&self) -> bool {
+        self.url.is_some() || !self.cluster_nodes.is_empty() || !self.sentinels.is_empty()
+    }
+
+    /// Replicas a decision waits for: as set, else 1 where a master can fail over.
+    pub fn replicas_to_wait(&self) -> u8 {
+        self.wait_replicas.unwrap_or(
+            if self.cluster_nodes.is_empty() && self.sentinels.is_empty() {
+                0
+            } else {
+                1
+            },
+        )
+    }
+
+    /// The number of results streams: as set, else 16 on a cluster and 1 on one node.
+    pub fn shards(&self) -> u16 {
+        self.stream_shards
+            .unwrap_or(if self.cluster_nodes.is_empty() { 1 } else { 16 })
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
+            cluster_nodes: Vec::new(),
+            sentinels: Vec::new(),
+            master_name: None,
+            stream_shards: None,
+            wait_replicas: None,
+            stream_max_backlog: 1_000_000,
             prefix: "podium:".into(),
             pool_size: 16,
             pool_wait_timeout_ms: 500,
@@ -390,7 +438,7 @@ impl Config {
     /// The engine in use: as configured, else `redis` once either store has a URL.
     pub fn engine_kind(&self) -> EngineKind {
         self.engine
-            .unwrap_or(if self.redis.url.is_some() || self.postgres.url.is_some() {
+            .unwrap_or(if self.redis.configured() || self.postgres.url.is_some() {
                 EngineKind::Redis
             } else {
                 EngineKind::Memory

@@ -162,11 +162,12 @@ impl Config {
                 return Err(bad(key, expected, got));
             }
         }
+        self.check_redis()?;
         if self.engine_kind() == EngineKind::Redis {
-            if self.redis.url.is_none() {
+            if !self.redis.configured() {
                 return Err(bad(
                     "REDIS_URL",
-                    "a redis:// URL (the redis engine needs Redis and PostgreSQL)",
+                    "a redis:// URL, or REDIS_CLUSTER_NODES or REDIS_SENTINELS (the redis engine needs Redis and PostgreSQL)",
                     "",
                 ));
             }
@@ -371,5 +372,67 @@ impl AdminConfig {
             });
         }
         Ok(keys)
+    }
+}
+
+impl Config {
+    /// One way to reach Redis at a time, and keys that cannot move a hash tag.
+    fn check_redis(&self) -> Result<(), ConfigError> {
+        let r = &self.redis;
+        if !r.cluster_nodes.is_empty() && r.url.is_some() {
+            return Err(bad(
+                "REDIS_CLUSTER_NODES",
+                "to be set without REDIS_URL (a cluster is reached through its seed nodes)",
+                r.cluster_nodes.join(","),
+            ));
+        }
+        if !r.sentinels.is_empty() && (r.url.is_some() || !r.cluster_nodes.is_empty()) {
+            return Err(bad(
+                "REDIS_SENTINELS",
+                "to be set without REDIS_URL and REDIS_CLUSTER_NODES (the sentinels name the master)",
+                r.sentinels.join(","),
+            ));
+        }
+        if !r.sentinels.is_empty() && r.master_name.is_none() {
+            return Err(bad(
+                "REDIS_MASTER_NAME",
+                "the name the sentinels know the master by (REDIS_SENTINELS is set)",
+                "",
+            ));
+        }
+        for node in r.cluster_nodes.iter().chain(&r.sentinels) {
+            if !node.starts_with("redis://") && !node.starts_with("rediss://") {
+                let key = if r.cluster_nodes.contains(node) {
+                    "REDIS_CLUSTER_NODES"
+                } else {
+                    "REDIS_SENTINELS"
+                };
+                return Err(bad(key, "redis://host:port URLs, comma-separated", node));
+            }
+        }
+        if !(1..=1024).contains(&r.shards()) {
+            return Err(bad(
+                "REDIS_STREAM_SHARDS",
+                "a whole number of streams from 1 to 1024",
+                r.shards(),
+            ));
+        }
+        if r.stream_max_backlog == 0 {
+            return Err(bad(
+                "REDIS_STREAM_MAX_BACKLOG",
+                "a whole number of entries (at least 1)",
+                0,
+            ));
+        }
+        // A brace in the prefix would become the hash tag of every key, putting them all in
+        // one cluster slot.
+        if r.prefix.contains(['{', '}']) {
+            return Err(bad(
+                "REDIS_PREFIX",
+                "a key prefix without { or }",
+                &r.prefix,
+            ));
+        }
+        Ok(())
     }
 }

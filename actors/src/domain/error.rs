@@ -62,6 +62,11 @@ pub enum ClientError {
     /// message shortly; nothing was decided.
     #[error("briefly unavailable, retry shortly")]
     Unavailable,
+    /// The server is holding back work it cannot keep up with (results not yet in PostgreSQL
+    /// reached their bound, or every database connection is taken): retry the same message
+    /// in a few seconds; nothing was decided.
+    #[error("busy, retry in a few seconds")]
+    Busy,
     #[error("internal error, try again")]
     Internal,
 }
@@ -95,6 +100,7 @@ impl ClientError {
             ClientError::RequestTimeout => "request_timeout",
             ClientError::ShuttingDown => "shutting_down",
             ClientError::Unavailable => "unavailable",
+            ClientError::Busy => "busy",
             ClientError::Internal => "internal",
         }
     }
@@ -115,7 +121,8 @@ impl ClientError {
             | ClientError::TooManyGames => 429,
             ClientError::ServerAtCapacity
             | ClientError::ShuttingDown
-            | ClientError::Unavailable => 503,
+            | ClientError::Unavailable
+            | ClientError::Busy => 503,
             ClientError::Internal => 500,
             ClientError::PayloadTooLarge => 413,
             ClientError::RequestTimeout => 408,
@@ -125,7 +132,10 @@ impl ClientError {
 
     /// Whether the server, not the client, is at fault: what `/health`'s error rate counts.
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, ClientError::Internal | ClientError::Unavailable)
+        matches!(
+            self,
+            ClientError::Internal | ClientError::Unavailable | ClientError::Busy
+        )
     }
 
     /// The JSON body of an HTTP error, `{"error":{"code":..,"message":..}}`.

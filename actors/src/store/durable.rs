@@ -148,7 +148,9 @@ impl Durable {
         if session.fallback {
             results::decided(&self.pg, &session.id, session.started_ms, &session.user).await
         } else {
-            self.redis.outcome(&session.id).await
+            self.redis
+                .outcome(&session.id, &session.user, &session.campaign)
+                .await
         }
     }
 

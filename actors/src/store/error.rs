@@ -10,6 +10,10 @@ pub enum StoreError {
     Command(String),
     #[error("corrupt {0} in the store")]
     Corrupt(&'static str),
+    /// Over a bound the store keeps (the results stream's backlog, the database pool's wait):
+    /// nothing was decided; the client retries later.
+    #[error("store busy: {0}")]
+    Busy(&'static str),
     /// The player is banned: nothing was decided.
     #[error("the player is banned")]
     Banned,
@@ -24,12 +28,17 @@ impl StoreError {
 }
 
 /// How a store failure reaches a client: a ban the store saw is `banned`, a store out of reach
-/// is the retryable `unavailable` (nothing was decided or changed), anything else `internal`.
+/// is the retryable `unavailable` and a store over its bound the retryable `busy` (nothing was
+/// decided or changed in either), anything else `internal`.
 impl From<StoreError> for crate::domain::error::ClientError {
     fn from(err: StoreError) -> Self {
         use crate::domain::error::ClientError;
         match err {
             StoreError::Banned => ClientError::Banned,
+            StoreError::Busy(what) => {
+                tracing::debug!(what, "store busy; the client retries");
+                ClientError::Busy
+            }
             err if err.is_unreachable() => {
                 tracing::debug!(%err, "store unreachable; the client retries");
                 ClientError::Unavailable

@@ -239,7 +239,9 @@ impl Store {
             Store::Durable(d) => {
                 let (name, who) = (campaign.name.as_str(), user.as_str());
                 postgres::results::mark_removed(&d.pg, name, who, now_ms).await?;
-                d.redis.remove_scores(user, &campaign.boards(now_ms)).await
+                d.redis
+                    .remove_scores(user, &campaign.name, &campaign.boards(now_ms), now_ms)
+                    .await
             }
         }
     }
@@ -277,7 +279,7 @@ impl Store {
                 if pg::archive_exists(&d.pg, &campaign, &board_name, name).await? {
                     return Ok(None);
                 }
-                let kept = archive(d.redis.reset(board).await?);
+                let kept = archive(d.redis.reset(board, now_ms).await?);
                 if let Err(err) = pg::archive(&d.pg, &kept).await {
                     // The board is empty already; its standings are still derivable from
                     // `results`, and logged here whole so nothing an operator saw is lost.

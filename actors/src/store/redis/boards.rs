@@ -1,33 +1,49 @@
 //! Boards and idempotency marks in Redis.
 //!
-//! Keys (all under the configured prefix):
-//! - `b:{campaign}:{board}`: sorted set, score = points (exact), member = 13-digit inverted
-//!   time of the best + user id. Equal points order by member, so with ZREVRANGE the earlier
-//!   time comes first, exactly, for any score up to 2^53: a float composite of score and time
-//!   would cap scores near 2^21.
-//! - `bh:{campaign}:{board}`: hash, user -> their member in `b:` (for ranks and replacement).
-//! - `bv:{campaign}:{board}`: version, incremented whenever the board changes; rooms on every
-//!   instance poll it each tick.
-//! - `s:{session}`: the decided outcome of a session (idempotency mark), with a TTL.
-//! - `ban:{user}`: present while the player is banned; the decide script refuses their
-//!   submits, so no score lands once their bests were taken off.
-//! - `held:{user}`: hash, board key -> "score member" of a banned player's best, put back on
-//!   unban.
+//! Keys (all under the configured prefix), in two kinds of hash slot:
 //!
-//! Deciding a session is one Lua script, so the mark, the boards and the results-stream entry
-//! are written together or not at all; only then is the client told.
+//! A campaign's slot, `{c:NAME}`:
+//! - `{c:NAME}:b:BOARD`: sorted set, score = points (exact), member = 13-digit inverted time of
+//!   the best + user id. Equal points order by member, so with ZREVRANGE the earlier time comes
+//!   first, exactly, for any score up to 2^53: a float composite of score and time would cap
+//!   scores near 2^21.
+//! - `{c:NAME}:bh:BOARD`: hash, user -> their member in `b:` (for ranks and replacement).
+//! - `{c:NAME}:bv:BOARD`: version, incremented whenever the board changes; rooms on every
+//!   instance poll it each tick.
+//! - `{c:NAME}:bars`: hash of what keeps a score off the campaign's boards: `b:USER` while the
+//!   player is banned, `r:USER` = the time up to which their results were removed, `z:BOARD` =
+//!   when the board was last reset. Every write to a board goes through `offer`, which obeys
+//!   them, so a late write (a result's second step, the batcher's re-raise, a rebuild) cannot
+//!   put back what an operator took off.
+//! - `{c:NAME}:held:USER`: hash, board key -> "score member" of a banned player's best, put
+//!   back on unban.
+//!
+//! A player's shard's slot, `{TAG}` (one of `REDIS_STREAM_SHARDS`, see `slots.rs`):
+//! - `{TAG}:s:SESSION`: the decided outcome of a session (idempotency mark), with a TTL.
+//! - `{TAG}:ban:USER`: present while the player is banned; deciding refuses their submits.
+//! - `{TAG}:results`: the shard's results stream (`stream.rs`).
+//!
+//! On one node a decision is one Lua script ([`DECIDE`]): the mark, the boards and the stream
+//! entry are written together or not at all, and only then is the client told. On a cluster the
+//! two slots are on different masters, so a decision is two steps: [`MARK`] writes the mark and
+//! the stream entry (the decision, durable from then on), then [`RAISE`] offers the score to
+//! the boards. Raising is idempotent (best of), so a second step that failed is done again by
+//! the submit's retry (which finds the mark and raises again) and by the PersistenceBatcher,
+//! which re-raises every result it writes to PostgreSQL before acknowledging it.
+//! docs/RELIABILITY.md gives the argument in full.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_redis::redis;
 
-use super::client::{Lua, RedisStore};
+use super::client::{campaign_tag, Lua, RedisStore};
 use super::stream;
 use crate::domain::board::{Entry, Standing};
 use crate::domain::campaign::Refusal;
 use crate::domain::decision::{Attempt, Outcome};
-use crate::domain::ids::{BoardKey, LiveBoard, UserId};
+use crate::domain::ids::{BoardKey, BoardKind, CampaignId, LiveBoard, UserId};
 use crate::store::error::StoreError;
 
 /// Largest inverted-time prefix; 13 digits cover Unix ms until the year 2286.
@@ -35,9 +51,16 @@ const TIME_CEILING: u64 = 9_999_999_999_999;
 const TIME_DIGITS: usize = 13;
 
 /// Offers a score to one board with best-score semantics (only a higher score replaces the
-/// best); shared by every script that writes boards, so they cannot drift apart.
+/// best), unless the campaign's bars keep it off: the player is banned, the result was
+/// removed (reached at or before the removal), or the board was reset after it was reached.
+/// Shared by every script that writes boards, so they cannot drift apart.
 const OFFER_FN: &str = r#"
-local function offer(z, h, v, user, score, member, ttl)
+local function offer(z, h, v, bars, user, score, member, ttl)
+  local at = 9999999999999 - tonumber(string.sub(member, 1, 13))
+  local bar = redis.call('HMGET', bars, 'b:' .. user, 'r:' .. user, 'z:' .. z)
+  if bar[1] then return 0 end
+  if bar[2] and at <= tonumber(bar[2]) then return 0 end
+  if bar[3] and at < tonumber(bar[3]) then return 0 end
   local old = redis.call('HGET', h, user)
   local old_score = old and tonumber(redis.call('ZSCORE', z, old))
   if old_score and score <= old_score then return 0 end
@@ -52,35 +75,92 @@ local function offer(z, h, v, user, score, member, ttl)
   end
   return 1
 end
-"#;
 
-/// KEYS: mark, stream, ban, then (board, hash, version) per board. ARGV: mark TTL ms, user, score,
-/// member prefix, refusal ('' when accepted), the stream entry's field and value (laid out by
-/// `stream::pack`, the one place that knows it), then one TTL in seconds per board (0: none).
-const DECIDE: &str = r#"
-local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
-local user, score, refused = ARGV[2], tonumber(ARGV[3]), ARGV[5]
-local best, rank = false, false
-if refused == '' then
-  local boards = (#KEYS - 3) / 3
-  for i = 0, boards - 1 do
-    local z, h, v = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-    offer(z, h, v, user, score, ARGV[4] .. user, tonumber(ARGV[8 + i]))
+-- Offers to the boards keys[first..] (board, hash, version each) with one TTL per board from
+-- ttls[ttl_first..]; answers the best and rank on the first board afterwards.
+local function raise(keys, first, bars, user, score, member, ttls, ttl_first)
+  local best, rank = false, false
+  for i = 0, (#keys - first + 1) / 3 - 1 do
+    local z, h, v = keys[first + i * 3], keys[first + 1 + i * 3], keys[first + 2 + i * 3]
+    offer(z, h, v, bars, user, score, member, tonumber(ttls[ttl_first + i]))
     if i == 0 then
       local m = redis.call('HGET', h, user)
-      best = redis.call('ZSCORE', z, m)
-      rank = redis.call('ZREVRANK', z, m) + 1
+      if m then
+        best = redis.call('ZSCORE', z, m)
+        rank = redis.call('ZREVRANK', z, m) + 1
+      end
     end
   end
+  return best, rank
 end
--- Scores go into the mark as the strings they came as: cjson writes numbers with 14
--- significant digits, which would round a score past 10^14.
-local outcome = cjson.encode({u = user, s = ARGV[3], r = refused, b = best, k = rank})
-redis.call('SET', KEYS[1], outcome, 'PX', ARGV[1])
-redis.call('XADD', KEYS[2], '*', ARGV[6], ARGV[7])
-return {1, outcome}
+"#;
+
+/// The decision's half in the player's shard: an earlier decision of the session answers
+/// (status 0), a ban refuses (2), a stream at its bound holds back (3); else `record` writes
+/// the mark and the stream entry (1). Each answer ends with the master's replica count when
+/// the decision waits for replicas (see `RedisStore::replicate`). Scores go into the mark as
+/// the strings they came as: cjson writes numbers with 14 significant digits, which would
+/// round a score past 10^14.
+const MARK_FN: &str = r#"
+local function prior(mark, stream, ban, max_backlog)
+  local existing = redis.call('GET', mark)
+  if existing then return {0, existing} end
+  if redis.call('EXISTS', ban) == 1 then return {2, ''} end
+  if redis.call('XLEN', stream) >= max_backlog then return {3, ''} end
+  return false
+end
+
+-- How many replicas this master has now, when the decision is to wait for them ('1').
+local function replicas(wanted)
+  if wanted ~= '1' then return 0 end
+  return tonumber(string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')) or 0
+end
+
+local function record(mark, stream, ttl_ms, outcome, field, entry)
+  redis.call('SET', mark, outcome, 'PX', ttl_ms)
+  redis.call('XADD', stream, '*', field, entry)
+end
+"#;
+
+/// One node. KEYS: mark, stream, ban, bars, then (board, hash, version) per board. ARGV: mark
+/// TTL ms, user, score, member, refusal ('' when accepted), the stream entry's field and value
+/// (laid out by `stream::pack`, the one place that knows it), the backlog bound, the decision's
+/// time, whether to count replicas, then one TTL in seconds per board (0: none).
+const DECIDE: &str = r#"
+local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[8]))
+if seen then
+  seen[3] = replicas(ARGV[10])
+  return seen
+end
+local user, refused = ARGV[2], ARGV[5]
+local best, rank = false, false
+if refused == '' then
+  best, rank = raise(KEYS, 5, KEYS[4], user, tonumber(ARGV[3]), ARGV[4], ARGV, 11)
+end
+local outcome = cjson.encode({u = user, s = ARGV[3], r = refused, b = best, k = rank, t = ARGV[9]})
+record(KEYS[1], KEYS[2], ARGV[1], outcome, ARGV[6], ARGV[7])
+return {1, outcome, replicas(ARGV[10])}
+"#;
+
+/// A cluster's first step. KEYS: mark, stream, ban. ARGV: mark TTL ms, user, score, refusal,
+/// the stream entry's field and value, the backlog bound, the decision's time, whether to count
+/// replicas.
+const MARK: &str = r#"
+local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[7]))
+if seen then
+  seen[3] = replicas(ARGV[9])
+  return seen
+end
+local outcome = cjson.encode({u = ARGV[2], s = ARGV[3], r = ARGV[4], t = ARGV[8]})
+record(KEYS[1], KEYS[2], ARGV[1], outcome, ARGV[5], ARGV[6])
+return {1, outcome, replicas(ARGV[9])}
+"#;
+
+/// A cluster's second step, and any raise of a decided result. KEYS: bars, then (board, hash,
+/// version) per board. ARGV: user, score, member, then one TTL in seconds per board.
+const RAISE: &str = r#"
+local best, rank = raise(KEYS, 2, KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV, 4)
+return {best, rank}
 "#;
 
 /// Takes a player's best off one board; answers "score member", or false when they had none.
@@ -97,10 +177,10 @@ local function take(z, h, v, user)
 end
 "#;
 
-/// KEYS: ban, held, then (board, hash, version) per board. ARGV: user. Bars the player and
-/// moves their best on each board into `held`.
+/// KEYS: bars, held, then (board, hash, version) per board of one campaign. ARGV: user. Bars
+/// the player from the campaign's boards and moves their best on each into `held`.
 const HIDE: &str = r#"
-redis.call('SET', KEYS[1], '1')
+redis.call('HSET', KEYS[1], 'b:' .. ARGV[1], '1')
 for i = 3, #KEYS, 3 do
   local taken = take(KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[1])
   if taken then redis.call('HSET', KEYS[2], KEYS[i], taken) end
@@ -108,46 +188,51 @@ end
 return 1
 "#;
 
-/// KEYS: board, hash, version. Answers every row (member, score, best first) and empties the
-/// board in the same step, so the archive holds exactly what was cleared.
+/// KEYS: bars, board, hash, version. ARGV: now ms. Answers every row (member, score, best
+/// first) and empties the board in the same step, so the archive holds exactly what was
+/// cleared; results reached before now never return to it.
 const RESET: &str = r#"
-local rows = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('INCR', KEYS[3])
+local rows = redis.call('ZREVRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'z:' .. KEYS[2], ARGV[1])
 return rows
 "#;
 
-/// KEYS: (board, hash, version) per board. ARGV: user. Drops their best from each, for good.
+/// KEYS: bars, then (board, hash, version) per board. ARGV: user, now ms. Drops their best
+/// from each, for good: results reached up to now never return.
 const REMOVE: &str = r#"
+redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 local removed = 0
-for i = 1, #KEYS, 3 do
+for i = 2, #KEYS, 3 do
   if take(KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[1]) then removed = removed + 1 end
 end
 return removed
 "#;
 
-/// KEYS: ban, held, then (board, hash, version) per board. ARGV: user, then one TTL in
-/// seconds per board. Puts the held bests back and lifts the bar.
+/// KEYS: bars, held, then (board, hash, version) per board. ARGV: user, then one TTL in
+/// seconds per board. Lifts the bar and puts the held bests back.
 const RESTORE: &str = r#"
 local user = ARGV[1]
+redis.call('HDEL', KEYS[1], 'b:' .. user)
 for i = 3, #KEYS, 3 do
   local z = KEYS[i]
   local held = redis.call('HGET', KEYS[2], z)
   if held then
     local space = string.find(held, ' ', 1, true)
     local score, member = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
-    offer(z, KEYS[i + 1], KEYS[i + 2], user, score, member, tonumber(ARGV[2 + (i - 3) / 3]))
+    offer(z, KEYS[i + 1], KEYS[i + 2], KEYS[1], user, score, member, tonumber(ARGV[2 + (i - 3) / 3]))
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[2])
 return 1
 "#;
 
-/// KEYS: board, hash, version. ARGV: TTL seconds, then (user, score, member) per player.
+/// KEYS: bars, board, hash, version. ARGV: TTL seconds, then (user, score, member) per player.
 const REBUILD: &str = r#"
 local changed = 0
 for i = 2, #ARGV, 3 do
-  changed = changed + offer(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[1]))
+  changed = changed + offer(KEYS[2], KEYS[3], KEYS[4], KEYS[1], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[1]))
 end
 return changed
 "#;
@@ -158,7 +243,10 @@ if not m then return false end
 return {redis.call('ZREVRANK', KEYS[1], m), redis.call('ZSCORE', KEYS[1], m)}
 "#;
 
-static DECIDE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{DECIDE}")));
+static DECIDE_SCRIPT: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(format!("{OFFER_FN}{MARK_FN}{DECIDE}")));
+static MARK_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{MARK_FN}{MARK}")));
+static RAISE_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{RAISE}")));
 static REBUILD_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(format!("{OFFER_FN}{REBUILD}")));
 static STANDING_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(STANDING));
 static RESET_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(RESET));
@@ -186,6 +274,9 @@ struct Stored {
     b: Option<u64>,
     #[serde(default, deserialize_with = "whole")]
     k: Option<u64>,
+    /// When it was decided (absent in marks written before the cluster's two steps).
+    #[serde(default, deserialize_with = "whole")]
+    t: Option<u64>,
 }
 
 /// A whole number the script wrote as a string (scores, exact) or a number (ranks; and
@@ -220,10 +311,12 @@ impl Stored {
     }
 }
 
-fn parse_outcome(json: &str) -> Result<Outcome, StoreError> {
-    serde_json::from_str::<Stored>(json)
-        .map_err(|_| StoreError::Corrupt("session mark"))?
-        .into_outcome()
+/// The outcome a mark holds, and when it was decided.
+fn parse_outcome(json: &str) -> Result<(Outcome, Option<u64>), StoreError> {
+    let stored =
+        serde_json::from_str::<Stored>(json).map_err(|_| StoreError::Corrupt("session mark"))?;
+    let at = stored.t;
+    Ok((stored.into_outcome()?, at))
 }
 
 /// Board rows from ZREVRANGE ... WITHSCORES, ranked from `from_rank`.
@@ -244,19 +337,42 @@ fn entries(rows: Vec<(String, f64)>, from_rank: u64) -> Result<Vec<Entry>, Store
         .collect()
 }
 
+/// Boards grouped by campaign, for the scripts that must touch one campaign's slot at a time.
+fn by_campaign(boards: &[LiveBoard]) -> BTreeMap<&CampaignId, Vec<&LiveBoard>> {
+    let mut grouped: BTreeMap<&CampaignId, Vec<&LiveBoard>> = BTreeMap::new();
+    for live in boards {
+        grouped.entry(&live.0.campaign).or_default().push(live);
+    }
+    grouped
+}
+
 impl RedisStore {
+    /// A key in `campaign`'s slot.
+    fn campaign_key(&self, campaign: &CampaignId, parts: &[&str]) -> String {
+        self.tagged_key(Some(&campaign_tag(campaign.as_str())), parts)
+    }
+
+    /// A key in the slot of `user`'s shard.
+    fn shard_key(&self, user: &str, parts: &[&str]) -> String {
+        self.tagged_key(Some(self.user_shard(user)), parts)
+    }
+
     pub(super) fn board_keys(&self, board: &BoardKey) -> [String; 3] {
         let name = board.board.to_string();
-        let (c, b) = (board.campaign.as_str(), name.as_str());
         [
-            self.key(&["b", c, b]),
-            self.key(&["bh", c, b]),
-            self.key(&["bv", c, b]),
+            self.campaign_key(&board.campaign, &["b", &name]),
+            self.campaign_key(&board.campaign, &["bh", &name]),
+            self.campaign_key(&board.campaign, &["bv", &name]),
         ]
     }
 
+    fn bars_key(&self, campaign: &CampaignId) -> String {
+        self.campaign_key(campaign, &["bars"])
+    }
+
     /// Offers each player's best (user, score, reached at ms) to a board, as results would
-    /// have: a board is only ever raised, never lowered. Answers how many rows changed.
+    /// have: a board is only ever raised, never lowered, and never past the campaign's bars.
+    /// Answers how many rows changed.
     pub async fn rebuild(
         &self,
         board: &BoardKey,
@@ -264,10 +380,12 @@ impl RedisStore {
         bests: &[(String, u64, u64)],
     ) -> Result<u64, StoreError> {
         let [z, h, v] = self.board_keys(board);
+        let bars = self.bars_key(&board.campaign);
         let mut changed = 0;
         for chunk in bests.chunks(500) {
-            let mut call = REBUILD_SCRIPT.call(3);
-            call.key(&z)
+            let mut call = REBUILD_SCRIPT.call(4);
+            call.key(&bars)
+                .key(&z)
                 .key(&h)
                 .key(&v)
                 .arg(ttl.map_or(0, |d| d.as_secs()));
@@ -282,114 +400,241 @@ impl RedisStore {
         Ok(changed)
     }
 
-    pub async fn outcome(&self, session: &str) -> Result<Option<Outcome>, StoreError> {
-        let key = self.key(&["s", session]);
+    /// The session's decision, if it has one. A cluster's marks hold no standing (it is
+    /// written in the second step, on the campaign's master): an accepted one is answered with
+    /// the player's standing on the campaign's global board now.
+    pub async fn outcome(
+        &self,
+        session: &str,
+        user: &UserId,
+        campaign: &CampaignId,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let key = self.shard_key(user.as_str(), &["s", session]);
         let json: Option<String> = self
             .run("outcome", async |c| {
                 redis::cmd("GET").arg(&key).query_async(c).await
             })
             .await?;
-        json.map(|j| parse_outcome(&j)).transpose()
-    }
-
-    pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
-        let mut invocation = DECIDE_SCRIPT.call(3 + 3 * attempt.boards.len());
-        invocation
-            .key(self.key(&["s", attempt.session_id]))
-            .key(self.stream_key())
-            .key(self.key(&["ban", attempt.user.as_str()]));
-        let (field, entry) = stream::pack(&attempt.record());
-        for (board, _) in attempt.boards {
-            for key in self.board_keys(board) {
-                invocation.key(key);
+        let Some((mut outcome, at)) = json.as_deref().map(parse_outcome).transpose()? else {
+            return Ok(None);
+        };
+        if self.is_cluster() && outcome.refused.is_none() && outcome.best.is_none() {
+            let global = BoardKey::of(campaign, &BoardKind::Global, at.unwrap_or(0));
+            if let Some(standing) = self.standing(&global, user).await? {
+                outcome.best = Some(standing.score);
+                outcome.rank = Some(standing.rank);
             }
         }
-        let stamp = member_prefix(attempt.now_ms);
-        invocation
-            .arg(attempt.keep_until_ms.saturating_sub(attempt.now_ms).max(1))
-            .arg(attempt.user.as_str())
-            .arg(attempt.score)
-            .arg(stamp)
-            .arg(attempt.refused.map_or("", Refusal::code))
-            .arg(field)
-            .arg(entry);
-        for (_, ttl) in attempt.boards {
-            invocation.arg(ttl.map_or(0, |d| d.as_secs()));
-        }
-        let (status, json): (u8, String) = self
-            .run("decide", async |c| invocation.invoke(c).await)
-            .await?;
-        if status == 2 {
-            return Err(StoreError::Banned);
-        }
-        parse_outcome(&json)
+        Ok(Some(outcome))
     }
 
-    /// See `Store::hide_player`.
-    pub async fn hide_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
-        let mut call = HIDE_SCRIPT.call(2 + 3 * boards.len());
-        call.key(self.key(&["ban", user.as_str()]))
-            .key(self.key(&["held", user.as_str()]));
+    /// Decides `attempt`, or answers the session's earlier decision: in one script on one node,
+    /// in two steps on a cluster (see the module doc).
+    pub async fn decide(&self, attempt: &Attempt<'_>) -> Result<Outcome, StoreError> {
+        let user = attempt.user.as_str();
+        let (mark, stream, ban) = (
+            self.shard_key(user, &["s", attempt.session_id]),
+            self.stream_key(self.user_shard(user)),
+            self.shard_key(user, &["ban", user]),
+        );
+        let (field, entry) = stream::pack(&attempt.record());
+        let ttl_ms = attempt.keep_until_ms.saturating_sub(attempt.now_ms).max(1);
+        let refused = attempt.refused.map_or("", Refusal::code);
+        let count_replicas = if self.waits_for_replicas() { "1" } else { "0" };
+        let (status, json, replicas): (u8, String, u8) = if self.is_cluster() {
+            let mut call = MARK_SCRIPT.call(3);
+            call.key(&mark)
+                .key(&stream)
+                .key(&ban)
+                .arg(ttl_ms)
+                .arg(user)
+                .arg(attempt.score)
+                .arg(refused)
+                .arg(field)
+                .arg(entry)
+                .arg(self.max_backlog())
+                .arg(attempt.now_ms)
+                .arg(count_replicas);
+            self.run("decide", async |c| call.invoke(c).await).await?
+        } else {
+            let mut call = DECIDE_SCRIPT.call(4 + 3 * attempt.boards.len());
+            call.on_one_node()
+                .key(&mark)
+                .key(&stream)
+                .key(&ban)
+                .key(self.bars_key(attempt.campaign));
+            for (board, _) in attempt.boards {
+                for key in self.board_keys(board) {
+                    call.key(key);
+                }
+            }
+            call.arg(ttl_ms)
+                .arg(user)
+                .arg(attempt.score)
+                .arg(format!("{}{user}", member_prefix(attempt.now_ms)))
+                .arg(refused)
+                .arg(field)
+                .arg(entry)
+                .arg(self.max_backlog())
+                .arg(attempt.now_ms)
+                .arg(count_replicas);
+            for (_, ttl) in attempt.boards {
+                call.arg(ttl.map_or(0, |d| d.as_secs()));
+            }
+            self.run("decide", async |c| call.invoke(c).await).await?
+        };
+        match status {
+            2 => return Err(StoreError::Banned),
+            3 => {
+                return Err(StoreError::Busy(
+                    "results backlog at REDIS_STREAM_MAX_BACKLOG",
+                ))
+            }
+            _ => self.replicate(&mark, ttl_ms, replicas).await?,
+        }
+        let (mut outcome, at) = parse_outcome(&json)?;
+        if self.is_cluster() && outcome.refused.is_none() {
+            // The second step, also for a retry: the first attempt's may have failed. Should it
+            // fail now, the decision stands and the client's retry (or the batcher) raises.
+            let at = at.unwrap_or(attempt.now_ms);
+            let (best, rank) = self
+                .raise(
+                    attempt.campaign,
+                    attempt.boards,
+                    &outcome.user,
+                    outcome.score,
+                    at,
+                )
+                .await?;
+            outcome.best = best;
+            outcome.rank = rank;
+        }
+        Ok(outcome)
+    }
+
+    /// Offers a decided result (reached at `at_ms`) to `boards`, all of `campaign`; answers the
+    /// best and rank on the first afterwards.
+    pub async fn raise(
+        &self,
+        campaign: &CampaignId,
+        boards: &[LiveBoard],
+        user: &UserId,
+        score: u64,
+        at_ms: u64,
+    ) -> Result<(Option<u64>, Option<u64>), StoreError> {
+        let mut call = RAISE_SCRIPT.call(1 + 3 * boards.len());
+        call.key(self.bars_key(campaign));
         for (board, _) in boards {
             for key in self.board_keys(board) {
                 call.key(key);
             }
         }
-        call.arg(user.as_str());
-        let _: i64 = self
-            .run("hide_player", async |c| call.invoke(c).await)
-            .await?;
+        call.arg(user.as_str()).arg(score).arg(format!(
+            "{}{}",
+            member_prefix(at_ms),
+            user.as_str()
+        ));
+        for (_, ttl) in boards {
+            call.arg(ttl.map_or(0, |d| d.as_secs()));
+        }
+        let (best, rank): (Option<String>, Option<u64>) =
+            self.run("raise", async |c| call.invoke(c).await).await?;
+        Ok((best.and_then(|b| b.parse().ok()), rank))
+    }
+
+    /// See `Store::hide_player`: the player's shard refuses their submits first, then each
+    /// campaign's bars keep their scores off its boards.
+    pub async fn hide_player(&self, user: &UserId, boards: &[LiveBoard]) -> Result<(), StoreError> {
+        let ban = self.shard_key(user.as_str(), &["ban", user.as_str()]);
+        self.run("hide_player", async |c| {
+            redis::cmd("SET")
+                .arg(&ban)
+                .arg("1")
+                .query_async::<()>(c)
+                .await
+        })
+        .await?;
+        for (campaign, boards) in by_campaign(boards) {
+            let mut call = HIDE_SCRIPT.call(2 + 3 * boards.len());
+            call.key(self.bars_key(campaign))
+                .key(self.campaign_key(campaign, &["held", user.as_str()]));
+            for (board, _) in boards {
+                for key in self.board_keys(board) {
+                    call.key(key);
+                }
+            }
+            call.arg(user.as_str());
+            let _: i64 = self
+                .run("hide_player", async |c| call.invoke(c).await)
+                .await?;
+        }
         Ok(())
     }
 
-    /// Empties a board, answering the rows it held, best first.
-    pub async fn reset(&self, board: &BoardKey) -> Result<Vec<Entry>, StoreError> {
+    /// Empties a board, answering the rows it held, best first; results reached before `now_ms`
+    /// are never offered to it again.
+    pub async fn reset(&self, board: &BoardKey, now_ms: u64) -> Result<Vec<Entry>, StoreError> {
         let [z, h, v] = self.board_keys(board);
-        let mut call = RESET_SCRIPT.call(3);
-        call.key(&z).key(&h).key(&v);
+        let mut call = RESET_SCRIPT.call(4);
+        call.key(self.bars_key(&board.campaign))
+            .key(&z)
+            .key(&h)
+            .key(&v)
+            .arg(now_ms);
         let rows: Vec<(String, f64)> = self.run("reset", async |c| call.invoke(c).await).await?;
         entries(rows, 1)
     }
 
-    /// Drops the player's best from each board; answers from how many.
+    /// Drops the player's best from each board of one campaign, and bars their results up to
+    /// `now_ms` from them; answers from how many boards.
     pub async fn remove_scores(
         &self,
         user: &UserId,
+        campaign: &CampaignId,
         boards: &[LiveBoard],
+        now_ms: u64,
     ) -> Result<u64, StoreError> {
-        let mut call = REMOVE_SCRIPT.call(3 * boards.len());
+        let mut call = REMOVE_SCRIPT.call(1 + 3 * boards.len());
+        call.key(self.bars_key(campaign));
         for (board, _) in boards {
             for key in self.board_keys(board) {
                 call.key(key);
             }
         }
-        call.arg(user.as_str());
+        call.arg(user.as_str()).arg(now_ms);
         self.run("remove_scores", async |c| call.invoke(c).await)
             .await
     }
 
-    /// See `Store::restore_player`.
+    /// See `Store::restore_player`: each campaign's bar is lifted and the bests put back, then
+    /// the shard decides the player's submits again.
     pub async fn restore_player(
         &self,
         user: &UserId,
         boards: &[LiveBoard],
     ) -> Result<(), StoreError> {
-        let mut call = RESTORE_SCRIPT.call(2 + 3 * boards.len());
-        call.key(self.key(&["ban", user.as_str()]))
-            .key(self.key(&["held", user.as_str()]));
-        for (board, _) in boards {
-            for key in self.board_keys(board) {
-                call.key(key);
+        for (campaign, boards) in by_campaign(boards) {
+            let mut call = RESTORE_SCRIPT.call(2 + 3 * boards.len());
+            call.key(self.bars_key(campaign))
+                .key(self.campaign_key(campaign, &["held", user.as_str()]));
+            for (board, _) in &boards {
+                for key in self.board_keys(board) {
+                    call.key(key);
+                }
             }
+            call.arg(user.as_str());
+            for (_, ttl) in boards {
+                call.arg(ttl.map_or(0, |d| d.as_secs()));
+            }
+            let _: i64 = self
+                .run("restore_player", async |c| call.invoke(c).await)
+                .await?;
         }
-        call.arg(user.as_str());
-        for (_, ttl) in boards {
-            call.arg(ttl.map_or(0, |d| d.as_secs()));
-        }
-        let _: i64 = self
-            .run("restore_player", async |c| call.invoke(c).await)
-            .await?;
-        Ok(())
+        let ban = self.shard_key(user.as_str(), &["ban", user.as_str()]);
+        self.run("restore_player", async |c| {
+            redis::cmd("DEL").arg(&ban).query_async::<()>(c).await
+        })
+        .await
     }
 
     pub async fn top(&self, board: &BoardKey, n: usize) -> Result<Vec<Entry>, StoreError> {

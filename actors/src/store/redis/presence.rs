@@ -52,7 +52,7 @@ impl RedisStore {
         Ok(got == 1)
     }
 
-    /// Renews the leases of this instance's places, (user, member) pairs, in one pipeline.
+    /// Renews the leases of this instance's places, (user, member) pairs, all at once.
     pub async fn renew_sockets(
         &self,
         held: &[(&str, String)],
@@ -63,19 +63,23 @@ impl RedisStore {
             return Ok(());
         }
         let lease_ms = lease.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        for (user, member) in held {
-            let key = self.key(&["uc", user]);
-            pipe.cmd("ZADD")
-                .arg(&key)
-                .arg("XX")
-                .arg(now_ms + lease_ms)
-                .arg(member)
-                .ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
-        }
-        self.run("renew_sockets", async |c| pipe.query_async(c).await)
-            .await
+        let pipes: Vec<redis::Pipeline> = held
+            .iter()
+            .map(|(user, member)| {
+                let key = self.key(&["uc", user]);
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg(now_ms + lease_ms)
+                    .arg(member)
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(lease_ms).ignore();
+                pipe
+            })
+            .collect();
+        self.run_each::<()>("renew_sockets", &pipes).await?;
+        Ok(())
     }
 
     /// The members of `user`'s set whose lease has not lapsed.

@@ -1,5 +1,7 @@
-//! The results stream (`results`): every decided attempt, appended by the decide script and
-//! drained into PostgreSQL by the PersistenceBatcher through the consumer group.
+//! The results streams (`{TAG}:results`, one per shard, `REDIS_STREAM_SHARDS`): every decided
+//! attempt, appended by the decide script in its player's shard and drained into PostgreSQL by
+//! the PersistenceBatchers through each stream's consumer group. Shards spread one campaign's
+//! ingest over a cluster's masters; on one node there is one.
 //!
 //! An entry is one field, [`FIELD`], holding the record's parts tab-separated in the order
 //! [`pack`] writes and [`unpack`] reads: session, user, campaign, score, started ms, decided ms,
@@ -69,15 +71,17 @@ pub fn unpack(packed: &str) -> Option<Record> {
     })
 }
 
-/// One entry of the results stream.
+/// One entry of a results stream.
 pub struct StreamEntry {
     pub id: String,
+    /// Which shard's stream it is in.
+    pub shard: usize,
     /// `None` when the entry is malformed (logged and acknowledged, so it cannot block the
     /// stream forever).
     pub row: Option<Record>,
 }
 
-fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
+fn parse_entries(shard: usize, reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
     reply
         .keys
         .into_iter()
@@ -85,39 +89,55 @@ fn parse_entries(reply: redis::streams::StreamReadReply) -> Vec<StreamEntry> {
         .map(|e| StreamEntry {
             row: e.get::<String>(FIELD).as_deref().and_then(unpack),
             id: e.id,
+            shard,
         })
         .collect()
 }
 
+/// Longest pause between two rounds of non-blocking reads that found nothing.
+const POLL_PAUSE: Duration = Duration::from_millis(50);
+
 impl RedisStore {
-    pub fn stream_key(&self) -> String {
-        self.key(&["results"])
+    /// The stream of the shard tagged `tag`.
+    pub(super) fn stream_key(&self, tag: &str) -> String {
+        self.tagged_key(Some(tag), &["results"])
     }
 
-    /// Creates the group at the stream's start (entries written before the first batcher ran
-    /// are not skipped); an existing group is left as it is.
+    fn stream_keys(&self) -> impl Iterator<Item = (usize, String)> + '_ {
+        self.shard_tags()
+            .iter()
+            .enumerate()
+            .map(|(i, tag)| (i, self.stream_key(tag)))
+    }
+
+    /// Creates each shard's group at the stream's start (entries written before the first
+    /// batcher ran are not skipped); an existing group is left as it is.
     pub async fn ensure_group(&self, group: &str) -> Result<(), StoreError> {
-        let key = self.stream_key();
-        let created: Result<(), StoreError> = self
-            .run("ensure_group", async |c| {
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&key)
-                    .arg(group)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(c)
-                    .await
-            })
-            .await;
-        match created {
-            Err(StoreError::Command(msg)) if msg.contains("BUSYGROUP") => Ok(()),
-            other => other,
+        for (_, key) in self.stream_keys() {
+            let created: Result<(), StoreError> = self
+                .run("ensure_group", async |c| {
+                    redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&key)
+                        .arg(group)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async(c)
+                        .await
+                })
+                .await;
+            match created {
+                Err(StoreError::Command(msg)) if msg.contains("BUSYGROUP") => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
     /// Entries for `consumer`: its own unacknowledged ones (`pending`), or new ones, waiting up
-    /// to `block` for the first.
+    /// to `block` for the first. With one stream on one node the wait is a blocking read;
+    /// otherwise the shards are read in turn, from a random one so none is always last, and a
+    /// round that finds nothing pauses before answering.
     pub async fn read_group(
         &self,
         group: &str,
@@ -126,25 +146,42 @@ impl RedisStore {
         pending: bool,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, StoreError> {
-        let key = self.stream_key();
-        let reply: Option<redis::streams::StreamReadReply> = self
-            .run_alone("read_group", async |c| {
+        let keys: Vec<(usize, String)> = self.stream_keys().collect();
+        let blocking = self.blocking_reads() && !pending;
+        let start = rand::random::<usize>() % keys.len();
+        let mut found = Vec::new();
+        for (shard, key) in keys.iter().cycle().skip(start).take(keys.len()) {
+            let want = count.saturating_sub(found.len());
+            if want == 0 {
+                break;
+            }
+            let read = async |c: &mut super::client::Conn| {
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(group)
                     .arg(consumer)
                     .arg("COUNT")
-                    .arg(count);
-                if !pending {
+                    .arg(want);
+                if blocking {
                     cmd.arg("BLOCK").arg(block.as_millis() as u64);
                 }
                 cmd.arg("STREAMS")
-                    .arg(&key)
+                    .arg(key)
                     .arg(if pending { "0" } else { ">" });
-                cmd.query_async(c).await
-            })
-            .await?;
-        Ok(reply.map(parse_entries).unwrap_or_default())
+                cmd.query_async::<Option<redis::streams::StreamReadReply>>(c)
+                    .await
+            };
+            let reply = if blocking {
+                self.run_alone("read_group", read).await?
+            } else {
+                self.run("read_group", read).await?
+            };
+            found.extend(reply.map(|r| parse_entries(*shard, r)).unwrap_or_default());
+        }
+        if found.is_empty() && !pending && !blocking {
+            tokio::time::sleep(block.min(POLL_PAUSE)).await;
+        }
+        Ok(found)
     }
 
     /// Takes over entries another consumer left pending for `min_idle` (it died); they then
@@ -156,71 +193,84 @@ impl RedisStore {
         min_idle: Duration,
         count: usize,
     ) -> Result<usize, StoreError> {
-        let key = self.stream_key();
-        let reply: redis::streams::StreamAutoClaimReply = self
-            .run("autoclaim", async |c| {
-                redis::cmd("XAUTOCLAIM")
+        let mut taken = 0;
+        for (_, key) in self.stream_keys() {
+            let reply: redis::streams::StreamAutoClaimReply = self
+                .run("autoclaim", async |c| {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(&key)
+                        .arg(group)
+                        .arg(consumer)
+                        .arg(min_idle.as_millis() as u64)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(count)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            taken += reply.claimed.len();
+        }
+        Ok(taken)
+    }
+
+    /// Acknowledges written entries and deletes them, so the streams hold exactly what is not
+    /// yet in PostgreSQL.
+    pub async fn ack(&self, group: &str, entries: &[StreamEntry]) -> Result<(), StoreError> {
+        let mut by_shard: Vec<Vec<&str>> = vec![Vec::new(); self.shard_tags().len()];
+        for e in entries {
+            by_shard[e.shard].push(&e.id);
+        }
+        for ((_, key), ids) in self.stream_keys().zip(by_shard) {
+            if ids.is_empty() {
+                continue;
+            }
+            self.run("ack", async |c| {
+                redis::pipe()
+                    .cmd("XACK")
                     .arg(&key)
                     .arg(group)
-                    .arg(consumer)
-                    .arg(min_idle.as_millis() as u64)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(c)
+                    .arg(&ids)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&key)
+                    .arg(&ids)
+                    .ignore()
+                    .query_async::<()>(c)
                     .await
             })
             .await?;
-        Ok(reply.claimed.len())
-    }
-
-    /// Acknowledges written entries and deletes them, so the stream holds exactly what is not
-    /// yet in PostgreSQL.
-    pub async fn ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
         }
-        let key = self.stream_key();
-        self.run("ack", async |c| {
-            redis::pipe()
-                .cmd("XACK")
-                .arg(&key)
-                .arg(group)
-                .arg(ids)
-                .ignore()
-                .cmd("XDEL")
-                .arg(&key)
-                .arg(ids)
-                .ignore()
-                .query_async(c)
-                .await
-        })
-        .await
+        Ok(())
     }
 
     /// Entries not yet written to PostgreSQL, and the age of the oldest in ms.
     pub async fn backlog(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
-        let key = self.stream_key();
-        let (len, first): (u64, redis::streams::StreamRangeReply) = self
-            .run("backlog", async |c| {
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(&key)
-                    .cmd("XRANGE")
-                    .arg(&key)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        let oldest = first
-            .ids
-            .first()
-            .and_then(|e| e.id.split('-').next()?.parse::<u64>().ok())
-            .map_or(0, |ms| now_ms.saturating_sub(ms));
-        Ok((len, oldest))
+        let (mut total, mut oldest) = (0, 0);
+        for (_, key) in self.stream_keys() {
+            let (len, first): (u64, redis::streams::StreamRangeReply) = self
+                .run("backlog", async |c| {
+                    redis::pipe()
+                        .cmd("XLEN")
+                        .arg(&key)
+                        .cmd("XRANGE")
+                        .arg(&key)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            total += len;
+            let age = first
+                .ids
+                .first()
+                .and_then(|e| e.id.split('-').next()?.parse::<u64>().ok())
+                .map_or(0, |ms| now_ms.saturating_sub(ms));
+            oldest = oldest.max(age);
+        }
+        Ok((total, oldest))
     }
 }

@@ -10,7 +10,7 @@ use super::client::RedisStore;
 use crate::store::error::StoreError;
 
 impl RedisStore {
-    /// Adds each user's new message count to their window `index` in one pipeline; answers
+    /// Adds each user's new message count to their window `index`, all at once; answers
     /// each window's total across instances, in order.
     pub async fn add_message_counts(
         &self,
@@ -19,18 +19,23 @@ impl RedisStore {
         window: Duration,
     ) -> Result<Vec<u64>, StoreError> {
         let window_ms = window.as_millis().max(1) as u64;
-        let mut pipe = redis::pipe();
-        for (user, n) in counts {
-            let key = self.key(&["rl", user, &index.to_string()]);
-            pipe.cmd("INCRBY").arg(&key).arg(*n);
-            pipe.cmd("PEXPIRE")
-                .arg(&key)
-                .arg(window_ms * 2)
-                .arg("NX")
-                .ignore();
-        }
-        self.run("add_message_counts", async |c| pipe.query_async(c).await)
-            .await
+        let index = index.to_string();
+        let pipes: Vec<redis::Pipeline> = counts
+            .iter()
+            .map(|(user, n)| {
+                let key = self.key(&["rl", user, &index]);
+                let mut pipe = redis::pipe();
+                pipe.cmd("INCRBY").arg(&key).arg(*n);
+                pipe.cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window_ms * 2)
+                    .arg("NX")
+                    .ignore();
+                pipe
+            })
+            .collect();
+        let totals: Vec<(u64,)> = self.run_each("add_message_counts", &pipes).await?;
+        Ok(totals.into_iter().map(|(t,)| t).collect())
     }
 }
 
