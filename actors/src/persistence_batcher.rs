@@ -268,7 +268,8 @@ impl Actor for PersistenceBatcher {
             finished.store(true, Ordering::Relaxed);
             done.notify_waiters();
         });
-        // The backlog gauge, and the partitions of the coming days.
+        // The backlog gauge, the pools, PostgreSQL and its replica; and the partitions of the
+        // coming days.
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             let shared = act.shared.clone();
             actix_rt::spawn(async move {
@@ -284,6 +285,7 @@ impl Actor for PersistenceBatcher {
                 shared
                     .store
                     .postgres_seen(pool::ping(&shared.store.pg).await.is_ok());
+                shared.store.probe_replica().await;
             });
         });
         ctx.run_interval(Duration::from_secs(3600), |act, _| {

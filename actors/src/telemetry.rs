@@ -19,6 +19,7 @@ pub fn init() {
     counter!("podium_ws_faults_total").increment(0);
     counter!("podium_submits_total", "outcome" => "failed", "reason" => "internal").increment(0);
     counter!("podium_submits_total", "outcome" => "accepted", "reason" => "").increment(0);
+    counter!("podium_postgres_pool_timeouts_total").increment(0);
 }
 
 /// The configured cap, so dashboards and alerts can show the share in use.
@@ -277,6 +278,25 @@ pub fn boards_rebuilt(campaign: &str, rows: u64, took: Duration) {
         took_ms = took.as_millis() as u64,
         "boards rebuilt from PostgreSQL"
     );
+}
+
+/// The read replica's lag at the last probe (absent: unreachable) and whether it serves reads.
+pub fn replica_state(lag_ms: Option<i64>, in_use: bool) {
+    gauge!("podium_postgres_replica_in_use").set(f64::from(u8::from(in_use)));
+    if let Some(ms) = lag_ms {
+        gauge!("podium_postgres_replica_lag_seconds").set(ms.max(0) as f64 / 1000.0);
+    }
+}
+
+/// An operator's read, and which database served it (`replica` or `primary`).
+pub fn operator_read(on: &'static str) {
+    counter!("podium_postgres_operator_reads_total", "on" => on).increment(1);
+}
+
+/// A caller waited `DATABASE_POOL_WAIT_TIMEOUT` for a PostgreSQL connection in vain (answered
+/// `busy`).
+pub fn pg_pool_exhausted() {
+    counter!("podium_postgres_pool_timeouts_total").increment(1);
 }
 
 /// One PostgreSQL interaction (a batch, a fallback decision, a rebuild read), with its outcome.

@@ -279,6 +279,12 @@ pub fn use_redis_engine(config: &mut Config) {
     config.postgres.schema = format!("t_{tag}");
 }
 
+/// The value of one sample line of the exposition (`name{labels} value`), if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// How a process reaches the Redis of `config`: the variable and its value.
 pub fn redis_env(config: &Config) -> (&'static str, String) {
     match &config.redis.url {

@@ -45,6 +45,36 @@ impl TempPostgres {
         pg
     }
 
+    /// A streaming replica of this primary (`pg_basebackup -R`), started on a port of its own.
+    pub fn replica(&self) -> Self {
+        let dir = std::env::temp_dir().join(format!("podium-pg-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let replica = Self {
+            dir,
+            port: free_port(),
+        };
+        run("chown", &["-R", "postgres", replica.dir.to_str().unwrap()]);
+        let port = self.port.to_string();
+        replica.as_postgres(
+            &pg_bin("pg_basebackup"),
+            &[
+                "-D",
+                replica.data().as_str(),
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+            ],
+        );
+        replica.up();
+        replica
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").to_string_lossy().into_owned()
     }
@@ -104,7 +134,7 @@ impl TempPostgres {
         run("kill", &args);
     }
 
-    fn down(&self) {
+    pub fn down(&self) {
         self.as_postgres(
             &pg_bin("pg_ctl"),
             &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
@@ -463,4 +493,120 @@ async fn an_acknowledgement_redis_refuses_is_not_reported_as_postgres_down() {
         1,
         "rewritten, not duplicated"
     );
+}
+
+/// The operator's reads go to the read replica while it is up, and to the primary, without an
+/// error, once it is stopped.
+#[tokio::test]
+async fn a_read_replica_serves_the_operators_reads_and_a_stopped_one_hands_them_to_the_primary() {
+    let pg = TempPostgres::start();
+    let replica = pg.replica();
+    let server = TestServer::redis(|c| {
+        c.postgres.url = Some(pg.url());
+        c.postgres.read_url = Some(replica.url());
+    });
+    let reads = |on: &'static str| {
+        let server = &server;
+        async move {
+            let (_, metrics) = server.http_text("GET", "/metrics", None).await;
+            sample(
+                &metrics,
+                &format!("podium_postgres_operator_reads_total{{on=\"{on}\"}}"),
+            )
+            .unwrap_or(0.0)
+        }
+    };
+    let kick = |user: &'static str| {
+        let server = &server;
+        async move {
+            let path = format!("/admin/users/{user}/kick");
+            let body = serde_json::json!({"reason": "r"});
+            assert_eq!(server.admin("POST", &path, Some(body)).await.0, 200);
+        }
+    };
+    let audited = |user: &'static str| {
+        let server = &server;
+        async move {
+            let (status, page) = server.admin("GET", "/admin/audit?limit=50", None).await;
+            assert_eq!(status, 200, "{page}");
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["target"].as_str().is_some_and(|t| t.contains(user)))
+        }
+    };
+    kick("before").await;
+    eventually("the audit entry, read on the replica", || async {
+        audited("before").await && reads("replica").await > 0.0
+    })
+    .await;
+    replica.down();
+    let primary_before = reads("primary").await;
+    kick("after").await;
+    assert!(
+        audited("after").await,
+        "read at once, on the primary: the replica is down"
+    );
+    assert!(reads("primary").await > primary_before);
+    eventually("the probe sets the replica aside", || async {
+        let (_, metrics) = server.http_text("GET", "/metrics", None).await;
+        sample(&metrics, "podium_postgres_replica_in_use") == Some(0.0)
+    })
+    .await;
+}
+
+/// During the fallback every submit is a PostgreSQL transaction; with every connection taken
+/// past `DATABASE_POOL_WAIT_TIMEOUT`, a submit is answered the retryable `busy` (nothing
+/// decided), never left hanging or `internal`, and its retry is decided once.
+#[tokio::test]
+async fn a_fallback_storm_past_the_pool_is_answered_busy_and_decided_on_retry() {
+    let mut redis = TempRedis::start();
+    let server = TestServer::redis(|c| {
+        use_redis_at(c, redis.url());
+        c.redis.command_timeout_ms = 300;
+        c.postgres.pool_size = 1;
+        c.postgres.pool_wait_timeout_ms = 5;
+        c.ws.rate_limit_max_messages = 100_000;
+        c.game.max_submits_per_minute = 100_000;
+    });
+    redis.crash();
+    eventually("in the fallback", || async {
+        has_issue(&health(&server).await, "redis_down")
+    })
+    .await;
+    let mut players = Vec::new();
+    for i in 0..40 {
+        let mut p = server.player(&format!("storm{i}")).await;
+        let session = p.start_game("quick").await;
+        players.push((p, session));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let storm = players.into_iter().map(|(mut p, session)| async move {
+        let first = p.submit(&session, 7).await;
+        let mut last = first.clone();
+        for _ in 0..100 {
+            if last["reason"] != "busy" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            last = p.submit(&session, 7).await;
+        }
+        (first, last)
+    });
+    let answers = futures_util::future::join_all(storm).await;
+    let busy = answers
+        .iter()
+        .filter(|(f, _)| f["reason"] == "busy")
+        .count();
+    println!("fallback storm: {busy} of 40 first answers busy");
+    assert!(busy > 0, "the pool was exceeded: {answers:?}");
+    for (first, last) in &answers {
+        assert!(
+            first["status"] == "accepted" || first["reason"] == "busy",
+            "{first}"
+        );
+        assert_eq!(last["status"], "accepted", "decided on retry: {last}");
+    }
+    assert_eq!(server.pg_count("results").await, 40, "each decided once");
 }

@@ -62,12 +62,6 @@ impl Drop for Proc {
     }
 }
 
-/// The value of one sample line of the exposition (`name{labels} value`), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test]
 async fn http_answers_are_counted_by_route_pattern_and_status_and_the_process_is_measured() {
     let p = Proc::start(&[]).await;

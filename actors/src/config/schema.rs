@@ -95,8 +95,13 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// `postgres://user@host:port/db` (`DATABASE_URL`).
+    /// `postgres://user@host:port/db` (`DATABASE_URL`): the primary.
     pub url: Option<String>,
+    /// A streaming replica for the operator's reads (`DATABASE_READ_URL`): review pages,
+    /// exports, a player's page, archives and the audit log.
+    pub read_url: Option<String>,
+    /// Replay lag past which the replica is skipped for the primary (`PG_REPLICA_MAX_LAG_MS`).
+    pub replica_max_lag_ms: u64,
     /// Schema podium's tables live in; created if missing (`DATABASE_SCHEMA`).
     pub schema: String,
     /// Connections in the pool; never more are opened (`DATABASE_POOL_SIZE`).
@@ -343,6 +348,8 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: None,
+            read_url: None,
+            replica_max_lag_ms: 5_000,
             schema: "public".into(),
             pool_size: 8,
             pool_wait_timeout_ms: 1_000,

@@ -19,6 +19,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use super::error::StoreError;
+use super::postgres::replica::Replica;
 use super::postgres::{self, migrate, results};
 use super::redis::RedisStore;
 use crate::config::{Config, ConfigError};
@@ -75,7 +76,10 @@ impl Default for PersistStatus {
 #[derive(Clone)]
 pub struct Durable {
     pub redis: RedisStore,
+    /// The primary.
     pub pg: Pool,
+    /// The read replica, when `DATABASE_READ_URL` names one.
+    replica: Option<Arc<Replica>>,
     /// False while Redis is unreachable and results go straight to PostgreSQL; set by the
     /// watchdog only, so it turns true again only after the boards were rebuilt.
     redis_ok: Arc<AtomicBool>,
@@ -119,9 +123,21 @@ impl Durable {
             expected: "a postgres:// URL".into(),
             got: e.to_string(),
         })?;
+        let replica = match &config.postgres.read_url {
+            Some(url) => Some(Arc::new(Replica::new(
+                postgres::pool::pool_at(&config.postgres, url).map_err(|e| ConfigError {
+                    key: "DATABASE_READ_URL".into(),
+                    expected: "a postgres:// URL".into(),
+                    got: e.to_string(),
+                })?,
+                config.postgres.replica_max_lag_ms,
+            ))),
+            None => None,
+        };
         Ok(Self {
             redis,
             pg,
+            replica,
             redis_ok: Arc::new(AtomicBool::new(true)),
             status: Arc::new(PersistStatus::default()),
         })
@@ -189,6 +205,29 @@ impl Durable {
         match a.boards.first() {
             Some((board, _)) => self.redis.standing(board, a.user).await,
             None => Ok(None),
+        }
+    }
+
+    /// An operator's read (see `postgres::replica` for which): on the replica while it is up and
+    /// current, else on the primary.
+    pub async fn operator_read<T>(
+        &self,
+        what: impl AsyncFn(&Pool) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(replica) = &self.replica {
+            if let Some(v) = replica.read(&what).await {
+                telemetry::operator_read("replica");
+                return Ok(v);
+            }
+        }
+        telemetry::operator_read("primary");
+        what(&self.pg).await
+    }
+
+    /// Measures the replica's lag (every second, by the PersistenceBatcher).
+    pub async fn probe_replica(&self) {
+        if let Some(replica) = &self.replica {
+            replica.probe().await;
         }
     }
 

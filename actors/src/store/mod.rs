@@ -296,7 +296,10 @@ impl Store {
         let (campaign, name) = (board.campaign.to_string(), board.board.to_string());
         match self {
             Store::Memory(m) => Ok(m.archives(&campaign, &name)),
-            Store::Durable(d) => pg::archives(&d.pg, &campaign, &name).await,
+            Store::Durable(d) => {
+                d.operator_read(async |pool| pg::archives(pool, &campaign, &name).await)
+                    .await
+            }
         }
     }
 
@@ -400,7 +403,12 @@ impl Store {
     ) -> Result<Vec<Record>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.recent(user, limit)),
-            Store::Durable(d) => postgres::results::recent(&d.pg, user.as_str(), limit).await,
+            Store::Durable(d) => {
+                d.operator_read(async |pool| {
+                    postgres::results::recent(pool, user.as_str(), limit).await
+                })
+                .await
+            }
         }
     }
 
@@ -428,7 +436,12 @@ impl Store {
                 header.chain(futures_util::stream::iter(rows)).boxed()
             }
             Store::Durable(d) => header
-                .chain(postgres::results::results_csv(&d.pg, campaign).await?)
+                .chain(
+                    d.operator_read(async |pool| {
+                        postgres::results::results_csv(pool, campaign).await
+                    })
+                    .await?,
+                )
                 .boxed(),
         })
     }
@@ -437,7 +450,10 @@ impl Store {
     pub async fn flagged(&self, q: &FlagQuery) -> Result<Vec<Flagged>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.flagged(q)),
-            Store::Durable(d) => pg::flagged(&d.pg, q).await,
+            Store::Durable(d) => {
+                d.operator_read(async |pool| pg::flagged(pool, q).await)
+                    .await
+            }
         }
     }
 
@@ -496,7 +512,10 @@ impl Store {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.audit_page(before, limit)),
-            Store::Durable(d) => pg::audit_page(&d.pg, before, limit).await,
+            Store::Durable(d) => {
+                d.operator_read(async |pool| pg::audit_page(pool, before, limit).await)
+                    .await
+            }
         }
     }
 }

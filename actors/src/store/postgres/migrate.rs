@@ -1,7 +1,7 @@
 //! Migrations: the numbered files of `migrations/`, compiled in, applied in order under an
 //! advisory lock so engines starting together apply each once.
 
-use super::pool::{pg_err, timed};
+use super::pool::{self, pg_err, timed};
 use crate::store::error::StoreError;
 use deadpool_postgres::Pool;
 
@@ -36,7 +36,7 @@ const MIGRATION_LOCK: i64 = 0x706f_6469_756d; // "podium"
 /// several engines at once. Answers the versions it applied.
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<Vec<i32>, StoreError> {
     timed("migrate", async {
-        let mut client = pool.get().await.map_err(pg_err)?;
+        let mut client = pool::get(pool).await?;
         client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .await

@@ -3,7 +3,7 @@
 
 use deadpool_postgres::Pool;
 
-use super::pool::{pg_err, timed};
+use super::pool::{self, pg_err, timed};
 use crate::domain::board::Entry;
 use crate::domain::campaign::Refusal;
 use crate::domain::campaign::{Campaign, CampaignRules};
@@ -50,7 +50,7 @@ fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
 
 pub async fn campaigns(pool: &Pool) -> Result<Vec<Campaign>, StoreError> {
     timed("campaigns", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id");
         let rows = client.query(&sql, &[]).await.map_err(pg_err)?;
         Ok(rows.iter().map(campaign_of).collect())
@@ -61,7 +61,7 @@ pub async fn campaigns(pool: &Pool) -> Result<Vec<Campaign>, StoreError> {
 /// The campaign of that name, if there is one.
 pub async fn campaign(pool: &Pool, name: &str) -> Result<Option<Campaign>, StoreError> {
     timed("campaign", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
         let row = client.query_opt(&sql, &[&name]).await.map_err(pg_err)?;
         Ok(row.as_ref().map(campaign_of))
@@ -90,7 +90,7 @@ async fn write_campaign(
     read_version: Option<u64>,
 ) -> Result<bool, StoreError> {
     timed("write_campaign", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let r = &c.rules;
         let i = |v: u64| v as i64;
         let sql = match read_version {
@@ -147,7 +147,7 @@ fn ban_of(row: &tokio_postgres::Row) -> Option<Ban> {
 /// Sets or replaces the player's ban.
 pub async fn put_ban(pool: &Pool, ban: &Ban) -> Result<(), StoreError> {
     timed("put_ban", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         client
             .execute(
                 "INSERT INTO bans (user_id, reason, expires_at, created_by, created_at)
@@ -166,7 +166,7 @@ pub async fn put_ban(pool: &Pool, ban: &Ban) -> Result<(), StoreError> {
 /// Lifts the player's ban: answers whether there was one.
 pub async fn lift_ban(pool: &Pool, user: &UserId) -> Result<bool, StoreError> {
     timed("lift_ban", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let n = client
             .execute("DELETE FROM bans WHERE user_id = $1", &[&user.as_str()])
             .await
@@ -179,7 +179,7 @@ pub async fn lift_ban(pool: &Pool, user: &UserId) -> Result<bool, StoreError> {
 /// Bans whose time ran out by `now_ms` (still recorded: their boards wait to be restored).
 pub async fn lapsed_bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
     timed("lapsed_bans", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!(
             "SELECT {BAN_COLUMNS} FROM bans WHERE expires_at <= to_timestamp($1::int8 / 1000.0)"
         );
@@ -195,7 +195,7 @@ pub async fn lapsed_bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreErro
 /// Bans in force at `now_ms`.
 pub async fn bans(pool: &Pool, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
     timed("bans", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!(
             "SELECT {BAN_COLUMNS} FROM bans
              WHERE expires_at IS NULL OR expires_at > to_timestamp($1::int8 / 1000.0) ORDER BY created_at DESC"
@@ -216,7 +216,7 @@ pub async fn dismiss_flag(
     at_ms: u64,
 ) -> Result<bool, StoreError> {
     timed("dismiss_flag", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let n = client
             .execute(
                 "UPDATE flagged SET dismissed_at = COALESCE(dismissed_at, to_timestamp($3::int8 / 1000.0)),
@@ -232,7 +232,7 @@ pub async fn dismiss_flag(
 
 pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Flagged>, StoreError> {
     timed("flagged", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let state = match q.state {
             FlagState::Open => "AND dismissed_at IS NULL",
             FlagState::Dismissed => "AND dismissed_at IS NOT NULL",
@@ -298,7 +298,7 @@ pub async fn archive_exists(
     name: &str,
 ) -> Result<bool, StoreError> {
     timed("archive_exists", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let row = client
             .query_opt(
                 "SELECT 1 FROM board_archives WHERE campaign_id = $1 AND board = $2 AND name = $3",
@@ -314,7 +314,7 @@ pub async fn archive_exists(
 /// Keeps the archive and records the reset, in one transaction.
 pub async fn archive(pool: &Pool, a: &Archive) -> Result<(), StoreError> {
     timed("archive", async {
-        let mut client = pool.get().await.map_err(pg_err)?;
+        let mut client = pool::get(pool).await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let rows = serde_json::to_string(&a.rows).map_err(|e| StoreError::Command(e.to_string()))?;
         let at = a.at_ms as i64;
@@ -344,7 +344,7 @@ pub async fn archives(
     board: &str,
 ) -> Result<Vec<Archive>, StoreError> {
     timed("archives", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!(
             "SELECT name, {}, rows::text FROM board_archives WHERE campaign_id = $1 AND board = $2 ORDER BY archived_at DESC",
             ms!("archived_at")
@@ -370,7 +370,7 @@ pub async fn resets(
     campaign: &str,
 ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
     timed("resets", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!(
             "SELECT board, {} FROM board_resets WHERE campaign_id = $1",
             ms!("reset_at")
@@ -393,7 +393,7 @@ pub async fn audit(
     body: &serde_json::Value,
 ) -> Result<(), StoreError> {
     timed("audit", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let body = body.to_string();
         client
             .execute(
@@ -414,7 +414,7 @@ pub async fn audit_page(
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     timed("audit_page", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let sql = format!(
             "SELECT id, {}, actor, action, target, body::text FROM audit
              WHERE ($1::int8 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",

@@ -11,11 +11,17 @@ use crate::config::PostgresConfig;
 use crate::store::error::StoreError;
 use crate::telemetry;
 
+/// The primary's pool.
 pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     let url = config
         .url
         .as_deref()
         .ok_or(StoreError::Unavailable("DATABASE_URL is not set".into()))?;
+    pool_at(config, url)
+}
+
+/// A pool of `url` with `config`'s size, timeouts and schema.
+pub fn pool_at(config: &PostgresConfig, url: &str) -> Result<Pool, StoreError> {
     let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
@@ -42,6 +48,20 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// A connection from `pool`. Every connection staying taken past `DATABASE_POOL_WAIT_TIMEOUT`
+/// is `Busy` (the caller is answered the retryable `busy`, not left hanging); failing to open
+/// one is PostgreSQL unavailable.
+pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    pool.get().await.map_err(|e| match e {
+        PoolError::Timeout(TimeoutType::Wait) => {
+            telemetry::pg_pool_exhausted();
+            StoreError::Busy("every PostgreSQL connection stayed in use")
+        }
+        e => pg_err(e),
+    })
 }
 
 pub fn pg_err(e: impl std::fmt::Display) -> StoreError {
@@ -71,9 +91,8 @@ pub fn pool_usage(pool: &Pool) -> telemetry::PoolUsage {
 
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     timed("ping", async {
-        pool.get()
-            .await
-            .map_err(pg_err)?
+        get(pool)
+            .await?
             .execute("SELECT 1", &[])
             .await
             .map_err(pg_err)?;

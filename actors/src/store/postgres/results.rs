@@ -3,7 +3,7 @@
 
 use deadpool_postgres::Pool;
 
-use super::pool::{pg_err, timed};
+use super::pool::{self, pg_err, timed};
 use crate::domain::campaign::Refusal;
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{utc_date, UserId};
@@ -12,7 +12,7 @@ use crate::store::error::StoreError;
 /// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
     timed("ensure_partitions", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         for day in -1..=i64::from(ahead) {
             let start = utc_date((now_ms as i64 + day * 86_400_000).max(0) as u64);
             let end = utc_date((now_ms as i64 + (day + 1) * 86_400_000).max(0) as u64);
@@ -42,7 +42,7 @@ fn column<T>(rows: &[&Record], field: fn(&Record) -> T) -> Vec<T> {
 }
 
 async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreError> {
-    let mut client = pool.get().await.map_err(pg_err)?;
+    let mut client = pool::get(pool).await?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let (results, flagged): (Vec<&Record>, Vec<&Record>) =
         rows.iter().partition(|r| r.reason.is_none());
@@ -114,7 +114,7 @@ pub async fn decided(
     user: &UserId,
 ) -> Result<Option<Outcome>, StoreError> {
     timed("decided", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let row = client
             .query_opt(PRIOR, &[&session_id, &(started_ms as i64)])
             .await
@@ -134,7 +134,7 @@ pub async fn decide_directly(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, St
 }
 
 async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome, StoreError> {
-    let mut client = pool.get().await.map_err(pg_err)?;
+    let mut client = pool::get(pool).await?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let (started, at) = (a.started_ms as i64, a.now_ms as i64);
     tx.execute(
@@ -205,7 +205,7 @@ pub async fn bests(
     region: Option<&str>,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
     timed("rebuild_bests", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let since = since_ms.map_or(0, |ms| ms as i64);
         let rows = client
             .query(
@@ -243,7 +243,7 @@ pub async fn mark_removed(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     timed("mark_removed", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         client
             .execute(
                 "INSERT INTO score_removals (campaign_id, user_id, removed_at) VALUES ($1, $2, to_timestamp($3::int8 / 1000.0))
@@ -260,7 +260,7 @@ pub async fn mark_removed(
 /// A player's latest accepted results, newest first.
 pub async fn recent(pool: &Pool, user: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
     timed("recent_results", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let rows = client
             .query(
                 "SELECT session_id, user_id, campaign_id, score, (extract(epoch FROM started_at) * 1000)::int8,
@@ -314,7 +314,7 @@ pub async fn results_csv(
     );
     // Timed to the first row's readiness: the stream after it runs at the client's pace.
     let (client, copy) = timed("results_csv", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let copy = client.copy_out(sql.as_str()).await.map_err(pg_err)?;
         Ok((client, copy))
     })
@@ -336,7 +336,7 @@ pub async fn results_csv(
 /// The regions a campaign's results came from (one board each).
 pub async fn regions(pool: &Pool, campaign: &str) -> Result<Vec<String>, StoreError> {
     timed("regions", async {
-        let client = pool.get().await.map_err(pg_err)?;
+        let client = pool::get(pool).await?;
         let rows = client
             .query(
                 "SELECT DISTINCT region FROM results WHERE campaign_id = $1 AND region IS NOT NULL",
