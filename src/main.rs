@@ -114,7 +114,7 @@ async fn rebuild(config: Config, campaign: Option<String>) -> anyhow::Result<u64
     let mut changed = 0;
     for c in &campaigns {
         changed += durable
-            .rebuild_boards(c.name.as_str(), &c.rules, now)
+            .rebuild_boards(c.name.as_str(), &c.rules, now, false)
             .await?;
     }
     Ok(changed)

@@ -421,3 +421,70 @@ async fn a_master_demoted_to_a_replica_is_redis_unavailable_not_internal() {
     });
     assert_eq!(internal, Some("0"), "no submit was answered internal");
 }
+
+/// After an outage one instance at a time rebuilds a campaign's boards, and once per Redis
+/// process: a second instance waits for the first, and a restarted Redis is rebuilt again.
+#[tokio::test]
+async fn one_instance_rebuilds_a_campaign_once_per_redis_process() {
+    use podium_actors::domain::ids::CampaignId;
+    use podium_actors::store::redis::boards::{RebuildClaim, RebuildHold};
+    let mut redis = crate::faults::TempRedis::start();
+    let mut config = Config::default();
+    use_redis_engine(&mut config);
+    use_redis_at(&mut config, redis.url());
+    let store = podium_actors::store::durable::Durable::connect(&config).unwrap();
+    let (campaign, lease) = (CampaignId::new("quick"), Duration::from_secs(30));
+    let claim = |owner: &'static str| {
+        let (store, campaign) = (store.clone(), campaign.clone());
+        async move {
+            store
+                .redis
+                .claim_rebuild(&campaign, owner, lease)
+                .await
+                .unwrap()
+        }
+    };
+    let RebuildClaim::Mine { run } = claim("a").await else {
+        panic!("the first instance rebuilds");
+    };
+    assert_eq!(claim("b").await, RebuildClaim::Wait, "one at a time");
+    assert!(store
+        .redis
+        .hold_rebuild(&campaign, "a", lease, RebuildHold::Renew)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .redis
+            .hold_rebuild(&campaign, "b", lease, RebuildHold::Renew)
+            .await
+            .unwrap(),
+        "only the holder renews"
+    );
+    store
+        .redis
+        .hold_rebuild(&campaign, "a", lease, RebuildHold::Done { run })
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("b").await,
+        RebuildClaim::Done,
+        "rebuilt once, for both"
+    );
+    redis.crash();
+    redis.up();
+    let mut again = None;
+    for _ in 0..50 {
+        match store.redis.claim_rebuild(&campaign, "b", lease).await {
+            Ok(claim) => {
+                again = Some(claim);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        matches!(again, Some(RebuildClaim::Mine { .. })),
+        "a restarted Redis is another process, whose boards are rebuilt: {again:?}"
+    );
+}

@@ -12,8 +12,9 @@
 //! invariant and the tests that hold it. The PersistenceBatcher drains
 //! the stream and publishes its state in [`PersistStatus`], which `Store::health` reads.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -21,13 +22,13 @@ use deadpool_postgres::Pool;
 use super::error::StoreError;
 use super::postgres::replica::Replica;
 use super::postgres::{self, migrate, results};
+use super::redis::boards::{RebuildClaim, RebuildHold};
 use super::redis::RedisStore;
 use crate::config::{Config, ConfigError};
-use crate::domain::board::Standing;
-use crate::domain::campaign::CampaignRules;
+use crate::domain::campaign::{Campaign, CampaignRules};
 use crate::domain::clock::now_ms;
 use crate::domain::decision::{Attempt, Outcome};
-use crate::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
+use crate::domain::ids::{BoardKey, BoardKind, CampaignId, LiveBoard, Region, UserId};
 use crate::domain::session::GameSession;
 use crate::store::live::CampaignBook;
 use crate::telemetry;
@@ -38,6 +39,14 @@ const STARTUP_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// How often the watchdog pings Redis.
 const REDIS_WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Players per page of a rebuild's read, and the pause between pages of a rebuild after an
+/// outage, which leaves PostgreSQL to the batcher's backlog and the fallback's decisions.
+const REBUILD_PAGE: usize = 5_000;
+const REBUILD_PAUSE: Duration = Duration::from_millis(5);
+/// The rebuild lock's lease, renewed each page, and how often a waiting instance asks again.
+const REBUILD_LEASE: Duration = Duration::from_secs(30);
+const REBUILD_POLL: Duration = Duration::from_millis(200);
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +92,13 @@ pub struct Durable {
     /// False while Redis is unreachable and results go straight to PostgreSQL; set by the
     /// watchdog only, so it turns true again only after the boards were rebuilt.
     redis_ok: Arc<AtomicBool>,
+    /// The watchdog's last ping answered: Redis takes writes, whether or not the boards are
+    /// rebuilt yet.
+    redis_reachable: Arc<AtomicBool>,
+    /// This store's name as a rebuild lock's owner.
+    owner: Arc<str>,
+    /// Results decided in PostgreSQL whose boards Redis did not take yet.
+    unraised: Arc<Unraised>,
     pub status: Arc<PersistStatus>,
 }
 
@@ -107,6 +123,52 @@ async fn with_retries<T>(
         }
     }
     unreachable!("the loop returns on its last attempt")
+}
+
+/// A result decided in PostgreSQL, to raise its boards with once Redis is back.
+struct Kept {
+    boards: Vec<LiveBoard>,
+    user: UserId,
+    score: u64,
+    at_ms: u64,
+}
+
+/// Results decided in PostgreSQL while Redis could not take their boards, per campaign, up to
+/// [`UNRAISED_MAX`]; past that a campaign is marked to be rebuilt instead (`None`).
+#[derive(Default)]
+struct Unraised(Mutex<HashMap<CampaignId, Option<Vec<Kept>>>>);
+
+/// Results kept per campaign for raising after an outage; more, and it is rebuilt instead.
+const UNRAISED_MAX: usize = 100_000;
+
+impl Unraised {
+    fn keep(&self, a: &Attempt<'_>) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = all
+            .entry(a.campaign.clone())
+            .or_insert_with(|| Some(Vec::new()));
+        match kept {
+            Some(list) if list.len() < UNRAISED_MAX => list.push(Kept {
+                boards: a.boards.to_vec(),
+                user: a.user.clone(),
+                score: a.score,
+                at_ms: a.now_ms,
+            }),
+            _ => *kept = None,
+        }
+    }
+
+    /// Marks `campaign` to be rebuilt rather than raised result by result.
+    fn rebuild_later(&self, campaign: &CampaignId) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(campaign.clone(), None);
+    }
+
+    /// What `campaign` kept (empty when nothing), or `None` when it kept too many.
+    fn take(&self, campaign: &CampaignId) -> Option<Vec<Kept>> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.remove(campaign).unwrap_or(Some(Vec::new()))
+    }
 }
 
 impl Durable {
@@ -139,6 +201,9 @@ impl Durable {
             pg,
             replica,
             redis_ok: Arc::new(AtomicBool::new(true)),
+            redis_reachable: Arc::new(AtomicBool::new(true)),
+            owner: format!("{:016x}", rand::random::<u64>()).into(),
+            unraised: Default::default(),
             status: Arc::new(PersistStatus::default()),
         })
     }
@@ -179,33 +244,30 @@ impl Durable {
         }
         let mut outcome = results::decide_directly(&self.pg, attempt).await?;
         telemetry::fallback_submit();
-        if outcome.refused.is_none() && outcome.score == attempt.score && !self.redis_down() {
-            // Redis is back: raise its boards now, as the rebuild did for the results decided
-            // while it was away. Should that fail, a rebuild (forced here) raises them later.
-            match self.offer(attempt).await {
-                Ok(standing) => {
-                    outcome.best = standing.map(|s| s.score);
-                    outcome.rank = standing.map(|s| s.rank);
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "could not raise the boards for a result decided in PostgreSQL; rebuilding");
-                    self.redis_ok.store(false, Ordering::Relaxed);
-                }
+        if outcome.refused.is_some() || outcome.score != attempt.score {
+            return Ok(outcome);
+        }
+        // The boards are raised now if Redis answers, else when it is back (`recover`).
+        let raised = match self.redis_reachable.load(Ordering::Relaxed) {
+            true => self
+                .redis
+                .raise(attempt.campaign, attempt.boards, attempt.user, attempt.score, attempt.now_ms)
+                .await
+                .inspect_err(|err| tracing::warn!(%err, "could not raise the boards for a result decided in PostgreSQL; raised when Redis is back"))
+                .ok(),
+            false => None,
+        };
+        match raised {
+            Some((best, rank)) => {
+                outcome.best = best;
+                outcome.rank = rank;
+            }
+            None => {
+                self.unraised.keep(attempt);
+                self.redis_ok.store(false, Ordering::Relaxed);
             }
         }
         Ok(outcome)
-    }
-
-    /// Offers an accepted attempt to its boards in Redis; answers the standing on the first.
-    async fn offer(&self, a: &Attempt<'_>) -> Result<Option<Standing>, StoreError> {
-        let best = [(a.user.to_string(), a.score, a.now_ms)];
-        for (board, ttl) in a.boards {
-            self.redis.rebuild(board, *ttl, &best).await?;
-        }
-        match a.boards.first() {
-            Some((board, _)) => self.redis.standing(board, a.user).await,
-            None => Ok(None),
-        }
     }
 
     /// An operator's read (see `postgres::replica` for which): on the replica while it is up and
@@ -256,6 +318,7 @@ impl Durable {
         loop {
             tick.tick().await;
             let up = self.redis.ping().await.is_ok();
+            self.redis_reachable.store(up, Ordering::Relaxed);
             let was_up = self.redis_ok.load(Ordering::Relaxed);
             if !up && was_up {
                 self.redis_ok.store(false, Ordering::Relaxed);
@@ -263,9 +326,8 @@ impl Durable {
             } else if up && !was_up {
                 let mut rebuilt = true;
                 for campaign in campaigns.all() {
-                    let name = campaign.name.as_str();
-                    if let Err(err) = self.rebuild_boards(name, &campaign.rules, now_ms()).await {
-                        tracing::warn!(campaign = name, %err, "rebuild failed; retrying");
+                    if let Err(err) = self.recover(&campaign).await {
+                        tracing::warn!(campaign = campaign.name.as_str(), %err, "rebuild failed; retrying");
                         rebuilt = false;
                         break;
                     }
@@ -278,51 +340,130 @@ impl Durable {
         }
     }
 
+    /// Brings a campaign's boards back after an outage without a stampede. Redis may have
+    /// lost board writes (restarted without them, or failed over to a replica that lacked
+    /// them), so the boards are rebuilt from PostgreSQL once per Redis process: by one
+    /// instance at a time (a lock with a lease, renewed each page), the others waiting and
+    /// deciding in PostgreSQL until it is done. Then each instance raises the results it
+    /// decided in PostgreSQL while it could not reach Redis (`Unraised`), which a rebuild that
+    /// read before they were written would miss; if it kept too many to list, it rebuilds.
+    async fn recover(&self, campaign: &Campaign) -> Result<(), StoreError> {
+        loop {
+            match self
+                .redis
+                .claim_rebuild(&campaign.name, &self.owner, REBUILD_LEASE)
+                .await?
+            {
+                RebuildClaim::Done => break,
+                RebuildClaim::Wait => tokio::time::sleep(REBUILD_POLL).await,
+                RebuildClaim::Mine { run } => {
+                    let built = self
+                        .rebuild_boards(campaign.name.as_str(), &campaign.rules, now_ms(), true)
+                        .await;
+                    let hold = match built {
+                        Ok(_) => RebuildHold::Done { run },
+                        Err(_) => RebuildHold::Release,
+                    };
+                    self.redis
+                        .hold_rebuild(&campaign.name, &self.owner, REBUILD_LEASE, hold)
+                        .await?;
+                    built?;
+                    break;
+                }
+            }
+        }
+        match self.unraised.take(&campaign.name) {
+            Some(kept) => {
+                for r in kept {
+                    let raised = self
+                        .redis
+                        .raise(&campaign.name, &r.boards, &r.user, r.score, r.at_ms)
+                        .await;
+                    if let Err(err) = raised {
+                        // The rest are not lost: the next attempt rebuilds the campaign.
+                        self.unraised.rebuild_later(&campaign.name);
+                        return Err(err);
+                    }
+                }
+                Ok(())
+            }
+            None => self
+                .rebuild_boards(campaign.name.as_str(), &campaign.rules, now_ms(), true)
+                .await
+                .map(|_| ()),
+        }
+    }
+
     /// Recomputes a campaign's boards (global, today's daily, and one per region) from
     /// PostgreSQL and raises the Redis boards to them. Used when Redis returns after an
-    /// outage, and by `podium rebuild`. Answers how many board rows changed.
+    /// outage (`paced`: a page at a time with a pause between, renewing the rebuild lock), and
+    /// by `podium rebuild`. Answers how many board rows changed.
     pub async fn rebuild_boards(
         &self,
         campaign: &str,
         rules: &CampaignRules,
         now: u64,
+        paced: bool,
     ) -> Result<u64, StoreError> {
         let started = std::time::Instant::now();
         let id = CampaignId::new(campaign);
         let board = |kind| BoardKey::of(&id, &kind, now);
         let day_start = now - now % 86_400_000;
-        let (redis, pg) = (&self.redis, &self.pg);
+        let pg = &self.pg;
         // A board an operator reset counts only what was accepted after.
         let resets = postgres::operators::resets(pg, campaign).await?;
         let since = |key: &BoardKey, from: Option<u64>| {
             let reset = resets.get(&key.board.to_string()).copied();
             from.max(reset)
         };
-        let global = board(BoardKind::Global);
-        let mut changed = redis
-            .rebuild(
-                &global,
+        let mut boards = vec![
+            (
+                board(BoardKind::Global),
                 None,
-                &results::bests(pg, campaign, since(&global, None), None).await?,
-            )
-            .await?;
-        let daily = board(BoardKind::Daily);
-        changed += redis
-            .rebuild(
-                &daily,
+                since(&board(BoardKind::Global), None),
+                None,
+            ),
+            (
+                board(BoardKind::Daily),
                 Some(rules.daily_retention()),
-                &results::bests(pg, campaign, since(&daily, Some(day_start)), None).await?,
-            )
-            .await?;
+                since(&board(BoardKind::Daily), Some(day_start)),
+                None,
+            ),
+        ];
         for region in results::regions(pg, campaign)
             .await?
             .iter()
             .filter_map(|r| Region::parse(r))
         {
             let key = board(BoardKind::Region(region.clone()));
-            let bests =
-                results::bests(pg, campaign, since(&key, None), Some(region.as_str())).await?;
-            changed += redis.rebuild(&key, None, &bests).await?;
+            let from = since(&key, None);
+            boards.push((key, None, from, Some(region)));
+        }
+        let mut changed = 0;
+        for (key, ttl, from, region) in &boards {
+            let mut after: Option<String> = None;
+            loop {
+                let page = results::bests_page(
+                    pg,
+                    campaign,
+                    *from,
+                    region.as_ref().map(Region::as_str),
+                    after.as_deref(),
+                    REBUILD_PAGE,
+                )
+                .await?;
+                changed += self.redis.rebuild(key, *ttl, &page).await?;
+                if page.len() < REBUILD_PAGE {
+                    break;
+                }
+                after = page.last().map(|(user, _, _)| user.clone());
+                if paced {
+                    self.redis
+                        .hold_rebuild(&id, &self.owner, REBUILD_LEASE, RebuildHold::Renew)
+                        .await?;
+                    tokio::time::sleep(REBUILD_PAUSE).await;
+                }
+            }
         }
         telemetry::boards_rebuilt(campaign, changed, started.elapsed());
         Ok(changed)

@@ -308,7 +308,10 @@ impl Store {
     pub async fn rebuild_campaign(&self, c: &Campaign, now_ms: u64) -> Result<u64, StoreError> {
         match self {
             Store::Memory(_) => Ok(0),
-            Store::Durable(d) => d.rebuild_boards(c.name.as_str(), &c.rules, now_ms).await,
+            Store::Durable(d) => {
+                d.rebuild_boards(c.name.as_str(), &c.rules, now_ms, false)
+                    .await
+            }
         }
     }
 

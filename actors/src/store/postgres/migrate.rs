@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "review",
         include_str!("../../../../migrations/0004_review.sql"),
     ),
+    (
+        5,
+        "rebuild_index",
+        include_str!("../../../../migrations/0005_rebuild_index.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

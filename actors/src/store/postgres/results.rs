@@ -204,6 +204,30 @@ pub async fn bests(
     since_ms: Option<u64>,
     region: Option<&str>,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let after = all
+            .last()
+            .map(|(user, _, _): &(String, u64, u64)| user.clone());
+        let page = bests_page(pool, campaign, since_ms, region, after.as_deref(), 10_000).await?;
+        let done = page.len() < 10_000;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// Up to `limit` players' bests (see [`bests`]), in user order from after `after`: one range
+/// of the `results_campaign_user_best` index, so a rebuild reads a campaign a page at a time.
+pub async fn bests_page(
+    pool: &Pool,
+    campaign: &str,
+    since_ms: Option<u64>,
+    region: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
     timed("rebuild_bests", async {
         let client = pool::get(pool).await?;
         let since = since_ms.map_or(0, |ms| ms as i64);
@@ -211,12 +235,14 @@ pub async fn bests(
             .query(
                 "SELECT DISTINCT ON (user_id) user_id, score, (extract(epoch FROM accepted_at) * 1000)::int8
                  FROM results
-                 WHERE campaign_id = $1 AND accepted_at >= to_timestamp($2::int8 / 1000.0) AND ($3::text IS NULL OR region = $3)
+                 WHERE campaign_id = $1 AND user_id > $4 AND accepted_at >= to_timestamp($2::int8 / 1000.0)
+                   AND ($3::text IS NULL OR region = $3)
                    AND NOT EXISTS (SELECT 1 FROM score_removals x WHERE x.campaign_id = results.campaign_id
                        AND x.user_id = results.user_id AND results.accepted_at <= x.removed_at)
                    AND user_id NOT IN (SELECT user_id FROM bans WHERE expires_at IS NULL OR expires_at > now())
-                 ORDER BY user_id, score DESC, accepted_at ASC",
-                &[&campaign, &since, &region],
+                 ORDER BY user_id, score DESC, accepted_at ASC
+                 LIMIT $5",
+                &[&campaign, &since, &region, &after.unwrap_or(""), &(limit as i64)],
             )
             .await
             .map_err(pg_err)?;

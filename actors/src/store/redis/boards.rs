@@ -707,3 +707,114 @@ impl RedisStore {
         Ok(v.unwrap_or(0))
     }
 }
+
+/// KEYS: lock, rebuilt. ARGV: owner, lease ms. Answers {1, run} when the boards were rebuilt
+/// under this Redis process already (`run_id`: a restart, or a failover to a replica, is
+/// another process, whose boards may have lost writes), {2, run} when the caller holds the lock
+/// now (it rebuilds), {0, run} when another instance holds it (wait).
+const CLAIM_REBUILD: &str = r#"
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+if redis.call('GET', KEYS[2]) == run then return {1, run} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, run} end
+return {0, run}
+"#;
+
+/// KEYS: lock, rebuilt. ARGV: owner, lease ms, then '' to renew the lease, '-' to release it
+/// (the rebuild failed), or the `run_id` it was claimed under to record it done and release.
+/// Answers 1 while the caller held the lock.
+const HOLD_REBUILD: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if ARGV[3] ~= '-' then redis.call('SET', KEYS[2], ARGV[3]) end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+static CLAIM_REBUILD_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(CLAIM_REBUILD));
+static HOLD_REBUILD_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(HOLD_REBUILD));
+
+/// Who rebuilds a campaign's boards after an outage (see [`RedisStore::claim_rebuild`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebuildClaim {
+    /// The boards were rebuilt under the Redis process serving them now.
+    Done,
+    /// The caller holds the lock: it rebuilds, under this Redis process.
+    Mine { run: String },
+    /// Another instance rebuilds; ask again later.
+    Wait,
+}
+
+/// What the holder of a rebuild lock does with it.
+#[derive(Debug, Clone)]
+pub enum RebuildHold {
+    Renew,
+    /// The rebuild failed: another instance may take it.
+    Release,
+    /// The rebuild claimed under this Redis process finished.
+    Done {
+        run: String,
+    },
+}
+
+impl RedisStore {
+    fn rebuild_keys(&self, campaign: &CampaignId) -> [String; 2] {
+        [
+            self.campaign_key(campaign, &["rebuild"]),
+            self.campaign_key(campaign, &["rebuilt"]),
+        ]
+    }
+
+    /// One instance at a time rebuilds a campaign's boards after Redis returns, and only once
+    /// per Redis process: a lock with a lease, and the `run_id` the last rebuild ran under,
+    /// both in the campaign's slot (on a cluster, on the master holding its boards).
+    pub async fn claim_rebuild(
+        &self,
+        campaign: &CampaignId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<RebuildClaim, StoreError> {
+        let [lock, rebuilt] = self.rebuild_keys(campaign);
+        let mut call = CLAIM_REBUILD_SCRIPT.call(2);
+        call.key(&lock)
+            .key(&rebuilt)
+            .arg(owner)
+            .arg(lease.as_millis() as u64);
+        let (state, run): (u8, String) = self
+            .run("claim_rebuild", async |c| call.invoke(c).await)
+            .await?;
+        Ok(match state {
+            1 => RebuildClaim::Done,
+            2 => RebuildClaim::Mine { run },
+            _ => RebuildClaim::Wait,
+        })
+    }
+
+    /// Renews the lease, releases the lock, or records the rebuild as done and releases it.
+    /// Answers whether the caller still held it.
+    pub async fn hold_rebuild(
+        &self,
+        campaign: &CampaignId,
+        owner: &str,
+        lease: Duration,
+        hold: RebuildHold,
+    ) -> Result<bool, StoreError> {
+        let [lock, rebuilt] = self.rebuild_keys(campaign);
+        let mut call = HOLD_REBUILD_SCRIPT.call(2);
+        call.key(&lock)
+            .key(&rebuilt)
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .arg(match hold {
+                RebuildHold::Renew => String::new(),
+                RebuildHold::Release => "-".into(),
+                RebuildHold::Done { run } => run,
+            });
+        let held: u8 = self
+            .run("hold_rebuild", async |c| call.invoke(c).await)
+            .await?;
+        Ok(held == 1)
+    }
+}
