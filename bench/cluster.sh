@@ -7,8 +7,9 @@
 # Prints each generator's summary line and, per server process, the most descriptors it held.
 #   PROCS=3 CLIENTS=3 bench/cluster.sh connect --connections 16700 --rate 600 --hold 10
 #   PROCS=3 bench/cluster.sh fanout --members 15000 --players 20 --seconds 15
-# Needs Redis and PostgreSQL (REDIS_URL, DATABASE_URL; defaults: the local ones). Long and
-# heavy by design: run it on purpose, never from the test suite.
+#   REDIS_CLUSTER_NODES=redis://127.0.0.1:7001 PROCS=3 bench/cluster.sh storm --players 3000
+# Needs Redis and PostgreSQL (REDIS_URL or REDIS_CLUSTER_NODES, DATABASE_URL; defaults: the
+# local ones). Long and heavy by design: run it on purpose, never from the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
@@ -17,7 +18,11 @@ procs=${PROCS:-3}
 clients=${CLIENTS:-1}
 sources=${SOURCES:-4}
 export PODIUM_REUSE_PORT=true
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379} REDIS_PREFIX=${REDIS_PREFIX:-cluster:}
+# A Redis Cluster when REDIS_CLUSTER_NODES names one (scripts/redis-cluster), else one node.
+if [[ -z ${REDIS_CLUSTER_NODES:-} ]]; then
+  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+fi
+export REDIS_PREFIX=${REDIS_PREFIX:-cluster:}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export DATABASE_SCHEMA=${DATABASE_SCHEMA:-bench}
 # Not dev mode: bench/server.toml's secret is in the repository and refused; draw this run's.

@@ -509,16 +509,26 @@ impl RedisStore {
         )
     }
 
-    /// Whether Redis takes writes now. On a cluster every master must answer: a master lost
+    /// Whether Redis takes writes now. On a cluster every slot must be served: a master lost
     /// without a replica to take over leaves its slots unserved, which `/health` and the
     /// fallback treat as Redis down. One node must be a master: after a failover the old
     /// master answers `PING` but refuses every write (`READONLY`), so it counts as down (and
     /// behind Sentinel the master is asked for again).
     pub async fn ping(&self) -> Result<(), StoreError> {
         if self.is_cluster() {
-            return self
-                .run("ping", async |c| redis::cmd("PING").query_async(c).await)
-                .await;
+            // `PING` answers even from a cluster that serves no slots; `cluster_state` says
+            // whether every slot is served (with the default `cluster-require-full-coverage`).
+            let info: String = self
+                .run("ping", async |c| {
+                    redis::cmd("CLUSTER").arg("INFO").query_async(c).await
+                })
+                .await?;
+            return match info.contains("cluster_state:ok") {
+                true => Ok(()),
+                false => Err(StoreError::Unavailable(
+                    "the cluster does not serve every slot (cluster_state:fail)".into(),
+                )),
+            };
         }
         let role: Vec<redis::Value> = self
             .run("ping", async |c| redis::cmd("ROLE").query_async(c).await)
