@@ -15,6 +15,7 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export DATABASE_SCHEMA=${DATABASE_SCHEMA:-bench_rebuild}
 [[ -n ${REDIS_CLUSTER_NODES:-} ]] || export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 eval "$(scripts/dev-secrets --export)"
+export PGOPTIONS="-c client_min_messages=warning"
 psql() { command psql "$DATABASE_URL" -qtAX -v ON_ERROR_STOP=1 "$@"; }
 trap 'psql -c "DROP SCHEMA IF EXISTS $DATABASE_SCHEMA CASCADE" >/dev/null' EXIT
 psql -c "DROP SCHEMA IF EXISTS $DATABASE_SCHEMA CASCADE" >/dev/null
@@ -28,7 +29,7 @@ kill "$server"; wait "$server" 2>/dev/null || true
 psql <<SQL
 SET search_path = $DATABASE_SCHEMA;
 INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-SELECT 's' || g, t, 'p' || (g % $players), 'demo', (g * 7919) % 100000, t + interval '20 s'
+SELECT 's' || g, t, 'p' || (g % $players), 'demo', (g::int8 * 7919) % 100000, t + interval '20 s'
 FROM (SELECT g, now() - (g % 1728000) * interval '1 s' AS t FROM generate_series(1, $rows) g) x;
 ANALYZE results;
 SQL
