@@ -297,6 +297,7 @@ impl Actor for PersistenceBatcher {
                     shared.config.partitions_ahead_days,
                 )
                 .await;
+                shared.store.age_out().await;
             });
         });
     }

@@ -337,23 +337,18 @@ async fn boards_match_postgres(server: &TestServer) {
     .await;
 }
 
-#[tokio::test]
-async fn a_cluster_master_killed_under_load_loses_nothing_and_decides_nothing_twice() {
-    let mut cluster = TempCluster::start(1);
-    let server = TestServer::redis(|c| {
-        busy(c);
-        cluster.configure(c);
-    });
+/// 20 players for 12 s on `server`, and `fail_over` (blocking) 3 s in: every session decided
+/// once, nothing acknowledged lost, no `internal`, the failover seen by the players as retryable
+/// answers, and the boards equal to PostgreSQL. Answers what `fail_over` gave back (the Redis
+/// processes, kept until the test ends).
+async fn failover_under_load<T: Send + 'static>(
+    server: &TestServer,
+    fail_over: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let addr = Arc::new(Mutex::new(server.addr.to_string()));
     let (ledger, players) = load(addr, 20, Instant::now() + Duration::from_secs(12));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // The master of the campaign's boards: the second step of every decision goes there.
-    let killed = tokio::task::spawn_blocking(move || {
-        let port = cluster.kill_master_of("{c:quick}");
-        (cluster, port)
-    });
-    let (cluster, killed) = killed.await.unwrap();
-    println!("killed the master on {killed}");
+    let kept = tokio::task::spawn_blocking(fail_over).await.unwrap();
     for p in players {
         p.await.unwrap();
     }
@@ -362,8 +357,26 @@ async fn a_cluster_master_killed_under_load_loses_nothing_and_decides_nothing_tw
         counts.retryable_answers > 0,
         "the failover was seen by the players: {counts:?}"
     );
-    boards_match_postgres(&server).await;
-    drop(cluster);
+    boards_match_postgres(server).await;
+    kept
+}
+
+#[tokio::test]
+async fn a_cluster_master_killed_under_load_loses_nothing_and_decides_nothing_twice() {
+    let mut cluster = TempCluster::start(1);
+    let server = TestServer::redis(|c| {
+        busy(c);
+        cluster.configure(c);
+    });
+    // The master of the campaign's boards: the second step of every decision goes there.
+    failover_under_load(&server, move || {
+        println!(
+            "killed the master on {}",
+            cluster.kill_master_of("{c:quick}")
+        );
+        cluster
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -373,25 +386,11 @@ async fn a_sentinel_failover_under_load_loses_nothing_and_decides_nothing_twice(
         busy(c);
         sentinel.configure(c);
     });
-    let addr = Arc::new(Mutex::new(server.addr.to_string()));
-    let (ledger, players) = load(addr, 20, Instant::now() + Duration::from_secs(12));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let sentinel = tokio::task::spawn_blocking(move || {
+    failover_under_load(&server, move || {
         sentinel.fail_over();
         sentinel
     })
-    .await
-    .unwrap();
-    for p in players {
-        p.await.unwrap();
-    }
-    let counts = check(&server.addr.to_string(), &server.config, &ledger).await;
-    assert!(
-        counts.retryable_answers > 0,
-        "the failover was seen by the players: {counts:?}"
-    );
-    boards_match_postgres(&server).await;
-    drop(sentinel);
+    .await;
 }
 
 /// After a failover the old master answers `PING` but refuses writes (`READONLY`): that is

@@ -229,3 +229,94 @@ async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_anothe
     })
     .await;
 }
+
+/// `PG_RETENTION_DAYS`: a day's partition of `results` older than the retention is detached
+/// and dropped (or kept detached with `PG_ARCHIVE`) once every campaign in it has ended; a
+/// partition holding a result of a campaign that has not ended stays, however old.
+#[tokio::test]
+async fn old_partitions_of_ended_campaigns_age_out_and_others_stay() {
+    use podium_actors::domain::ids::utc_date;
+    use podium_actors::store::postgres::results::age_out;
+    let server = TestServer::redis(|_| {});
+    let (status, body) = server
+        .admin(
+            "POST",
+            "/admin/campaigns",
+            Some(serde_json::json!({
+                "name": "oldie", "title": "Old", "starts_at": null, "ends_at": null,
+                "rules": {"min_duration_ms": 0, "max_duration_ms": 60000, "max_score": 500,
+                          "max_score_per_second": 1000000}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let pool = podium_actors::store::postgres::pool(&server.config.postgres).unwrap();
+    let client = pool.get().await.unwrap();
+    let now = podium_actors::domain::clock::now_ms();
+    let day = |ago: u64| utc_date(now - ago * 86_400_000);
+    // Days 10 and 8 ago hold only `oldie`, which ends below; day 9 ago holds a `quick` result
+    // too, and `quick` never ends.
+    for (ago, campaigns) in [
+        (10, &["oldie"][..]),
+        (9, &["oldie", "quick"]),
+        (8, &["oldie"]),
+    ] {
+        let (from, to) = (day(ago), day(ago - 1));
+        let name = format!("results_{}", from.replace('-', ""));
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{from}') TO ('{to}')"
+            ))
+            .await
+            .unwrap();
+        for c in campaigns {
+            client
+                .execute(
+                    "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
+                     VALUES ($1, $2::text::timestamptz + interval '1 hour', 'u', $3, 1, $2::text::timestamptz + interval '1 hour')",
+                    &[&format!("s-{c}-{ago}"), &from, c],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let rows_before = server.pg_count("results").await;
+    assert!(
+        age_out(&pool, now, 3, false).await.unwrap().is_empty(),
+        "oldie has not ended yet: nothing ages out"
+    );
+    client
+        .execute(
+            "UPDATE campaigns SET closed_at = now() - interval '20 days' WHERE id = 'oldie'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let name = |ago: u64| format!("results_{}", day(ago).replace('-', ""));
+    assert_eq!(
+        age_out(&pool, now, 9, false).await.unwrap(),
+        vec![name(10)],
+        "of the ended campaign's days, only the one past 9 days"
+    );
+    assert_eq!(
+        age_out(&pool, now, 3, true).await.unwrap(),
+        vec![name(8)],
+        "kept detached; day 9 holds a result of quick, which has not ended"
+    );
+    let tables = pg_pairs(
+        &server.config,
+        "SELECT relname::text, 0::int8 FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relname LIKE '%results_2%' ORDER BY 1",
+    )
+    .await;
+    let tables: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(
+        tables.contains(&format!("archived_{}", name(8)).as_str()),
+        "{tables:?}"
+    );
+    assert!(!tables.contains(&name(10).as_str()), "dropped: {tables:?}");
+    assert!(
+        tables.contains(&name(9).as_str()),
+        "quick's day stays: {tables:?}"
+    );
+    assert_eq!(server.pg_count("results").await, rows_before - 2);
+}

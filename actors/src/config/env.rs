@@ -86,6 +86,8 @@ env_table! {
     "DATABASE_URL" => postgres.url: text "a postgres:// URL",
     "DATABASE_READ_URL" => postgres.read_url: text "a postgres:// URL of a streaming replica",
     "PG_REPLICA_MAX_LAG_MS" => postgres.replica_max_lag_ms: parsed "a lag in milliseconds",
+    "PG_RETENTION_DAYS" => postgres.retention_days: parsed "a whole number of days (0 = keep all)",
+    "PG_ARCHIVE" => postgres.archive: flag "true or false",
     "DATABASE_SCHEMA" => postgres.schema: string "a schema name",
     "DATABASE_POOL_SIZE" => postgres.pool_size: parsed "a whole number of connections",
     "DATABASE_POOL_WAIT_TIMEOUT" => postgres.pool_wait_timeout_ms: parsed "a timeout in milliseconds",

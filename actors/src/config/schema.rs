@@ -102,6 +102,12 @@ pub struct PostgresConfig {
     pub read_url: Option<String>,
     /// Replay lag past which the replica is skipped for the primary (`PG_REPLICA_MAX_LAG_MS`).
     pub replica_max_lag_ms: u64,
+    /// Days after which a daily partition of `results` is detached and dropped, once every
+    /// campaign with rows in it has ended (`PG_RETENTION_DAYS`; 0 keeps everything).
+    pub retention_days: u32,
+    /// Keep aged-out partitions as detached tables (`archived_results_YYYYMMDD`) instead of
+    /// dropping them (`PG_ARCHIVE`).
+    pub archive: bool,
     /// Schema podium's tables live in; created if missing (`DATABASE_SCHEMA`).
     pub schema: String,
     /// Connections in the pool; never more are opened (`DATABASE_POOL_SIZE`).
@@ -350,6 +356,8 @@ impl Default for PostgresConfig {
             url: None,
             read_url: None,
             replica_max_lag_ms: 5_000,
+            retention_days: 0,
+            archive: false,
             schema: "public".into(),
             pool_size: 8,
             pool_wait_timeout_ms: 1_000,

@@ -100,6 +100,8 @@ pub struct Durable {
     /// Results decided in PostgreSQL whose boards Redis did not take yet.
     unraised: Arc<Unraised>,
     pub status: Arc<PersistStatus>,
+    /// `PG_RETENTION_DAYS` and `PG_ARCHIVE`.
+    retention: (u32, bool),
 }
 
 /// Retries `attempt` with growing pauses, logging each failure, until it succeeds or the
@@ -204,6 +206,7 @@ impl Durable {
             redis_reachable: Arc::new(AtomicBool::new(true)),
             owner: format!("{:016x}", rand::random::<u64>()).into(),
             unraised: Default::default(),
+            retention: (config.postgres.retention_days, config.postgres.archive),
             status: Arc::new(PersistStatus::default()),
         })
     }
@@ -284,6 +287,14 @@ impl Durable {
         }
         telemetry::operator_read("primary");
         what(&self.pg).await
+    }
+
+    /// Ages out old partitions (`PG_RETENTION_DAYS`; hourly, by the PersistenceBatcher).
+    pub async fn age_out(&self) {
+        let (days, archive) = self.retention;
+        if let Err(err) = results::age_out(&self.pg, now_ms(), days, archive).await {
+            tracing::warn!(%err, "could not age out old results partitions; retried in an hour");
+        }
     }
 
     /// Measures the replica's lag (every second, by the PersistenceBatcher).

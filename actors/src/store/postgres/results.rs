@@ -29,6 +29,74 @@ pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(
     .await
 }
 
+/// Detaches the daily partitions of `results` that ended `retention_days` or more before
+/// `now_ms` and hold no result of a campaign that has not ended (closed, or past its `ends_at`;
+/// a campaign without an end keeps its partitions), then drops them, or keeps them as
+/// `archived_results_YYYYMMDD` when `archive`. Answers the partitions aged out.
+pub async fn age_out(
+    pool: &Pool,
+    now_ms: u64,
+    retention_days: u32,
+    archive: bool,
+) -> Result<Vec<String>, StoreError> {
+    if retention_days == 0 {
+        return Ok(Vec::new());
+    }
+    timed("age_out", async {
+        let client = pool::get(pool).await?;
+        let cutoff = utc_date(now_ms.saturating_sub(u64::from(retention_days) * 86_400_000))
+            .replace('-', "");
+        let partitions = client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname = 'results' AND p.relnamespace = current_schema()::regnamespace
+                   AND c.relname ~ '^results_[0-9]{8}$' ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut aged = Vec::new();
+        for row in partitions {
+            let name: String = row.get(0);
+            // The partition of day D holds D until the next midnight: it is old enough once
+            // D + 1 is at or before the cutoff day.
+            if name["results_".len()..] >= *cutoff.as_str() {
+                continue;
+            }
+            let live = client
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {name} r WHERE NOT EXISTS (SELECT 1 FROM campaigns c
+                           WHERE c.id = r.campaign_id AND (c.closed_at <= now() OR c.ends_at <= now()))
+                         LIMIT 1"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg_err)?;
+            if live.is_some() {
+                continue;
+            }
+            let keep = if archive {
+                format!("ALTER TABLE {name} RENAME TO archived_{name}")
+            } else {
+                format!("DROP TABLE {name}")
+            };
+            client
+                .batch_execute(&format!(
+                    "BEGIN; ALTER TABLE results DETACH PARTITION {name}; {keep}; COMMIT"
+                ))
+                .await
+                .map_err(pg_err)?;
+            tracing::info!(partition = name, archive, "aged out a results partition");
+            aged.push(name);
+        }
+        Ok(aged)
+    })
+    .await
+}
+
 /// Writes a batch in one transaction: accepted results into `results`, refusals into
 /// `flagged`. Replays of rows already written are skipped, so a batch may be retried whole.
 /// Answers how many rows were new.

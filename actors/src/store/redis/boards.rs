@@ -102,18 +102,18 @@ end
 /// the strings they came as: cjson writes numbers with 14 significant digits, which would
 /// round a score past 10^14.
 const MARK_FN: &str = r#"
-local function prior(mark, stream, ban, max_backlog)
-  local existing = redis.call('GET', mark)
-  if existing then return {0, existing} end
-  if redis.call('EXISTS', ban) == 1 then return {2, ''} end
-  if redis.call('XLEN', stream) >= max_backlog then return {3, ''} end
-  return false
-end
-
 -- How many replicas this master has now, when the decision is to wait for them ('1').
 local function replicas(wanted)
   if wanted ~= '1' then return 0 end
   return tonumber(string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')) or 0
+end
+
+local function prior(mark, stream, ban, max_backlog, wanted)
+  local existing = redis.call('GET', mark)
+  if existing then return {0, existing, replicas(wanted)} end
+  if redis.call('EXISTS', ban) == 1 then return {2, '', 0} end
+  if redis.call('XLEN', stream) >= max_backlog then return {3, '', 0} end
+  return false
 end
 
 local function record(mark, stream, ttl_ms, outcome, field, entry)
@@ -127,11 +127,8 @@ end
 /// (laid out by `stream::pack`, the one place that knows it), the backlog bound, the decision's
 /// time, whether to count replicas, then one TTL in seconds per board (0: none).
 const DECIDE: &str = r#"
-local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[8]))
-if seen then
-  seen[3] = replicas(ARGV[10])
-  return seen
-end
+local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[8]), ARGV[10])
+if seen then return seen end
 local user, refused = ARGV[2], ARGV[5]
 local best, rank = false, false
 if refused == '' then
@@ -146,11 +143,8 @@ return {1, outcome, replicas(ARGV[10])}
 /// the stream entry's field and value, the backlog bound, the decision's time, whether to count
 /// replicas.
 const MARK: &str = r#"
-local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[7]))
-if seen then
-  seen[3] = replicas(ARGV[9])
-  return seen
-end
+local seen = prior(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[7]), ARGV[9])
+if seen then return seen end
 local outcome = cjson.encode({u = ARGV[2], s = ARGV[3], r = ARGV[4], t = ARGV[8]})
 record(KEYS[1], KEYS[2], ARGV[1], outcome, ARGV[5], ARGV[6])
 return {1, outcome, replicas(ARGV[9])}
