@@ -95,7 +95,7 @@ impl TempPostgres {
         assert!(status.success(), "{} {args:?} failed", tool.display());
     }
 
-    fn up(&self) {
+    pub fn up(&self) {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
@@ -609,4 +609,56 @@ async fn a_fallback_storm_past_the_pool_is_answered_busy_and_decided_on_retry() 
         assert_eq!(last["status"], "accepted", "decided on retry: {last}");
     }
     assert_eq!(server.pg_count("results").await, 40, "each decided once");
+}
+
+/// A long PostgreSQL outage cannot fill Redis: at `REDIS_STREAM_MAX_BACKLOG` results not yet
+/// written, submits are answered the retryable `busy` with nothing decided; when PostgreSQL
+/// returns the backlog drains, the held sessions are decided on retry, and nothing
+/// acknowledged is lost or trimmed.
+#[tokio::test]
+async fn postgres_down_with_the_backlog_at_its_bound_is_busy_then_drains_with_nothing_lost() {
+    let pg = TempPostgres::start();
+    let server = TestServer::redis(|c| {
+        c.postgres.url = Some(pg.url());
+        c.postgres.pool_wait_timeout_ms = 300;
+        c.redis.stream_max_backlog = 4;
+        // One stream, so the bound is exactly 4 on a cluster too (it is spread over shards).
+        c.redis.stream_shards = Some(1);
+        c.ws.rate_limit_max_messages = 1_000;
+        c.game.max_submits_per_minute = 1_000;
+    });
+    let mut p = server.player("bounded").await;
+    pg.down();
+    let mut held = Vec::new();
+    let mut accepted = 0;
+    for score in 1..=8 {
+        let session = p.start_game("quick").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let answer = p.submit(&session, score).await;
+        match (answer["status"].as_str(), answer["reason"].as_str()) {
+            (Some("accepted"), _) => accepted += 1,
+            (_, Some("busy")) => held.push((session, score)),
+            other => panic!("accepted or busy, not {other:?}: {answer}"),
+        }
+    }
+    assert_eq!(accepted, 4, "the bound: 4 results wait for PostgreSQL");
+    assert_eq!(held.len(), 4, "the rest are held back, decided nowhere");
+    assert_eq!(stream_backlog(&server.config).await, 4, "nothing trimmed");
+    pg.up();
+    eventually("the backlog drained", || async {
+        stream_backlog(&server.config).await == 0
+    })
+    .await;
+    for (session, score) in &held {
+        let retried = p.submit(session, *score).await;
+        assert_eq!(retried["status"], "accepted", "decided on retry: {retried}");
+    }
+    eventually("all 8 results in PostgreSQL, once", || async {
+        server.pg_count("results").await == 8
+    })
+    .await;
+    let scores = pg_pairs(&server.config, "SELECT session_id, score FROM results").await;
+    let mut scores: Vec<i64> = scores.into_iter().map(|(_, s)| s).collect();
+    scores.sort();
+    assert_eq!(scores, (1..=8).collect::<Vec<i64>>());
 }
