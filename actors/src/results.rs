@@ -281,7 +281,8 @@ impl Handler<Submit> for ResultsPipeline {
                     },
                     o.refused.map(|r| r.code()),
                 ),
-                // The server's fault (`internal`, `unavailable`): what alerts and /health count.
+                // The server's fault (`internal`, `unavailable`, `busy`): what alerts and /health
+                // count.
                 Err(e) if e.is_server_fault() => ("failed", Some(e.code())),
                 Err(e) => ("rejected", Some(e.code())),
             };
