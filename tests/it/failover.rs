@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::compound::{busy, check, load};
-use crate::faults::{redis_server, run};
+use crate::faults::{has_issue, health, redis_server, run};
 
 /// A port whose cluster bus port (+10000) is free too.
 fn cluster_port() -> u16 {
@@ -298,6 +298,16 @@ impl Drop for TempSentinel {
     }
 }
 
+/// No submit was answered `internal`: a Redis fault is retryable, never a server failure.
+async fn assert_no_internal(server: &TestServer) {
+    let (_, metrics) = server.http_text("GET", "/metrics", None).await;
+    let internal = sample(
+        &metrics,
+        "podium_submits_total{outcome=\"failed\",reason=\"internal\"}",
+    );
+    assert_eq!(internal, Some(0.0), "no submit was answered internal");
+}
+
 /// The `quick` campaign's global board equals the bests PostgreSQL holds, once every result
 /// has reached PostgreSQL.
 async fn boards_match_postgres(server: &TestServer) {
@@ -426,10 +436,7 @@ async fn a_master_demoted_to_a_replica_is_redis_unavailable_not_internal() {
         "{held}"
     );
     eventually("/health names Redis", || async {
-        let h = server.http("GET", "/health", None).await.1;
-        h["issues"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["check"] == "redis_down"))
+        has_issue(&health(&server).await, "redis_down")
     })
     .await;
     let fallback = p.play(30).await;
@@ -437,12 +444,7 @@ async fn a_master_demoted_to_a_replica_is_redis_unavailable_not_internal() {
         fallback["status"], "accepted",
         "decided in PostgreSQL: {fallback}"
     );
-    let (_, metrics) = server.http_text("GET", "/metrics", None).await;
-    let internal = sample(
-        &metrics,
-        "podium_submits_total{outcome=\"failed\",reason=\"internal\"}",
-    );
-    assert_eq!(internal, Some(0.0), "no submit was answered internal");
+    assert_no_internal(&server).await;
 }
 
 /// After an outage one instance at a time rebuilds a campaign's boards, and once per Redis
@@ -526,10 +528,7 @@ async fn a_cluster_master_lost_without_a_replica_is_redis_down_until_it_returns(
     assert_eq!(p.play(10).await["status"], "accepted");
     let killed = cluster.kill_owner_of("{c:quick}");
     eventually("/health names Redis", || async {
-        let h = server.http("GET", "/health", None).await.1;
-        h["issues"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["check"] == "redis_down"))
+        has_issue(&health(&server).await, "redis_down")
     })
     .await;
     let mut q = server.player("newcomer").await;
@@ -546,18 +545,10 @@ async fn a_cluster_master_lost_without_a_replica_is_redis_down_until_it_returns(
     .await
     .unwrap();
     eventually("the fallback is over", || async {
-        let h = server.http("GET", "/health", None).await.1;
-        !h["issues"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["check"] == "redis_down"))
+        !has_issue(&health(&server).await, "redis_down")
     })
     .await;
     boards_match_postgres(&server).await;
-    let (_, metrics) = server.http_text("GET", "/metrics", None).await;
-    let internal = sample(
-        &metrics,
-        "podium_submits_total{outcome=\"failed\",reason=\"internal\"}",
-    );
-    assert_eq!(internal, Some(0.0), "no submit was answered internal");
+    assert_no_internal(&server).await;
     drop(cluster);
 }

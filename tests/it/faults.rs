@@ -258,11 +258,11 @@ async fn board_rows(server: &TestServer, board: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn health(server: &TestServer) -> serde_json::Value {
+pub async fn health(server: &TestServer) -> serde_json::Value {
     server.http("GET", "/health", None).await.1
 }
 
-fn has_issue(h: &serde_json::Value, check: &str) -> bool {
+pub fn has_issue(h: &serde_json::Value, check: &str) -> bool {
     h["issues"]
         .as_array()
         .is_some_and(|a| a.iter().any(|i| i["check"] == check))
