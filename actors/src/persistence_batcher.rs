@@ -24,7 +24,7 @@ use actix::prelude::*;
 use crate::config::PersistConfig;
 use crate::domain::clock::now_ms;
 use crate::domain::decision::Record;
-use crate::domain::ids::{BoardKey, LiveBoard, Region, UserId};
+use crate::domain::ids::{Region, UserId};
 use crate::store::durable::Durable;
 use crate::store::live::CampaignBook;
 use crate::store::postgres::{pool, results};
@@ -125,14 +125,9 @@ async fn raise_again(shared: &Shared, rows: &[Record]) -> Result<(), StoreError>
         let user = UserId::stored(&r.user_id)?;
         let at = r.at_ms as u64;
         let region = r.region.as_deref().and_then(Region::parse);
-        let retention = campaign.rules.daily_retention();
-        let boards: Vec<LiveBoard> = BoardKey::all_for(&campaign.name, at, region.as_ref())
-            .into_iter()
-            .map(|key| {
-                let ttl = key.board.expires().then_some(retention);
-                (key, ttl)
-            })
-            .collect();
+        let boards = campaign
+            .rules
+            .result_boards(&campaign.name, at, region.as_ref());
         Some(async move {
             shared
                 .store

@@ -29,7 +29,7 @@ use crate::cluster_bus::{AutoBanned, ClusterBus};
 use crate::domain::clock::now_ms;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::error::ClientError;
-use crate::domain::ids::{BoardKey, UserId};
+use crate::domain::ids::UserId;
 use crate::domain::session::SessionSigner;
 use crate::domain::window::{Verdict, WindowLimiter};
 use crate::store::counters::WindowCounts;
@@ -149,19 +149,11 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
     let refused = rules
         .check(&limits, session.started_ms, now, msg.score)
         .err();
-    let retention = rules.daily_retention();
-    // Daily boards expire; global and region boards are kept for good.
-    let boards: Vec<(BoardKey, Option<Duration>)> = BoardKey::all_for(
+    let boards = rules.result_boards(
         &session.campaign,
         now,
         rules.board_region(session.region.as_ref()),
-    )
-    .into_iter()
-    .map(|key| {
-        let ttl = key.board.expires().then_some(retention);
-        (key, ttl)
-    })
-    .collect();
+    );
     let attempt = Attempt {
         session_id: &session.id,
         user: &msg.user,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::ClientError;
-use super::ids::{BoardKey, BoardKind, CampaignId, Region};
+use super::ids::{BoardKey, BoardKind, CampaignId, LiveBoard, Region};
 
 /// One campaign as it is in force: its settings, whether an operator closed it, and a version
 /// that grows with every change (so instances apply changes in order, and two operators
@@ -182,6 +182,25 @@ impl CampaignRules {
     /// How long a daily board is kept.
     pub fn daily_retention(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.daily_retention_days) * 86_400)
+    }
+
+    /// The boards a result reached at `at_ms` counts on, each with how long it is kept: the
+    /// daily board expires, the global and region boards are kept for good. `region` is the
+    /// board region already (see [`Self::board_region`]).
+    pub fn result_boards(
+        &self,
+        campaign: &CampaignId,
+        at_ms: u64,
+        region: Option<&Region>,
+    ) -> Vec<LiveBoard> {
+        let retention = self.daily_retention();
+        BoardKey::all_for(campaign, at_ms, region)
+            .into_iter()
+            .map(|key| {
+                let ttl = key.board.expires().then_some(retention);
+                (key, ttl)
+            })
+            .collect()
     }
 
     /// The player's region if the campaign has a board for it.
