@@ -12,7 +12,7 @@ use std::time::Duration;
 use deadpool_redis::redis;
 use futures_util::{Stream, StreamExt};
 
-use super::client::{campaign_tag, node_pubsub, Conn, RedisStore, Subscriber};
+use super::client::{campaign_tag, Conn, RedisStore};
 use crate::store::error::StoreError;
 
 /// The subscriber's half that changes what it listens to. Cheap to clone.
@@ -61,16 +61,18 @@ impl RedisStore {
     /// subscriber), and the messages it will receive.
     pub async fn subscriber(&self) -> Result<(BusSink, BusMessages), StoreError> {
         let connect = async {
-            match &self.subscriber {
-                Subscriber::Node(conns) => {
-                    let (sink, messages) = node_pubsub(conns).await?.split();
+            match self.cluster_seeds() {
+                None => {
+                    let (sink, messages) = self.node_pubsub().await?.split();
                     let messages: BusMessages =
                         Box::pin(messages.map(|m| m.get_payload_bytes().to_vec()));
                     Ok((BusSink::Node(sink), messages))
                 }
-                Subscriber::Cluster(nodes) => {
+                // Sharded PUB/SUB (`SSUBSCRIBE`): each channel lives on the master of its
+                // slot, so the bus's traffic is spread like the keys are.
+                Some(nodes) => {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
                         .use_protocol(redis::ProtocolVersion::RESP3)
                         .push_sender(tx)
                         .build()?;

@@ -68,7 +68,8 @@ enum Target {
         sentinel: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
         master: Mutex<Option<redis::Client>>,
     },
-    Cluster(redis::cluster::ClusterClient),
+    /// The client, and its seed nodes (for the bus's subscriber, a client of its own).
+    Cluster(redis::cluster::ClusterClient, Vec<String>),
 }
 
 /// A thread's shared connection, opened by the first command that needs it.
@@ -87,7 +88,7 @@ type Shared = Arc<OnceCell<Conn>>;
 /// it there, so it takes a connection of its own from the thread's pool. Together they never
 /// exceed `REDIS_POOL_SIZE`. A cluster's streams are read without blocking (see
 /// [`RedisStore::blocking_reads`]), so a cluster needs no pool.
-pub(super) struct ThreadConns {
+struct ThreadConns {
     target: Target,
     /// The pool settings every thread's pool is built with (its size is `per_thread - 1`).
     pool: deadpool_redis::PoolConfig,
@@ -123,13 +124,13 @@ impl ThreadConns {
                 *master.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
                 Ok(client)
             }
-            Target::Cluster(_) => Err(StoreError::Command("a cluster has no one node".into())),
+            Target::Cluster(..) => Err(StoreError::Command("a cluster has no one node".into())),
         }
     }
 
     async fn open(&self) -> Result<Conn, StoreError> {
         match &self.target {
-            Target::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+            Target::Cluster(client, _) => Ok(Conn::Cluster(client.get_async_connection().await?)),
             _ => Ok(Conn::Node(
                 self.node()
                     .await?
@@ -217,18 +218,6 @@ pub struct RedisStore {
     max_backlog: u64,
     /// Replicas a decision must reach before it is answered (`REDIS_WAIT_REPLICAS`).
     wait_replicas: u8,
-    /// For the bus's subscriber, which holds a connection of its own.
-    pub(super) subscriber: Subscriber,
-}
-
-/// How the cluster bus's subscriber connects.
-#[derive(Clone)]
-pub(super) enum Subscriber {
-    /// PUB/SUB on this node (found again through Sentinel after a failover).
-    Node(Arc<ThreadConns>),
-    /// Sharded PUB/SUB (`SSUBSCRIBE`): each channel lives on the master of its slot, so the
-    /// bus's traffic is spread like the keys are.
-    Cluster(Vec<String>),
 }
 
 impl RedisStore {
@@ -255,7 +244,7 @@ impl RedisStore {
                 .min_retry_wait(20)
                 .max_retry_wait(200)
                 .build()?;
-            Target::Cluster(client)
+            Target::Cluster(client, config.cluster_nodes.clone())
         } else if !config.sentinels.is_empty() {
             let name = config.master_name.clone().unwrap_or_default();
             let sentinel = redis::sentinel::SentinelClient::build(
@@ -286,11 +275,6 @@ impl RedisStore {
             pools: Default::default(),
             shared: Default::default(),
         });
-        let subscriber = if config.cluster_nodes.is_empty() {
-            Subscriber::Node(conns.clone())
-        } else {
-            Subscriber::Cluster(config.cluster_nodes.clone())
-        };
         Ok(Self {
             conns,
             prefix: config.prefix.clone(),
@@ -301,7 +285,6 @@ impl RedisStore {
                 .stream_max_backlog
                 .div_ceil(u64::from(config.shards().max(1))),
             wait_replicas: config.replicas_to_wait(),
-            subscriber,
         })
     }
 
@@ -358,7 +341,7 @@ impl RedisStore {
     /// Whether this is a cluster: a script's keys there must share a slot, so a decision and
     /// its boards are written in two steps (see `boards.rs`).
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conns.target, Target::Cluster(_))
+        matches!(self.conns.target, Target::Cluster(..))
     }
 
     /// Whether the batcher may wait for stream entries in a blocking read: on one node with
@@ -550,14 +533,25 @@ pub(super) fn campaign_tag(campaign: &str) -> String {
     format!("c:{campaign}")
 }
 
-/// A pubsub connection to the node the commands go to, for the bus's subscriber.
-pub(super) async fn node_pubsub(conns: &ThreadConns) -> Result<redis::aio::PubSub, StoreError> {
-    let client = conns.node().await?;
-    let pubsub = client.get_async_pubsub().await;
-    if pubsub.is_err() {
-        conns.forget(None, true);
+impl RedisStore {
+    /// A cluster's seed nodes; `None` on one node or behind Sentinel.
+    pub(super) fn cluster_seeds(&self) -> Option<&[String]> {
+        match &self.conns.target {
+            Target::Cluster(_, seeds) => Some(seeds),
+            _ => None,
+        }
     }
-    Ok(pubsub?)
+
+    /// A pubsub connection to the node the commands go to (found again through Sentinel after
+    /// a failover), for the bus's subscriber.
+    pub(super) async fn node_pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        let client = self.conns.node().await?;
+        let pubsub = client.get_async_pubsub().await;
+        if pubsub.is_err() {
+            self.conns.forget(None, true);
+        }
+        Ok(pubsub?)
+    }
 }
 
 /// A Lua script, called by its hash (`EVALSHA`) and loaded when Redis does not know it yet.
