@@ -22,14 +22,19 @@ pub struct TempPostgres {
 }
 
 impl TempPostgres {
-    pub fn start() -> Self {
+    /// A directory the `postgres` user owns and a free port, with nothing in them yet.
+    fn empty() -> Self {
         let dir = std::env::temp_dir().join(format!("podium-pg-{}", unique_tag()));
         std::fs::create_dir_all(&dir).unwrap();
-        let pg = Self {
+        run("chown", &["-R", "postgres", dir.to_str().unwrap()]);
+        Self {
             dir,
             port: free_port(),
-        };
-        run("chown", &["-R", "postgres", pg.dir.to_str().unwrap()]);
+        }
+    }
+
+    pub fn start() -> Self {
+        let pg = Self::empty();
         pg.as_postgres(
             &pg_bin("initdb"),
             &[
@@ -47,13 +52,7 @@ impl TempPostgres {
 
     /// A streaming replica of this primary (`pg_basebackup -R`), started on a port of its own.
     pub fn replica(&self) -> Self {
-        let dir = std::env::temp_dir().join(format!("podium-pg-{}", unique_tag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let replica = Self {
-            dir,
-            port: free_port(),
-        };
-        run("chown", &["-R", "postgres", replica.dir.to_str().unwrap()]);
+        let replica = Self::empty();
         let port = self.port.to_string();
         replica.as_postgres(
             &pg_bin("pg_basebackup"),
