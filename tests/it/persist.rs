@@ -230,9 +230,9 @@ async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_anothe
     .await;
 }
 
-/// `PG_RETENTION_DAYS`: a day's partition of `results` older than the retention is detached
-/// and dropped (or kept detached with `PG_ARCHIVE`) once every campaign in it has ended; a
-/// partition holding a result of a campaign that has not ended stays, however old.
+/// `PG_RETENTION_DAYS`: a day's partitions of `results` and `flagged` older than the retention
+/// are detached and dropped (or kept detached with `PG_ARCHIVE`) once every campaign in them has
+/// ended; a partition holding a row of a campaign that has not ended stays, however old.
 #[tokio::test]
 async fn old_partitions_of_ended_campaigns_age_out_and_others_stay() {
     use podium_actors::domain::ids::utc_date;
@@ -255,32 +255,46 @@ async fn old_partitions_of_ended_campaigns_age_out_and_others_stay() {
     let now = podium_actors::domain::clock::now_ms();
     let day = |ago: u64| utc_date(now - ago * 86_400_000);
     // Days 10 and 8 ago hold only `oldie`, which ends below; day 9 ago holds a `quick` result
-    // too, and `quick` never ends.
+    // and a `quick` refusal too, and `quick` never ends. Each day has a result and a refusal.
     for (ago, campaigns) in [
         (10, &["oldie"][..]),
         (9, &["oldie", "quick"]),
         (8, &["oldie"]),
     ] {
         let (from, to) = (day(ago), day(ago - 1));
-        let name = format!("results_{}", from.replace('-', ""));
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{from}') TO ('{to}')"
-            ))
-            .await
-            .unwrap();
+        for table in ["results", "flagged"] {
+            let name = format!("{table}_{}", from.replace('-', ""));
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ('{from} 00:00+00') TO ('{to} 00:00+00')"
+                ))
+                .await
+                .unwrap();
+        }
         for c in campaigns {
+            let at = format!("{from} 01:00+00");
             client
                 .execute(
                     "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at)
-                     VALUES ($1, $2::text::timestamptz + interval '1 hour', 'u', $3, 1, $2::text::timestamptz + interval '1 hour')",
-                    &[&format!("s-{c}-{ago}"), &from, c],
+                     VALUES ($1, $2::text::timestamptz, 'u', $3, 1, $2::text::timestamptz)",
+                    &[&format!("s-{c}-{ago}"), &at, c],
+                )
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at)
+                     VALUES ($1, 'u', $3, 'too_fast', 1, $2::text::timestamptz, $2::text::timestamptz)",
+                    &[&format!("f-{c}-{ago}"), &at, c],
                 )
                 .await
                 .unwrap();
         }
     }
-    let rows_before = server.pg_count("results").await;
+    let (results_before, flagged_before) = (
+        server.pg_count("results").await,
+        server.pg_count("flagged").await,
+    );
     assert!(
         age_out(&pool, now, 3, false).await.unwrap().is_empty(),
         "oldie has not ended yet: nothing ages out"
@@ -292,31 +306,38 @@ async fn old_partitions_of_ended_campaigns_age_out_and_others_stay() {
         )
         .await
         .unwrap();
-    let name = |ago: u64| format!("results_{}", day(ago).replace('-', ""));
+    let name = |table: &str, ago: u64| format!("{table}_{}", day(ago).replace('-', ""));
     assert_eq!(
         age_out(&pool, now, 9, false).await.unwrap(),
-        vec![name(10)],
+        vec![name("results", 10), name("flagged", 10)],
         "of the ended campaign's days, only the one past 9 days"
     );
     assert_eq!(
         age_out(&pool, now, 3, true).await.unwrap(),
-        vec![name(8)],
-        "kept detached; day 9 holds a result of quick, which has not ended"
+        vec![name("results", 8), name("flagged", 8)],
+        "kept detached; day 9 holds rows of quick, which has not ended"
     );
     let tables = pg_pairs(
         &server.config,
-        "SELECT relname::text, 0::int8 FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relname LIKE '%results_2%' ORDER BY 1",
+        "SELECT relname::text, 0::int8 FROM pg_class WHERE relnamespace = current_schema()::regnamespace
+           AND relkind IN ('r', 'p') AND relname ~ '(results|flagged)_2' ORDER BY 1",
     )
     .await;
     let tables: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
-    assert!(
-        tables.contains(&format!("archived_{}", name(8)).as_str()),
-        "{tables:?}"
-    );
-    assert!(!tables.contains(&name(10).as_str()), "dropped: {tables:?}");
-    assert!(
-        tables.contains(&name(9).as_str()),
-        "quick's day stays: {tables:?}"
-    );
-    assert_eq!(server.pg_count("results").await, rows_before - 2);
+    for table in ["results", "flagged"] {
+        assert!(
+            tables.contains(&format!("archived_{}", name(table, 8)).as_str()),
+            "{tables:?}"
+        );
+        assert!(
+            !tables.contains(&name(table, 10).as_str()),
+            "dropped: {tables:?}"
+        );
+        assert!(
+            tables.contains(&name(table, 9).as_str()),
+            "quick's day stays: {tables:?}"
+        );
+    }
+    assert_eq!(server.pg_count("results").await, results_before - 2);
+    assert_eq!(server.pg_count("flagged").await, flagged_before - 2);
 }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rebuild_index",
         include_str!("../../../../migrations/0005_rebuild_index.sql"),
     ),
+    (
+        6,
+        "flagged_by_day",
+        include_str!("../../../../migrations/0006_flagged_by_day.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

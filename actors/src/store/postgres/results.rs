@@ -1,5 +1,5 @@
 //! Results in PostgreSQL: the batched writes of the results stream, the direct decision used
-//! while Redis is unreachable, the reads that rebuild boards, and daily partitions.
+//! while Redis is unreachable, the reads that rebuild boards, and daily partitions of both tables.
 
 use deadpool_postgres::Pool;
 
@@ -9,19 +9,27 @@ use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{utc_date, UserId};
 use crate::store::error::StoreError;
 
-/// Creates the daily partitions of `results` from yesterday to `ahead` days after today.
+/// The tables partitioned by the UTC day a game started: each has a `TABLE_default` partition
+/// and daily `TABLE_YYYYMMDD` partitions.
+const BY_DAY: [&str; 2] = ["results", "flagged"];
+
+/// Creates the daily partitions of `results` and `flagged` from yesterday to `ahead` days
+/// after today. Bounds are written in UTC so a partition's name is its UTC day whatever the
+/// server's `TimeZone`.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
     timed("ensure_partitions", async {
         let client = pool::get(pool).await?;
         for day in -1..=i64::from(ahead) {
             let start = utc_date((now_ms as i64 + day * 86_400_000).max(0) as u64);
             let end = utc_date((now_ms as i64 + (day + 1) * 86_400_000).max(0) as u64);
-            let name = format!("results_{}", start.replace('-', ""));
-            let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF results FOR VALUES FROM ('{start}') TO ('{end}')");
-            if let Err(err) = client.batch_execute(&sql).await {
-                // Rows for that day already sit in the default partition; they stay there and
-                // remain correct, only unpartitioned.
-                tracing::warn!(partition = name, %err, "could not create a results partition");
+            for table in BY_DAY {
+                let name = format!("{table}_{}", start.replace('-', ""));
+                let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ('{start} 00:00+00') TO ('{end} 00:00+00')");
+                if let Err(err) = client.batch_execute(&sql).await {
+                    // Rows for that day already sit in the default partition; they stay there
+                    // and remain correct, only unpartitioned.
+                    tracing::warn!(partition = name, %err, "could not create a daily partition");
+                }
             }
         }
         Ok(())
@@ -29,10 +37,10 @@ pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(
     .await
 }
 
-/// Detaches the daily partitions of `results` that ended `retention_days` or more before
-/// `now_ms` and hold no result of a campaign that has not ended (closed, or past its `ends_at`;
-/// a campaign without an end keeps its partitions), then drops them, or keeps them as
-/// `archived_results_YYYYMMDD` when `archive`. Answers the partitions aged out.
+/// Detaches the daily partitions of `results` and `flagged` that ended `retention_days` or
+/// more before `now_ms` and hold no row of a campaign that has not ended (closed, or past its
+/// `ends_at`; a campaign without an end keeps its partitions), then drops them, or keeps them
+/// as `archived_TABLE_YYYYMMDD` when `archive`. Answers the partitions aged out.
 pub async fn age_out(
     pool: &Pool,
     now_ms: u64,
@@ -46,51 +54,53 @@ pub async fn age_out(
         let client = pool::get(pool).await?;
         let cutoff = utc_date(now_ms.saturating_sub(u64::from(retention_days) * 86_400_000))
             .replace('-', "");
-        let partitions = client
-            .query(
-                "SELECT c.relname::text FROM pg_inherits i
-                 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-                 WHERE p.relname = 'results' AND p.relnamespace = current_schema()::regnamespace
-                   AND c.relname ~ '^results_[0-9]{8}$' ORDER BY 1",
-                &[],
-            )
-            .await
-            .map_err(pg_err)?;
         let mut aged = Vec::new();
-        for row in partitions {
-            let name: String = row.get(0);
-            // The partition of day D holds D until the next midnight: it is old enough once
-            // D + 1 is at or before the cutoff day.
-            if name["results_".len()..] >= *cutoff.as_str() {
-                continue;
-            }
-            let live = client
-                .query_opt(
-                    &format!(
-                        "SELECT 1 FROM {name} r WHERE NOT EXISTS (SELECT 1 FROM campaigns c
-                           WHERE c.id = r.campaign_id AND (c.closed_at <= now() OR c.ends_at <= now()))
-                         LIMIT 1"
-                    ),
-                    &[],
+        for table in BY_DAY {
+            let partitions = client
+                .query(
+                    "SELECT c.relname::text FROM pg_inherits i
+                     JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                     WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace
+                       AND c.relname ~ ('^' || $1 || '_[0-9]{8}$') ORDER BY 1",
+                    &[&table],
                 )
                 .await
                 .map_err(pg_err)?;
-            if live.is_some() {
-                continue;
+            for row in partitions {
+                let name: String = row.get(0);
+                // The partition of day D holds D until the next midnight: it is old enough
+                // once D + 1 is at or before the cutoff day.
+                if name[table.len() + 1..] >= *cutoff.as_str() {
+                    continue;
+                }
+                let live = client
+                    .query_opt(
+                        &format!(
+                            "SELECT 1 FROM {name} r WHERE NOT EXISTS (SELECT 1 FROM campaigns c
+                               WHERE c.id = r.campaign_id AND (c.closed_at <= now() OR c.ends_at <= now()))
+                             LIMIT 1"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                if live.is_some() {
+                    continue;
+                }
+                let keep = if archive {
+                    format!("ALTER TABLE {name} RENAME TO archived_{name}")
+                } else {
+                    format!("DROP TABLE {name}")
+                };
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; ALTER TABLE {table} DETACH PARTITION {name}; {keep}; COMMIT"
+                    ))
+                    .await
+                    .map_err(pg_err)?;
+                tracing::info!(partition = name, archive, "aged out a daily partition");
+                aged.push(name);
             }
-            let keep = if archive {
-                format!("ALTER TABLE {name} RENAME TO archived_{name}")
-            } else {
-                format!("DROP TABLE {name}")
-            };
-            client
-                .batch_execute(&format!(
-                    "BEGIN; ALTER TABLE results DETACH PARTITION {name}; {keep}; COMMIT"
-                ))
-                .await
-                .map_err(pg_err)?;
-            tracing::info!(partition = name, archive, "aged out a results partition");
-            aged.push(name);
         }
         Ok(aged)
     })
@@ -154,7 +164,8 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreE
 /// The decision PostgreSQL holds for a session, from either table.
 const PRIOR: &str = "SELECT score, NULL::text AS reason FROM results
         WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
-    UNION ALL SELECT score, reason FROM flagged WHERE session_id = $1
+    UNION ALL SELECT score, reason FROM flagged
+        WHERE session_id = $1 AND started_at = to_timestamp($2::int8 / 1000.0)
     LIMIT 1";
 
 fn outcome_of(user: &UserId, row: &tokio_postgres::Row) -> Result<Outcome, StoreError> {
