@@ -10,6 +10,8 @@
 //! `PERSIST_FLUSH_INTERVAL` old. A failed write keeps the batch and retries with backoff (a
 //! PostgreSQL outage builds a backlog, which drains when it returns). On start, and after
 //! taking over a dead engine's entries (XAUTOCLAIM), it first re-reads its own pending ones.
+//! Hourly it creates the coming days' partitions, ages old ones out (`PG_RETENTION_DAYS`) and
+//! lets ended campaigns' boards expire in Redis (`REDIS_CAMPAIGN_TTL_DAYS`).
 //! Receives [`Drain`] at shutdown: it stops reading, writes what it holds and answers. Sends
 //! nothing to other actors; publishes its state in the store's `PersistStatus` for `/health`. Started by
 //! the Engine with the `redis` engine only; if it stops, nothing is lost: entries wait in the
@@ -293,6 +295,10 @@ impl Actor for PersistenceBatcher {
                 )
                 .await;
                 shared.store.age_out().await;
+                shared
+                    .store
+                    .expire_ended(&shared.campaigns.all(), now_ms())
+                    .await;
             });
         });
     }

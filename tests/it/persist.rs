@@ -341,3 +341,99 @@ async fn old_partitions_of_ended_campaigns_age_out_and_others_stay() {
     assert_eq!(server.pg_count("results").await, results_before - 2);
     assert_eq!(server.pg_count("flagged").await, flagged_before - 2);
 }
+
+#[tokio::test]
+async fn an_ended_campaigns_boards_expire_in_redis_and_come_back_rebuilt_when_it_reopens() {
+    use podium_actors::domain::clock::now_ms;
+    use podium_actors::domain::ids::{BoardKey, BoardKind, CampaignId, Region};
+    use podium_actors::store::durable::Durable;
+    use podium_actors::store::postgres::operators;
+    use std::sync::Arc;
+    let server = TestServer::redis(|c| c.redis.campaign_ttl_days = 1);
+    let mut amy = server.player_in("amy", "eu").await;
+    assert_eq!(amy.play(300).await["status"], "accepted");
+    let mut zed = server.player_in("zed", "eu").await;
+    assert_eq!(zed.play(900).await["status"], "accepted");
+    // A banned player's best is held aside, to come back when the ban is lifted.
+    let (status, _) = server
+        .admin(
+            "POST",
+            "/admin/users/zed/ban",
+            Some(json!({"reason": "bot"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("both results in PostgreSQL", || async {
+        server.pg_count("results").await == 2 && stream_backlog(&server.config).await == 0
+    })
+    .await;
+    let store = Durable::connect(&server.config).unwrap();
+    // Read in Redis, not through the HTTP read cache.
+    let board = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let kind = match name.strip_prefix("region:") {
+                Some(r) => BoardKind::Region(Region::parse(r).unwrap()),
+                None => BoardKind::Global,
+            };
+            let key = BoardKey::of(&CampaignId::new("quick"), &kind, now_ms());
+            let top = store.redis.top(&key, 10).await.unwrap();
+            top.into_iter()
+                .map(|e| e.user.as_str().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let quick = operators::campaign(&store.pg, "quick")
+        .await
+        .unwrap()
+        .expect("the configured campaign");
+    let sweep = |c: &podium_actors::domain::campaign::Campaign| {
+        let (store, c) = (store.clone(), Arc::new(c.clone()));
+        async move { store.expire_ended(&[c], now_ms()).await }
+    };
+    let ended_expiring_in = |ms: u64| {
+        let mut c = quick.clone();
+        c.rules.ends_at_ms = Some(now_ms() + ms - 86_400_000);
+        c
+    };
+
+    // Ended a day ago but for 2 s: the boards stay until then, then Redis drops them with no
+    // further sweep.
+    let ended = ended_expiring_in(2_000);
+    sweep(&ended).await;
+    assert_eq!(board("global").await, ["amy"]);
+    assert_eq!(board("region:eu").await, ["amy"]);
+    eventually("the ended campaign's boards expired", || async {
+        board("global").await.is_empty() && board("region:eu").await.is_empty()
+    })
+    .await;
+    // Built again past the deadline (`podium rebuild`, a recovery): the next sweep drops them.
+    store
+        .rebuild_boards("quick", &ended.rules, now_ms(), false)
+        .await
+        .unwrap();
+    assert_eq!(board("global").await, ["amy"]);
+    sweep(&ended).await;
+    assert!(board("global").await.is_empty());
+    assert!(board("region:eu").await.is_empty());
+
+    // Reopened: rebuilt from PostgreSQL, still without the banned player, who comes back
+    // with the ban lifted (the held best outlived the boards).
+    sweep(&quick).await;
+    assert_eq!(board("global").await, ["amy"]);
+    assert_eq!(board("region:eu").await, ["amy"]);
+    server.admin("DELETE", "/admin/users/zed/ban", None).await;
+    assert_eq!(board("global").await, ["zed", "amy"]);
+
+    // Ended, then reopened before the deadline: the boards lose their deadline.
+    let ending = ended_expiring_in(1_500);
+    sweep(&ending).await;
+    sweep(&quick).await;
+    let deadline = ending.rules.ends_at_ms.unwrap() + 86_400_000;
+    tokio::time::sleep(Duration::from_millis(
+        deadline.saturating_sub(now_ms()) + 500,
+    ))
+    .await;
+    assert_eq!(board("global").await, ["zed", "amy"]);
+    assert_eq!(board("region:eu").await, ["zed", "amy"]);
+}

@@ -79,6 +79,7 @@ env_table! {
     "REDIS_STREAM_SHARDS" => redis.stream_shards: some_parsed "a whole number of streams from 1 to 1024",
     "REDIS_WAIT_REPLICAS" => redis.wait_replicas: some_parsed "a whole number of replicas (0 = do not wait)",
     "REDIS_STREAM_MAX_BACKLOG" => redis.stream_max_backlog: parsed "a whole number of entries (at least 1)",
+    "REDIS_CAMPAIGN_TTL_DAYS" => redis.campaign_ttl_days: parsed "a whole number of days (0 = keep for ever)",
     "REDIS_PREFIX" => redis.prefix: string "a key prefix",
     "REDIS_POOL_SIZE" => redis.pool_size: parsed "a whole number of connections",
     "REDIS_POOL_WAIT_TIMEOUT" => redis.pool_wait_timeout_ms: parsed "a timeout in milliseconds",

@@ -81,6 +81,9 @@ pub struct RedisConfig {
     /// Entries not yet in PostgreSQL at which submits are answered `busy`
     /// (`REDIS_STREAM_MAX_BACKLOG`), so a long PostgreSQL outage cannot fill Redis.
     pub stream_max_backlog: u64,
+    /// Days an ended campaign's boards are kept in Redis after it ended
+    /// (`REDIS_CAMPAIGN_TTL_DAYS`; 0 keeps them for ever). PostgreSQL keeps every result.
+    pub campaign_ttl_days: u32,
     /// Prefix of every key, so several deployments (or tests) share one Redis (`REDIS_PREFIX`).
     pub prefix: String,
     /// Connections in the pool; never more are opened (`REDIS_POOL_SIZE`).
@@ -342,6 +345,7 @@ impl Default for RedisConfig {
             stream_shards: None,
             wait_replicas: None,
             stream_max_backlog: 1_000_000,
+            campaign_ttl_days: 0,
             prefix: "podium:".into(),
             pool_size: 16,
             pool_wait_timeout_ms: 500,

@@ -56,6 +56,16 @@ impl Campaign {
     pub fn takes_games_at(&self, ms: u64) -> bool {
         self.rules.is_open_at(ms) && self.closed_at_ms.is_none_or(|c| ms < c)
     }
+
+    /// When the campaign ended, if it has by `now_ms`: the earlier of an operator closing it
+    /// and its `ends_at`. The same rule ages its PostgreSQL partitions out.
+    pub fn ended_at(&self, now_ms: u64) -> Option<u64> {
+        [self.closed_at_ms, self.rules.ends_at_ms]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t <= now_ms)
+            .min()
+    }
 }
 
 /// The limits a game is judged by, fixed when it starts and signed into its session, so a rule
@@ -436,6 +446,21 @@ mod tests {
         assert!(!c.takes_games_at(10));
         assert!(c.takes_games_at(9));
         assert_eq!(c.title(), "x");
+    }
+
+    #[test]
+    fn a_campaign_ends_at_its_end_or_when_closed_whichever_came_first() {
+        let mut c = Campaign::configured(CampaignId::new("x"), CampaignRules::default(), 0);
+        assert_eq!(c.ended_at(100), None, "no end, not closed");
+        c.rules.ends_at_ms = Some(50);
+        assert_eq!(c.ended_at(49), None, "the end is still ahead");
+        assert_eq!(c.ended_at(100), Some(50));
+        c.closed_at_ms = Some(30);
+        assert_eq!(c.ended_at(100), Some(30), "closed before its end");
+        c.rules.ends_at_ms = Some(200);
+        assert_eq!(c.ended_at(100), Some(30), "closed, its end moved ahead");
+        c.closed_at_ms = None;
+        assert_eq!(c.ended_at(100), None, "reopened with a later end");
     }
 
     #[test]

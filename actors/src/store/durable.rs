@@ -102,6 +102,8 @@ pub struct Durable {
     pub status: Arc<PersistStatus>,
     /// `PG_RETENTION_DAYS` and `PG_ARCHIVE`.
     retention: (u32, bool),
+    /// `REDIS_CAMPAIGN_TTL_DAYS`.
+    campaign_ttl_days: u32,
 }
 
 /// Retries `attempt` with growing pauses, logging each failure, until it succeeds or the
@@ -207,6 +209,7 @@ impl Durable {
             owner: format!("{:016x}", rand::random::<u64>()).into(),
             unraised: Default::default(),
             retention: (config.postgres.retention_days, config.postgres.archive),
+            campaign_ttl_days: config.redis.campaign_ttl_days,
             status: Arc::new(PersistStatus::default()),
         })
     }
@@ -297,6 +300,72 @@ impl Durable {
         }
     }
 
+    /// Lets the boards of each campaign that ended `REDIS_CAMPAIGN_TTL_DAYS` ago expire in
+    /// Redis, and brings back those of a campaign reopened since (or of every campaign, when
+    /// the setting is 0 again): their deadline is taken off and they are rebuilt from
+    /// PostgreSQL, which keeps every result. Hourly, by the PersistenceBatcher.
+    pub async fn expire_ended(&self, campaigns: &[Arc<Campaign>], now: u64) {
+        for campaign in campaigns {
+            if let Err(err) = self.settle_boards(campaign, now).await {
+                tracing::warn!(campaign = campaign.name.as_str(), %err, "could not settle an ended campaign's boards; retried in an hour");
+            }
+        }
+    }
+
+    /// When `campaign`'s boards expire in Redis, if they do.
+    fn boards_deadline(&self, campaign: &Campaign, now: u64) -> Option<u64> {
+        let days = u64::from(self.campaign_ttl_days);
+        (days > 0)
+            .then(|| campaign.ended_at(now))
+            .flatten()
+            .map(|ended| ended.saturating_add(days * 86_400_000))
+    }
+
+    async fn settle_boards(&self, campaign: &Campaign, now: u64) -> Result<(), StoreError> {
+        let deadline = self.boards_deadline(campaign, now);
+        let name = &campaign.name;
+        if !self.redis.boards_unsettled(name, deadline).await? {
+            return Ok(());
+        }
+        // Global, and every region a board may exist for: those configured now and those
+        // results were ever counted under (a region since taken off the list kept its board).
+        let mut regions = campaign.rules.regions.clone();
+        regions.extend(results::regions(&self.pg, name.as_str()).await?);
+        regions.sort();
+        regions.dedup();
+        let mut boards = vec![BoardKey::of(name, &BoardKind::Global, now)];
+        boards.extend(
+            regions
+                .iter()
+                .filter_map(|r| Region::parse(r))
+                .map(|r| BoardKey::of(name, &BoardKind::Region(r), now)),
+        );
+        match deadline {
+            Some(at) => {
+                if self.redis.expire_boards(name, &boards, at).await? {
+                    tracing::info!(
+                        campaign = name.as_str(),
+                        expire_at_ms = at,
+                        "an ended campaign's boards expire"
+                    );
+                }
+            }
+            None => {
+                self.redis.keep_boards(name, &boards).await?;
+                let changed = self
+                    .rebuild_boards(name.as_str(), &campaign.rules, now, false)
+                    .await?;
+                self.redis.forget_end(name).await?;
+                tracing::info!(
+                    campaign = name.as_str(),
+                    changed,
+                    "a reopened campaign's boards are kept again, rebuilt"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Measures the replica's lag (every second, by the PersistenceBatcher).
     pub async fn probe_replica(&self) {
         if let Some(replica) = &self.replica {
@@ -337,6 +406,13 @@ impl Durable {
             } else if up && !was_up {
                 let mut rebuilt = true;
                 for campaign in campaigns.all() {
+                    // Its boards expired: rebuilt, they would only expire again.
+                    if self
+                        .boards_deadline(&campaign, now_ms())
+                        .is_some_and(|at| at <= now_ms())
+                    {
+                        continue;
+                    }
                     if let Err(err) = self.recover(&campaign).await {
                         tracing::warn!(campaign = campaign.name.as_str(), %err, "rebuild failed; retrying");
                         rebuilt = false;

@@ -812,3 +812,114 @@ impl RedisStore {
         Ok(held == 1)
     }
 }
+
+/// KEYS: the campaign's `ended` marker, its global board. ARGV: the deadline its boards expire
+/// at (ms), or '' when they are to be kept. Answers 1 when its keys are not as wanted: to
+/// expire, but not given this deadline yet, or built again since (a rebuild after a Redis
+/// restart); to keep, but given a deadline.
+const BOARDS_UNSETTLED: &str = r#"
+local mark = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then return mark and 1 or 0 end
+if mark == ARGV[1] and redis.call('PTTL', KEYS[2]) ~= -1 then return 0 end
+return 1
+"#;
+
+/// KEYS: the marker, then the keys that last. ARGV: the deadline (ms). Records the deadline
+/// and gives it to each key (one already past deletes it). Answers 1 when it is new.
+const EXPIRE_BOARDS: &str = r#"
+local new = redis.call('GET', KEYS[1]) ~= ARGV[1]
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #KEYS do redis.call('PEXPIREAT', KEYS[i], ARGV[1]) end
+return new and 1 or 0
+"#;
+
+/// KEYS: the keys that last. Takes their deadline off (those not expired yet).
+const KEEP_BOARDS: &str = r#"
+for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+return 0
+"#;
+
+static BOARDS_UNSETTLED_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(BOARDS_UNSETTLED));
+static EXPIRE_BOARDS_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(EXPIRE_BOARDS));
+static KEEP_BOARDS_SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(KEEP_BOARDS));
+
+/// An ended campaign's boards expire (`REDIS_CAMPAIGN_TTL_DAYS`), by a deadline recorded in
+/// `{c:NAME}:ended` so the hourly check costs one call while nothing changes. What expires is
+/// what grows with the players: the global and regional boards (`b`, `bh`, `bv`) and the
+/// `rebuilt` mark; daily boards have their own TTL. The `bars` and `held:USER` keys stay (a
+/// few bytes per banned player or reset): a reopened campaign's rebuild and its unbans obey
+/// them as before.
+impl RedisStore {
+    fn ended_key(&self, campaign: &CampaignId) -> String {
+        self.campaign_key(campaign, &["ended"])
+    }
+
+    fn lasting_keys(&self, campaign: &CampaignId, boards: &[BoardKey]) -> Vec<String> {
+        let mut keys: Vec<String> = boards.iter().flat_map(|b| self.board_keys(b)).collect();
+        keys.push(self.rebuild_keys(campaign)[1].clone());
+        keys
+    }
+
+    /// Whether `campaign`'s boards must be given `deadline` (ms), or kept when `None`.
+    pub async fn boards_unsettled(
+        &self,
+        campaign: &CampaignId,
+        deadline: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let global = BoardKey::of(campaign, &BoardKind::Global, 0);
+        let mut call = BOARDS_UNSETTLED_SCRIPT.call(2);
+        call.key(self.ended_key(campaign))
+            .key(&self.board_keys(&global)[0])
+            .arg(deadline.map_or(String::new(), |d| d.to_string()));
+        let unsettled: u8 = self
+            .run("boards_unsettled", async |c| call.invoke(c).await)
+            .await?;
+        Ok(unsettled == 1)
+    }
+
+    /// Gives `boards` of an ended campaign their deadline (ms). Answers whether it is new.
+    pub async fn expire_boards(
+        &self,
+        campaign: &CampaignId,
+        boards: &[BoardKey],
+        deadline: u64,
+    ) -> Result<bool, StoreError> {
+        let keys = self.lasting_keys(campaign, boards);
+        let mut call = EXPIRE_BOARDS_SCRIPT.call(1 + keys.len());
+        call.key(self.ended_key(campaign));
+        for key in &keys {
+            call.key(key);
+        }
+        call.arg(deadline);
+        let new: u8 = self
+            .run("expire_boards", async |c| call.invoke(c).await)
+            .await?;
+        Ok(new == 1)
+    }
+
+    /// Takes the deadline off a reopened campaign's `boards`. The marker stays until
+    /// [`Self::forget_end`], after they were rebuilt (what expired meanwhile is gone).
+    pub async fn keep_boards(
+        &self,
+        campaign: &CampaignId,
+        boards: &[BoardKey],
+    ) -> Result<(), StoreError> {
+        let keys = self.lasting_keys(campaign, boards);
+        let mut call = KEEP_BOARDS_SCRIPT.call(keys.len());
+        for key in &keys {
+            call.key(key);
+        }
+        let _: u8 = self
+            .run("keep_boards", async |c| call.invoke(c).await)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn forget_end(&self, campaign: &CampaignId) -> Result<(), StoreError> {
+        let marker = self.ended_key(campaign);
+        self.run("forget_end", async |c| {
+            redis::cmd("DEL").arg(&marker).query_async::<()>(c).await
+        })
+        .await
+    }
+}
