@@ -9,6 +9,8 @@ use podium_actors::domain::campaign::{Campaign, CampaignRules, Refusal};
 use podium_actors::domain::decision::Record;
 use podium_actors::domain::operator::{Archive, AuditEntry, Ban, Flagged};
 use podium_actors::store::counters::SocketPlace;
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -33,7 +35,8 @@ pub struct Row {
     pub score: u64,
 }
 
-/// A campaign's limits, as players and operators see them.
+/// A campaign's limits, as players and operators see them. In a counted campaign the score
+/// limits apply to the server's count.
 #[derive(Serialize, ToSchema)]
 pub struct Rules {
     pub min_duration_ms: u64,
@@ -42,16 +45,83 @@ pub struct Rules {
     pub max_score_per_second: u64,
     /// 0 = no limit.
     pub max_games_per_hour: u32,
+    /// `claimed`: the submit's score is judged; `counted`: the server counts the game's
+    /// `input` events (docs/FAIR-PLAY.md).
+    #[schema(example = "counted")]
+    pub scoring: &'static str,
+    /// A counted campaign's event kinds and their points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<BTreeMap<String, EventPoints>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_events_per_second: Option<u32>,
+    /// 0 = no minimum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_event_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_flush_ms: Option<u64>,
+    /// The plausibility thresholds a counted campaign sets (null: the engine's `GAME_*`);
+    /// shown to operators only, beside the other rules.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Thresholds>,
+}
+
+/// What one kind of event is worth.
+#[derive(Serialize, ToSchema)]
+pub struct EventPoints {
+    pub points: u64,
+    /// null: no limit of its own.
+    pub max_per_game: Option<u32>,
+}
+
+/// A counted campaign's own plausibility thresholds; null where the engine's apply.
+#[derive(Serialize, ToSchema)]
+pub struct Thresholds {
+    pub clock_tolerance_ms: Option<u64>,
+    pub input_max_delay_ms: Option<u64>,
+    pub min_interval_cv: Option<f64>,
+    pub human_max_rate: Option<f64>,
 }
 
 impl Rules {
+    /// As players see them.
     pub fn of(r: &CampaignRules) -> Self {
+        let c = r.counting.as_ref();
         Self {
             min_duration_ms: r.min_duration_ms,
             max_duration_ms: r.max_duration_ms,
             max_score: r.max_score,
             max_score_per_second: r.max_score_per_second,
             max_games_per_hour: r.max_games_per_hour,
+            scoring: r.scoring(),
+            events: c.map(|c| {
+                c.events
+                    .iter()
+                    .map(|(k, e)| {
+                        let points = EventPoints {
+                            points: e.points,
+                            max_per_game: e.max_per_game,
+                        };
+                        (k.clone(), points)
+                    })
+                    .collect()
+            }),
+            max_events_per_second: c.map(|c| c.max_events_per_second),
+            min_event_interval_ms: c.map(|c| c.min_event_interval_ms),
+            input_flush_ms: c.map(|c| c.input_flush_ms),
+            thresholds: None,
+        }
+    }
+
+    /// As operators see them: with a counted campaign's thresholds.
+    pub fn admin(r: &CampaignRules) -> Self {
+        Self {
+            thresholds: r.counting.as_ref().map(|c| Thresholds {
+                clock_tolerance_ms: c.clock_tolerance_ms,
+                input_max_delay_ms: c.input_max_delay_ms,
+                min_interval_cv: c.min_interval_cv,
+                human_max_rate: c.human_max_rate,
+            }),
+            ..Self::of(r)
         }
     }
 }
@@ -87,7 +157,7 @@ impl AdminCampaign {
             open: c.takes_games_at(now),
             regions: r.regions.clone(),
             daily_retention_days: r.daily_retention_days,
-            rules: Rules::of(r),
+            rules: Rules::admin(r),
             version: c.version,
             updated_at: rfc3339(Some(c.updated_at_ms)),
         }

@@ -1,8 +1,9 @@
 // Tap Rush: the demo promo game for podium. One WebSocket, the protocol of docs/PROTOCOL.md:
-// auth, join a room, start a game, submit the score, and apply the room's diffs live.
+// auth, join a room, start a game, stream its taps (a counted campaign: the server counts
+// them), submit, and apply the room's diffs live.
 
 const params = new URLSearchParams(location.search);
-const CAMPAIGN = params.get("campaign") ?? "demo";
+const CAMPAIGN = params.get("campaign") ?? "tap-rush";
 const ROOM = `${CAMPAIGN}/${params.get("board") ?? "global"}`;
 const DURATION_S = Math.max(3, Math.min(60, Number(params.get("duration") ?? 20)));
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
@@ -20,6 +21,7 @@ const MESSAGES = {
   unknown_campaign: "This game is not running right now.",
   campaign_closed: "This campaign is not open right now.",
   bad_session: "That game could not be verified. Start a new one.",
+  wrong_socket: "The connection dropped during that game, so it could not be counted. Start a new one.",
   already_submitted: "This game was already submitted.",
   too_fast: "That game ended too quickly to count.",
   too_slow: "That game took too long and expired.",
@@ -52,6 +54,9 @@ const state = {
   user: null, token: null, ws: null, attempts: 0, nextId: 1,
   seq: null, top: [], resyncing: false,
   session: null, taps: 0, playing: false,
+  // A counted game: its taps as [ms since game_started, "tap"], sent every `flushMs` as
+  // numbered `input` frames.
+  counted: false, startedAt: 0, inputSeq: 0, pending: [], flushMs: 250, flushTimer: null,
   // The player's best here as the server last said, to tell a new personal best.
   best: null,
   // Submits of the current game answered `unavailable` or `busy` (nothing decided): sent again.
@@ -142,6 +147,11 @@ function handle(msg) {
       break;
     case "game_started":
       state.session = msg.session;
+      state.counted = msg.scoring === "counted";
+      state.startedAt = performance.now();
+      state.inputSeq = 0;
+      state.pending = [];
+      state.flushMs = msg.input_flush_ms ?? 250;
       beginGame();
       break;
     case "result":
@@ -153,7 +163,9 @@ function handle(msg) {
       break;
     case "error":
       say(explain(msg.code), "bad");
-      if (["bad_session", "campaign_closed", "too_many_games", "banned"].includes(msg.code)) resetGame();
+      // An `input` refused for its session is the game's own problem, not the page's.
+      if (["campaign_closed", "too_many_games", "banned"].includes(msg.code)) resetGame();
+      else if (msg.code === "bad_session" && !state.playing) resetGame();
       break;
   }
 }
@@ -206,7 +218,20 @@ function render(top, diff = null) {
 
 // ---- the game: the server's clock decides; the page only counts taps ----
 
+/** Sends the taps not sent yet, at most 128 a frame, as the protocol allows. */
+function flushInputs() {
+  while (state.counted && state.session && state.pending.length) {
+    send({ type: "input", session: state.session, seq: state.inputSeq++, events: state.pending.splice(0, 128) });
+  }
+}
+
+function stopFlushing() {
+  clearInterval(state.flushTimer);
+  state.flushTimer = null;
+}
+
 function resetGame() {
+  stopFlushing();
   state.playing = false;
   state.session = null;
   ui.start.disabled = false;
@@ -221,6 +246,7 @@ function beginGame() {
   ui.start.disabled = true;
   ui.tap.disabled = false;
   say("Go! Tap tap tap!");
+  if (state.counted) state.flushTimer = setInterval(flushInputs, state.flushMs);
   const ends = performance.now() + DURATION_S * 1000;
   const tick = () => {
     if (!state.playing) return;
@@ -235,6 +261,8 @@ function beginGame() {
 function endGame(submit) {
   state.playing = false;
   ui.tap.disabled = true;
+  flushInputs();
+  stopFlushing();
   if (submit && state.session) {
     say("Submitting your score…");
     if (!send({ type: "submit", session: state.session, score: state.taps })) say("Offline: your game could not be sent.", "bad");
@@ -251,7 +279,7 @@ function showResult(result) {
     say(explain(result.reason));
     const session = state.session;
     setTimeout(() => {
-      if (state.session === session) send({ type: "submit", session, score: result.score });
+      if (state.session === session) send({ type: "submit", session, score: state.taps });
     }, delay);
     return;
   }
@@ -262,9 +290,13 @@ function showResult(result) {
     const newBest = state.best === null || result.score > state.best;
     state.best = Math.max(best, state.best ?? 0);
     const place = result.rank ? ` ${placeInWords(result.rank)}` : "";
+    // A counted game: the score is the taps the server saw arrive in time.
+    const counted = result.claimed === undefined ? ""
+      : result.claimed === result.score ? " The server counted every tap."
+      : ` The server counted ${result.score} of your ${result.claimed} taps.`;
     say(newBest && state.best === result.score
-      ? `Score ${result.score} accepted: a new personal best!${place}`
-      : `Score ${result.score} accepted. Your best is ${best}.${place}`, "good");
+      ? `Score ${result.score} accepted: a new personal best!${place}${counted}`
+      : `Score ${result.score} accepted. Your best is ${best}.${place}${counted}`, "good");
     if (result.rank) ui.rank.textContent = `#${result.rank}`;
     burst(newBest ? 28 : 14);
   } else {
@@ -318,6 +350,7 @@ ui.tap.addEventListener("pointerdown", (event) => {
   event.preventDefault();
   if (!state.playing) return;
   state.taps += 1;
+  if (state.counted) state.pending.push([Math.round(performance.now() - state.startedAt), "tap"]);
   ui.score.textContent = String(state.taps);
 });
 ui.start.addEventListener("click", () => {

@@ -172,6 +172,7 @@ impl Engine {
             rooms,
             results,
             store,
+            counting: config.game.counting(),
         });
         Ok(Arc::new(Self {
             dev_mode,

@@ -27,10 +27,11 @@ use actix::prelude::*;
 
 use crate::cluster_bus::{AutoBanned, ClusterBus};
 use crate::domain::clock::now_ms;
+use crate::domain::counting::Counted;
 use crate::domain::decision::{Attempt, Outcome};
 use crate::domain::error::ClientError;
 use crate::domain::ids::UserId;
-use crate::domain::session::SessionSigner;
+use crate::domain::session::{GameSession, SessionSigner};
 use crate::domain::window::{Verdict, WindowLimiter};
 use crate::store::counters::WindowCounts;
 use crate::store::live::{BanBook, CampaignBook};
@@ -111,19 +112,53 @@ impl ResultsPipeline {
     }
 }
 
-async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, ClientError> {
-    let session = shared.signer.verify(&msg.session)?;
+async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Answered {
+    let session = match shared.signer.verify(&msg.session) {
+        Ok(session) => session,
+        Err(err) => {
+            return Answered {
+                session_id: None,
+                result: Err(err),
+            }
+        }
+    };
+    let result = decide_session(shared, msg, &session, now).await;
+    Answered {
+        session_id: Some(session.id),
+        result,
+    }
+}
+
+async fn decide_session(
+    shared: &Shared,
+    msg: &Submit,
+    session: &GameSession,
+    now: u64,
+) -> Result<Outcome, ClientError> {
     if session.user != msg.user {
         return Err(ClientError::BadSession(
             "this session belongs to another player",
         ));
     }
+    // A counted game's score is the count its socket kept; without it (submitted on another
+    // socket, after a reconnect) only a decision already made can answer.
+    let counted = match (session.seed, &msg.counted) {
+        (Some(_), None) => {
+            return match shared.store.outcome(session).await? {
+                Some(done) => Ok(done),
+                None => Err(ClientError::WrongSocket),
+            }
+        }
+        (Some(_), Some(counted)) => Some(counted),
+        (None, _) => None,
+    };
+    let score = counted.map_or(msg.score, |c| c.score);
     if let Verdict::Refused { .. } = shared.submits.check(&msg.user) {
         // A retry of a decided session still gets its answer; anything else waits. Only this
         // rare path reads the mark first: otherwise the decide step below answers a retry.
-        let earlier = shared.store.outcome(&session).await?;
+        let earlier = shared.store.outcome(session).await?;
         return match earlier {
-            Some(done) => same_session(done, msg.score),
+            Some(done) => same_session(done, score),
             // Not recorded: a rate-limited player may submit this session again later.
             None => Err(ClientError::RateLimited),
         };
@@ -146,9 +181,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
     if now > keep_until_ms {
         return Err(ClientError::TooSlow);
     }
-    let refused = rules
-        .check(&limits, session.started_ms, now, msg.score)
-        .err();
+    let refused = rules.check(&limits, session.started_ms, now, score).err();
     let boards = rules.result_boards(
         &session.campaign,
         now,
@@ -158,7 +191,7 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         session_id: &session.id,
         user: &msg.user,
         campaign: &session.campaign,
-        score: msg.score,
+        score,
         started_ms: session.started_ms,
         now_ms: now,
         keep_until_ms,
@@ -167,13 +200,14 @@ async fn decide(shared: &Shared, msg: &Submit, now: u64) -> Result<Outcome, Clie
         boards: &boards,
         fallback: session.fallback,
         limit: refused.and_then(|r| r.limit(&limits)),
+        counted,
     };
     // A store failure answers as `From<StoreError>` says: banned between the check above and
     // the store's own, or unreachable, both decided nothing (or the store answers the retry
     // with what it decided).
     let outcome = shared.store.decide(&attempt).await?;
     // The store answers a session decided before (here or on another engine) with that decision.
-    same_session(outcome, msg.score)
+    same_session(outcome, score)
 }
 
 /// A session's decision answers a submit of the same score again; another score is refused.
@@ -238,15 +272,24 @@ impl Actor for ResultsPipeline {
 
 /// A player submits a score for a game session.
 #[derive(Message)]
-#[rtype(result = "Result<Outcome, ClientError>")]
+#[rtype(result = "Answered")]
 pub struct Submit {
     pub user: UserId,
     pub session: String,
+    /// What the client says it scored; in a counted game, its claim.
     pub score: u64,
+    /// A counted game's count, from the socket that started it.
+    pub counted: Option<Counted>,
+}
+
+/// The answer to a [`Submit`], and the session it decided when the token named one.
+pub struct Answered {
+    pub session_id: Option<String>,
+    pub result: Result<Outcome, ClientError>,
 }
 
 impl Handler<Submit> for ResultsPipeline {
-    type Result = ResponseFuture<Result<Outcome, ClientError>>;
+    type Result = ResponseFuture<Answered>;
 
     /// `Err` is a refusal that is not about this session's numbers (bad token, rate limit,
     /// another score for a decided session, a failing store); `Ok` with `refused` set is a
@@ -254,8 +297,9 @@ impl Handler<Submit> for ResultsPipeline {
     fn handle(&mut self, msg: Submit, _: &mut Self::Context) -> Self::Result {
         let shared = self.shared.clone();
         Box::pin(async move {
-            let result = decide(&shared, &msg, now_ms()).await;
-            if shared.auto_ban.is_some() && is_cheat(&result) {
+            let answered = decide(&shared, &msg, now_ms()).await;
+            let result = &answered.result;
+            if shared.auto_ban.is_some() && is_cheat(result) {
                 // After the answer: the player hears their refusal before any ban closes them.
                 let (shared, user) = (shared.clone(), msg.user.clone());
                 actix_rt::spawn(async move {
@@ -264,7 +308,7 @@ impl Handler<Submit> for ResultsPipeline {
                     }
                 });
             }
-            let (outcome, reason) = match &result {
+            let (outcome, reason) = match result {
                 Ok(o) => (
                     if o.refused.is_some() {
                         "rejected"
@@ -278,8 +322,12 @@ impl Handler<Submit> for ResultsPipeline {
                 Err(e) if e.is_server_fault() => ("failed", Some(e.code())),
                 Err(e) => ("rejected", Some(e.code())),
             };
-            telemetry::submit(outcome, reason, msg.user.as_str(), msg.score);
-            result
+            let score = match result {
+                Ok(o) => o.score,
+                Err(_) => msg.score,
+            };
+            telemetry::submit(outcome, reason, msg.user.as_str(), score);
+            answered
         })
     }
 }

@@ -342,6 +342,24 @@ pub fn game_started() {
     .increment(1);
 }
 
+/// An `input` frame of a counted game: `taken`, `repeated` (its `seq` was read before) or
+/// `refused` (no such game on the socket, submitted already, or past the message window).
+pub fn input_frame(outcome: &'static str) {
+    counter!("podium_input_frames_total", "outcome" => outcome).increment(1);
+}
+
+/// A counted game ended by its submit: its events by fate (`counted` or the drop's reason)
+/// and its plausibility flags by kind.
+pub fn counted_game(c: &crate::domain::counting::Counted, counted_events: u64) {
+    counter!("podium_input_events_total", "fate" => "counted").increment(counted_events);
+    for (drop, n) in &c.dropped {
+        counter!("podium_input_events_total", "fate" => drop.code()).increment(u64::from(*n));
+    }
+    for flag in &c.flags {
+        counter!("podium_result_flags_total", "kind" => flag.kind.code()).increment(1);
+    }
+}
+
 /// A public board read that went to the store (the one-second cache held nothing fresh).
 pub fn board_read_from_store(campaign: &str) {
     counter!("podium_public_board_store_reads_total", "campaign" => campaign.to_owned())

@@ -82,6 +82,35 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A whole number or null (to clear it): absent is `None`, null `Some(None)`.
+    pub fn whole_or_null(&self, name: &str) -> Result<Option<Option<u64>>, ClientError> {
+        match self.map.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(Some(n)))
+                .ok_or_else(|| bad(self.prefix, name, "a whole number or null")),
+        }
+    }
+
+    /// A number or null (to clear it): absent is `None`, null `Some(None)`.
+    pub fn number_or_null(&self, name: &str) -> Result<Option<Option<f64>>, ClientError> {
+        match self.map.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(v) => v
+                .as_f64()
+                .map(|n| Some(Some(n)))
+                .ok_or_else(|| bad(self.prefix, name, "a number or null")),
+        }
+    }
+
+    /// A field as any value, for a nested shape read by serde.
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name)
+    }
+
     pub fn text(&self, name: &str) -> Result<Option<String>, ClientError> {
         match self.map.get(name) {
             None => Ok(None),

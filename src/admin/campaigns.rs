@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use podium_actors::cluster_bus::{Event, Publish};
 use podium_actors::domain::campaign::{Campaign, CampaignRules};
 use podium_actors::domain::clock::now_ms;
+use podium_actors::domain::counting::Counting;
 use podium_actors::domain::error::ClientError;
 use podium_actors::domain::ids::CampaignId;
 use podium_actors::engine::Engine;
@@ -35,7 +36,82 @@ const RULES: &[&str] = &[
     "max_score",
     "max_score_per_second",
     "max_games_per_hour",
+    "scoring",
+    "events",
+    "max_events_per_second",
+    "min_event_interval_ms",
+    "input_flush_ms",
+    "clock_tolerance_ms",
+    "input_max_delay_ms",
+    "min_interval_cv",
+    "human_max_rate",
 ];
+/// The rules that only a `counted` campaign has.
+const COUNTED: &[&str] = &[
+    "events",
+    "max_events_per_second",
+    "min_event_interval_ms",
+    "input_flush_ms",
+    "clock_tolerance_ms",
+    "input_max_delay_ms",
+    "min_interval_cv",
+    "human_max_rate",
+];
+
+/// `rules.scoring` and the counted rules beside it: `claimed` drops the counting, `counted`
+/// starts from Tap Rush's (a tap a point) unless the campaign counts already.
+fn apply_counting(r: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError> {
+    match r.text("scoring")?.as_deref() {
+        None => {}
+        Some("claimed") => rules.counting = None,
+        Some("counted") => {
+            rules.counting.get_or_insert_with(Counting::default);
+        }
+        Some(_) => {
+            return Err(ClientError::BadMessage(
+                "rules.scoring: expected \"claimed\" or \"counted\"".into(),
+            ))
+        }
+    }
+    let Some(c) = rules.counting.as_mut() else {
+        return match COUNTED.iter().find(|f| r.raw(f).is_some()) {
+            Some(f) => Err(ClientError::BadMessage(format!(
+                "rules.{f}: only a campaign with rules.scoring \"counted\" has it"
+            ))),
+            None => Ok(()),
+        };
+    };
+    if let Some(events) = r.raw("events") {
+        c.events = serde_json::from_value(events.clone()).map_err(|_| {
+            ClientError::BadMessage(
+                "rules.events: expected {\"kind\": {\"points\": n, \"max_per_game\": n}, ...}"
+                    .into(),
+            )
+        })?;
+    }
+    if let Some(n) = r.whole("max_events_per_second")? {
+        c.max_events_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = r.whole("min_event_interval_ms")? {
+        c.min_event_interval_ms = n;
+    }
+    if let Some(n) = r.whole("input_flush_ms")? {
+        c.input_flush_ms = n;
+    }
+    if let Some(n) = r.whole_or_null("clock_tolerance_ms")? {
+        c.clock_tolerance_ms = n;
+    }
+    if let Some(n) = r.whole_or_null("input_max_delay_ms")? {
+        c.input_max_delay_ms = n;
+    }
+    if let Some(n) = r.number_or_null("min_interval_cv")? {
+        c.min_interval_cv = n;
+    }
+    if let Some(n) = r.number_or_null("human_max_rate")? {
+        c.human_max_rate = n;
+    }
+    Ok(())
+}
 
 /// Applies the body's fields to `rules`, then checks the result as a whole.
 fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError> {
@@ -71,6 +147,7 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
         if let Some(n) = r.whole("max_games_per_hour")? {
             rules.max_games_per_hour = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        apply_counting(&r, rules)?;
     }
     match rules.problem() {
         None => Ok(()),

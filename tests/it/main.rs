@@ -13,6 +13,7 @@ mod backup;
 mod cluster;
 mod compound;
 mod connection;
+mod counted;
 mod failover;
 mod faults;
 mod games;

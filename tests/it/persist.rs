@@ -186,6 +186,7 @@ async fn results_left_pending_by_a_dead_engine_are_claimed_and_written_by_anothe
             boards: &boards,
             fallback: false,
             limit: None,
+            counted: None,
         };
         store.redis.decide(&attempt).await.unwrap();
     }
@@ -436,4 +437,66 @@ async fn an_ended_campaigns_boards_expire_in_redis_and_come_back_rebuilt_when_it
     .await;
     assert_eq!(board("global").await, ["zed", "amy"]);
     assert_eq!(board("region:eu").await, ["zed", "amy"]);
+}
+
+#[tokio::test]
+async fn a_counted_results_claim_flags_and_input_log_are_in_postgres_once_acknowledged() {
+    use podium_actors::domain::counting::Drop;
+    use podium_actors::domain::input_log::{Fate, InputLog};
+    let server = TestServer::redis(|_| {});
+    let mut p = server.player("evidence").await;
+    p.send(json!({"type":"start_game","campaign":"tap-rush"}))
+        .await;
+    let session = p.recv_type("game_started").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Two taps on time, one stamped before the last (dropped), then a claim of 50.
+    p.send(json!({"type":"input","session": session,"seq":0,"events":[[5,"tap"],[200,"tap"],[100,"tap"]]}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_050)).await;
+    let result = p.submit(&session, 50).await;
+    assert_eq!(
+        (result["score"].as_u64(), result["status"].as_str()),
+        (Some(2), Some("accepted"))
+    );
+    let id = result["session_id"].as_str().unwrap().to_owned();
+    eventually("the result, its flag and its log in PostgreSQL", || async {
+        server.pg_count("inputs").await == 1 && server.pg_count("result_flags").await == 1
+    })
+    .await;
+    let rows = pg_pairs(
+        &server.config,
+        &format!("SELECT kind || ':' || value || ':' || limit_value, events::int8 FROM result_flags WHERE session_id = '{id}'"),
+    )
+    .await;
+    assert_eq!(rows, [("score_mismatch:50:2".to_owned(), 2)]);
+    let claimed = pg_pairs(
+        &server.config,
+        &format!("SELECT 'claimed', claimed_score FROM results WHERE session_id = '{id}'"),
+    )
+    .await;
+    assert_eq!(claimed, [("claimed".to_owned(), 50)]);
+    let pool = podium_actors::store::postgres::pool(&server.config.postgres).unwrap();
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT log, dropped::text FROM inputs WHERE session_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let log = InputLog::decode(row.get::<_, &[u8]>(0)).unwrap();
+    let fates: Vec<(i64, Fate)> = log.events.iter().map(|e| (e.t_ms, e.fate)).collect();
+    assert_eq!(
+        fates,
+        [
+            (5, Fate::Counted),
+            (200, Fate::Counted),
+            (100, Fate::Dropped(Drop::Backwards))
+        ]
+    );
+    assert_eq!(row.get::<_, &str>(1), r#"{"backwards": 1}"#);
 }

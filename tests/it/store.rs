@@ -57,6 +57,7 @@ async fn offer(store: &Store, name: &str, score: u64, at: u64) {
         boards: &[(board(), None)],
         fallback: false,
         limit: None,
+        counted: None,
     };
     store.decide(&attempt).await.unwrap();
 }
@@ -225,6 +226,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
             boards: &[(board(), None)],
             fallback: false,
             limit: None,
+            counted: None,
         };
         let outcome = store.decide(&again).await.unwrap();
         assert_eq!(
@@ -247,6 +249,7 @@ async fn a_decided_session_keeps_its_first_outcome_on_both_stores() {
                     region: None,
                     fallback: false,
                     limits: None,
+                    seed: None,
                 })
                 .await
                 .unwrap(),
@@ -288,6 +291,7 @@ async fn a_results_stream_entry_round_trips_through_the_decide_script() {
             boards: &[(board(), None)],
             fallback: false,
             limit: None,
+            counted: None,
         };
         store.redis.decide(&attempt).await.unwrap();
         written.push(attempt.record());
@@ -325,6 +329,7 @@ async fn the_highest_score_is_kept_exactly_on_both_stores() {
             boards: &[(board(), None)],
             fallback: false,
             limit: None,
+            counted: None,
         };
         let first = store.decide(&attempt).await.unwrap();
         assert_eq!(

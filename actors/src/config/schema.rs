@@ -248,6 +248,30 @@ pub struct GameConfig {
     pub session_secret: Option<String>,
     /// Submits a user may make per minute (`GAME_MAX_SUBMITS_PER_MINUTE`).
     pub max_submits_per_minute: u32,
+    /// How far a counted game's event may be stamped ahead of the server's elapsed time
+    /// (`GAME_CLOCK_TOLERANCE_MS`); a campaign's `clock_tolerance_ms` overrides it.
+    pub clock_tolerance_ms: u64,
+    /// How long after its `t_ms` an event may arrive (`GAME_INPUT_MAX_DELAY_MS`).
+    pub input_max_delay_ms: u64,
+    /// Intervals more even than this coefficient of variation are `too_regular`
+    /// (`GAME_MIN_INTERVAL_CV`).
+    pub min_interval_cv: f64,
+    /// Events per second above which 2 s of play are `inhuman_rate` (`GAME_HUMAN_MAX_RATE`).
+    pub human_max_rate: f64,
+    /// Events one counted game's input log keeps (`GAME_INPUT_MAX_EVENTS`).
+    pub input_max_events: u32,
+}
+
+impl GameConfig {
+    pub fn counting(&self) -> crate::domain::counting::CountingDefaults {
+        crate::domain::counting::CountingDefaults {
+            clock_tolerance_ms: self.clock_tolerance_ms,
+            input_max_delay_ms: self.input_max_delay_ms,
+            min_interval_cv: self.min_interval_cv,
+            human_max_rate: self.human_max_rate,
+            input_max_events: self.input_max_events,
+        }
+    }
 }
 
 /// Rooms and their broadcasts.
@@ -306,7 +330,10 @@ impl Default for Config {
             postgres: PostgresConfig::default(),
             persist: PersistConfig::default(),
             admin: AdminConfig::default(),
-            campaigns: BTreeMap::from([("demo".to_owned(), CampaignRules::default())]),
+            campaigns: BTreeMap::from([
+                ("demo".to_owned(), CampaignRules::default()),
+                ("tap-rush".to_owned(), CampaignRules::tap_rush()),
+            ]),
         }
     }
 }
@@ -423,6 +450,11 @@ impl Default for GameConfig {
         Self {
             session_secret: None,
             max_submits_per_minute: 30,
+            clock_tolerance_ms: 1_500,
+            input_max_delay_ms: 3_000,
+            min_interval_cv: 0.1,
+            human_max_rate: 16.0,
+            input_max_events: 5_000,
         }
     }
 }

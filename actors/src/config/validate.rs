@@ -97,6 +97,36 @@ impl Config {
                 self.game.max_submits_per_minute.to_string(),
             ),
             (
+                "GAME_CLOCK_TOLERANCE_MS",
+                self.game.clock_tolerance_ms <= 60_000,
+                "0 to 60000 ms",
+                self.game.clock_tolerance_ms.to_string(),
+            ),
+            (
+                "GAME_INPUT_MAX_DELAY_MS",
+                (100..=60_000).contains(&self.game.input_max_delay_ms),
+                "100 to 60000 ms",
+                self.game.input_max_delay_ms.to_string(),
+            ),
+            (
+                "GAME_MIN_INTERVAL_CV",
+                (0.0..=1.0).contains(&self.game.min_interval_cv),
+                "a number from 0 to 1",
+                self.game.min_interval_cv.to_string(),
+            ),
+            (
+                "GAME_HUMAN_MAX_RATE",
+                self.game.human_max_rate > 0.0 && self.game.human_max_rate <= 1_000.0,
+                "a number above 0, at most 1000",
+                self.game.human_max_rate.to_string(),
+            ),
+            (
+                "GAME_INPUT_MAX_EVENTS",
+                (100..=100_000).contains(&self.game.input_max_events),
+                "100 to 100000 events",
+                self.game.input_max_events.to_string(),
+            ),
+            (
                 "ROOM_TICK",
                 (10..=60_000).contains(&self.rooms.tick_ms),
                 "10 to 60000 ms",

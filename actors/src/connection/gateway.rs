@@ -12,6 +12,7 @@ use actix_web::HttpRequest;
 use crate::config::WsConfig;
 use crate::connection_registry::ConnectionRegistry;
 use crate::domain::campaign::Limits;
+use crate::domain::counting::{CountingDefaults, Tally};
 use crate::domain::error::ClientError;
 use crate::domain::ids::{CampaignId, Region, UserId};
 use crate::domain::session::{GameSession, SessionSigner};
@@ -48,18 +49,36 @@ pub struct Gateway {
     pub results: Pipelines,
     /// For reads that need no actor (around-me).
     pub store: Store,
+    /// The thresholds of counted games whose campaign sets none (`GAME_*`).
+    pub counting: CountingDefaults,
+}
+
+/// A game just started: its signed session, the limits it is judged by, and for a counted
+/// campaign what its socket counts it with.
+pub struct Started {
+    pub token: String,
+    pub session_id: String,
+    pub limits: Limits,
+    pub counted: Option<CountedStart>,
+}
+
+pub struct CountedStart {
+    pub seed: u32,
+    pub input_flush_ms: u64,
+    /// The game's count, empty: the socket that started the game feeds it.
+    pub tally: Tally,
 }
 
 impl Gateway {
-    /// Starts a game of `campaign` for `user` at `now_ms`: the signed session token, and the
-    /// limits it will be judged by (the client is told its durations).
+    /// Starts a game of `campaign` for `user` at `now_ms` (the client is told its durations,
+    /// and for a counted game its seed and how often to send).
     pub async fn start_game(
         &self,
         user: UserId,
         region: Option<Region>,
         campaign: &str,
         now_ms: u64,
-    ) -> Result<(String, Limits), ClientError> {
+    ) -> Result<Started, ClientError> {
         let found = self
             .campaigns
             .get(campaign)
@@ -86,6 +105,7 @@ impl Gateway {
         // A game that starts while the store's primary is unreachable is decided in its
         // fallback, for good (see `GameSession::fallback`).
         let fallback = self.store.fallback_active();
+        let counting = found.rules.counting.as_ref();
         let session = GameSession::start(
             user,
             CampaignId::new(campaign),
@@ -93,8 +113,24 @@ impl Gateway {
             now_ms,
             fallback,
             limits,
+            counting.is_some(),
         );
-        Ok((self.signer.sign(&session), limits))
+        let counted = counting.zip(session.seed).map(|(c, seed)| CountedStart {
+            seed,
+            input_flush_ms: c.input_flush_ms,
+            tally: Tally::new(
+                c,
+                c.thresholds(&self.counting),
+                now_ms,
+                limits.max_duration_ms,
+            ),
+        });
+        Ok(Started {
+            token: self.signer.sign(&session),
+            session_id: session.id,
+            limits,
+            counted,
+        })
     }
 }
 

@@ -8,10 +8,11 @@ use actix::prelude::*;
 
 use super::Connection;
 use crate::domain::clock::now_ms;
+use crate::domain::counting::FrameFate;
 use crate::domain::error::ClientError;
 use crate::domain::ids::{BoardKey, RoomId, UserId};
 use crate::domain::protocol::{ClientMsg, MsgId, ResultStatus, ServerMsg};
-use crate::results::Submit;
+use crate::results::{Answered, Submit};
 use crate::room::{Join, Leave, Resync};
 use crate::telemetry;
 
@@ -47,6 +48,35 @@ impl Connection {
                 self.submit(ctx, user, session, score, id);
                 Ok(())
             }
+            ClientMsg::Input {
+                session,
+                seq,
+                events,
+            } => self.input(&session, seq, &events),
+        }
+    }
+
+    /// Counts a frame of a counted game this socket started; a valid frame gets no answer.
+    fn input(
+        &mut self,
+        session: &str,
+        seq: u32,
+        events: &[(i64, String)],
+    ) -> Result<(), ClientError> {
+        let events: Vec<(i64, &str)> = events.iter().map(|(t, k)| (*t, k.as_str())).collect();
+        match self.counted.input(session, seq, &events, now_ms()) {
+            Ok(FrameFate::Taken) => {
+                telemetry::input_frame("taken");
+                Ok(())
+            }
+            Ok(FrameFate::Repeated) => {
+                telemetry::input_frame("repeated");
+                Ok(())
+            }
+            Err(err) => {
+                telemetry::input_frame("refused");
+                Err(err)
+            }
         }
     }
 
@@ -69,16 +99,26 @@ impl Connection {
             start
                 .into_actor(self)
                 .map(move |(started, campaign), act, ctx| match started {
-                    Ok((token, limits)) => {
+                    Ok(started) => {
                         telemetry::game_started();
-                        let started = ServerMsg::GameStarted {
-                            session: &token,
+                        let (seed, flush) = match &started.counted {
+                            Some(c) => (Some(c.seed), Some(c.input_flush_ms)),
+                            None => (None, None),
+                        };
+                        let answer = ServerMsg::GameStarted {
+                            session: &started.token,
                             campaign: &campaign,
                             server_time: now,
-                            min_duration_ms: limits.min_duration_ms,
-                            max_duration_ms: limits.max_duration_ms,
+                            min_duration_ms: started.limits.min_duration_ms,
+                            max_duration_ms: started.limits.max_duration_ms,
+                            scoring: if seed.is_some() { "counted" } else { "claimed" },
+                            seed,
+                            input_flush_ms: flush,
                         };
-                        act.reply(ctx, &started, id.as_ref());
+                        act.reply(ctx, &answer, id.as_ref());
+                        if let Some(counted) = started.counted {
+                            act.counted.start(started.token, counted.tally);
+                        }
                     }
                     Err(err) => act.reply_error(ctx, &err, id.as_ref()),
                 }),
@@ -192,7 +232,8 @@ impl Connection {
 
     /// Hands the submit to this socket's pipeline and answers when it has decided. A refusal
     /// that is not about this session's numbers comes back as `Err` and is answered the same
-    /// way: a rejected `result` naming the reason.
+    /// way: a rejected `result` naming the reason. A counted game of this socket is submitted
+    /// with its count.
     fn submit(
         &mut self,
         ctx: &mut Context<Self>,
@@ -202,47 +243,30 @@ impl Connection {
         id: Option<MsgId>,
     ) {
         let asked = Instant::now();
+        let counted = match self.counted.submit(&session, score) {
+            None => None,
+            Some(Ok(counted)) => Some(counted),
+            Some(Err(err)) => {
+                let answered = Answered {
+                    session_id: None,
+                    result: Err(err),
+                };
+                return self.answer_submit(ctx, answered, score, true, id.as_ref());
+            }
+        };
+        let is_counted = counted.is_some();
         self.in_flight += 1;
         let who = user.clone();
         let ask = self.results.send(Submit {
             user,
             session,
             score,
+            counted,
         });
         ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
             act.in_flight -= 1;
             match answer {
-                Ok(answer) => {
-                    let (refused, best, rank) = match answer {
-                        Ok(outcome) => (
-                            outcome.refused.map(|r| r.code()),
-                            outcome.best,
-                            outcome.rank,
-                        ),
-                        Err(err) => {
-                            if err.is_server_fault() {
-                                act.gateway.stats.fault();
-                            }
-                            (Some(err.code()), None, None)
-                        }
-                    };
-                    let status = if refused.is_some() {
-                        ResultStatus::Rejected
-                    } else {
-                        ResultStatus::Accepted
-                    };
-                    act.gateway
-                        .stats
-                        .decided(refused.is_none(), crate::domain::clock::now_ms());
-                    let result = ServerMsg::Result {
-                        status,
-                        reason: refused,
-                        score,
-                        best,
-                        rank,
-                    };
-                    act.reply(ctx, &result, id.as_ref());
-                }
+                Ok(answered) => act.answer_submit(ctx, answered, score, is_counted, id.as_ref()),
                 Err(_) => {
                     // The pipeline is gone (stopping): it could not count this one itself.
                     telemetry::submit(
@@ -263,5 +287,52 @@ impl Connection {
                 }
             }
         }));
+    }
+
+    /// The `result` frame for a submit's answer; `claimed` is what the submit said, shown
+    /// beside the count of a game this socket counted.
+    fn answer_submit(
+        &mut self,
+        ctx: &mut Context<Self>,
+        answered: Answered,
+        claimed: u64,
+        counted: bool,
+        id: Option<&MsgId>,
+    ) {
+        let (refused, score, best, rank) = match answered.result {
+            Ok(outcome) => (
+                outcome.refused.map(|r| r.code()),
+                outcome.score,
+                outcome.best,
+                outcome.rank,
+            ),
+            Err(err) => {
+                if err.is_server_fault() {
+                    self.gateway.stats.fault();
+                }
+                (
+                    Some(err.code()),
+                    if counted { 0 } else { claimed },
+                    None,
+                    None,
+                )
+            }
+        };
+        let status = if refused.is_some() {
+            ResultStatus::Rejected
+        } else {
+            ResultStatus::Accepted
+        };
+        self.gateway.stats.decided(refused.is_none(), now_ms());
+        let result = ServerMsg::Result {
+            status,
+            reason: refused,
+            session_id: answered.session_id.as_deref(),
+            score,
+            claimed: counted.then_some(claimed),
+            best,
+            rank,
+        };
+        self.reply(ctx, &result, id);
     }
 }

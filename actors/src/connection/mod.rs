@@ -18,6 +18,7 @@
 //! What it does for each message once the player is admitted is in `handlers.rs`, an `impl
 //! Connection` of its own.
 
+mod games;
 pub mod gateway;
 mod handlers;
 pub mod hub;
@@ -48,6 +49,7 @@ use crate::domain::window::Verdict;
 use crate::results::ResultsPipeline;
 use crate::room::Leave;
 use crate::telemetry;
+use games::CountedGames;
 pub use gateway::{client_ip, Gateway};
 use hub::Deliver;
 pub use inbox::{Kick, Notice};
@@ -154,6 +156,8 @@ pub struct Connection {
     /// When the socket was upgraded, and the client's frames since: for its close's log line.
     opened: Instant,
     frames_in: u64,
+    /// The counted games started on this socket, each counted from its `input` frames.
+    counted: CountedGames,
 }
 
 impl Connection {
@@ -179,6 +183,7 @@ impl Connection {
             _hold: accepted.hold,
             opened: now,
             frames_in: 0,
+            counted: CountedGames::default(),
         }
     }
 
@@ -224,7 +229,8 @@ impl Connection {
 
     /// One frame from the client that is not a control frame: `Some(text)` for a text
     /// frame, `None` for binary or a fragment. Every such frame counts against the player's
-    /// message window, junk included; before `auth` any frame but a valid `auth` closes 4401.
+    /// message window, junk included, but for `input` frames within the socket's own input
+    /// budget; before `auth` any frame but a valid `auth` closes 4401.
     fn on_frame(&mut self, ctx: &mut Context<Self>, text: Option<&str>) {
         let started = Instant::now();
         let parsed = match text {
@@ -238,8 +244,24 @@ impl Connection {
             self.gateway.stats.message(false, Some(started.elapsed()));
             return self.before_auth(ctx, parsed);
         };
-        let verdict = self.gateway.messages.check(&user);
+        let budgeted = matches!(parsed, Ok((_, ClientMsg::Input { .. })))
+            && self.counted.within_budget(started);
+        let verdict = if budgeted {
+            Verdict::Allowed
+        } else {
+            self.gateway.messages.check(&user)
+        };
         if let Verdict::Refused { strikes } = verdict {
+            if let Ok((
+                _,
+                ClientMsg::Input {
+                    session, events, ..
+                },
+            )) = &parsed
+            {
+                self.counted.refused(session, events.len());
+                telemetry::input_frame("refused");
+            }
             let id = parsed
                 .as_ref()
                 .map_or_else(|(id, _)| id.as_ref(), |(id, _)| id.as_ref());

@@ -84,6 +84,7 @@ fn serve(mut ws: WsConfig, memory: Arc<MemoryStore>) -> String {
         messages,
         stats,
         store,
+        counting: Default::default(),
     });
     let listener = server::listen("127.0.0.1:0", false).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -217,6 +218,7 @@ async fn the_queue_cap_bounds_what_waits_for_a_client_not_the_size_of_a_frame() 
                 boards: &boards,
                 fallback: false,
                 limit: None,
+                counted: None,
             })
             .expect("nobody is banned");
     }

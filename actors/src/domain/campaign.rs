@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::counting::Counting;
 use super::error::ClientError;
 use super::ids::{BoardKey, BoardKind, CampaignId, LiveBoard, Region};
 
@@ -155,6 +156,11 @@ pub struct CampaignRules {
     /// daily boards only.
     #[serde(default = "default_regions")]
     pub regions: Vec<String>,
+    /// Set for a `counted` campaign: the server counts the score from the game's input
+    /// events (`[campaigns.NAME.counting]`); unset, the campaign is `claimed` and the submit's
+    /// score is judged by the limits above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting: Option<Counting>,
 }
 
 /// Region boards one campaign may have.
@@ -184,11 +190,21 @@ impl Default for CampaignRules {
             ends_at_ms: None,
             daily_retention_days: default_retention_days(),
             regions: default_regions(),
+            counting: None,
         }
     }
 }
 
 impl CampaignRules {
+    /// The `tap-rush` campaign's rules: Tap Rush counted by the server, a tap a point.
+    pub fn tap_rush() -> Self {
+        Self {
+            title: Some("Tap Rush".into()),
+            counting: Some(Counting::default()),
+            ..Self::default()
+        }
+    }
+
     /// How long a daily board is kept.
     pub fn daily_retention(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.daily_retention_days) * 86_400)
@@ -288,6 +304,16 @@ impl CampaignRules {
             .into_iter()
             .find(|(ok, ..)| !ok)
             .map(|(_, field, expected)| (field, expected))
+            .or_else(|| self.counting.as_ref().and_then(Counting::problem))
+    }
+
+    /// `claimed` or `counted`, as the admin API and `game_started` name the campaign's scoring.
+    pub fn scoring(&self) -> &'static str {
+        if self.counting.is_some() {
+            "counted"
+        } else {
+            "claimed"
+        }
     }
 
     /// The limits a game started now is judged by.

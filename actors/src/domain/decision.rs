@@ -2,6 +2,7 @@
 //! answered with again.
 
 use super::campaign::Refusal;
+use super::counting::Counted;
 use super::ids::{CampaignId, LiveBoard, Region, UserId};
 
 /// The answer given to one session's submit, kept so a retry gets the same answer.
@@ -37,6 +38,8 @@ pub struct Attempt<'a> {
     pub fallback: bool,
     /// For a refusal, the limit of the rule it broke (see `Refusal::limit`), kept for review.
     pub limit: Option<u64>,
+    /// A counted game's count, claim, drops, flags and input log; `score` is its count.
+    pub counted: Option<&'a Counted>,
 }
 
 impl Attempt<'_> {
@@ -52,6 +55,7 @@ impl Attempt<'_> {
             reason: self.refused,
             region: self.region.map(|r| r.as_str().to_owned()),
             limit: self.limit.map(|l| l.min(i64::MAX as u64) as i64),
+            counted: self.counted.cloned(),
         }
     }
 }
@@ -72,4 +76,6 @@ pub struct Record {
     pub region: Option<String>,
     /// A refusal's broken limit (`flagged.rule_limit`).
     pub limit: Option<i64>,
+    /// A counted game's evidence (`inputs`, `result_flags`, `claimed_score`).
+    pub counted: Option<Counted>,
 }

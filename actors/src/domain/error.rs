@@ -32,6 +32,11 @@ pub enum ClientError {
     BadSession(&'static str),
     #[error("this game session was already submitted with another score")]
     AlreadySubmitted,
+    /// A counted game's inputs are with the socket that started it.
+    #[error(
+        "a counted game is played and submitted on the socket that started it; start a new game"
+    )]
+    WrongSocket,
     #[error("the game ended sooner than the campaign allows")]
     TooFast,
     #[error("the game session expired")]
@@ -87,6 +92,7 @@ impl ClientError {
             ClientError::CampaignClosed => "campaign_closed",
             ClientError::BadSession(_) => "bad_session",
             ClientError::AlreadySubmitted => "already_submitted",
+            ClientError::WrongSocket => "wrong_socket",
             ClientError::TooFast => "too_fast",
             ClientError::TooSlow => "too_slow",
             ClientError::ScoreTooHigh => "score_too_high",

@@ -4,10 +4,12 @@
 pub mod board;
 pub mod campaign;
 pub mod clock;
+pub mod counting;
 pub mod decision;
 pub mod error;
 pub mod fuzzing;
 pub mod ids;
+pub mod input_log;
 pub mod operator;
 pub mod protocol;
 pub mod session;

@@ -5,6 +5,7 @@ use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
 use super::board::{Diff, Entry, Standing};
+use super::counting::MAX_FRAME_EVENTS;
 use super::error::ClientError;
 
 /// The optional `id` a client puts on a message; the direct reply echoes it as `re`.
@@ -19,13 +20,35 @@ pub enum MsgId {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    Auth { token: String },
-    Join { room: String },
-    Leave { room: String },
-    Snapshot { room: String },
-    Around { room: String },
-    StartGame { campaign: String },
-    Submit { session: String, score: u64 },
+    Auth {
+        token: String,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Snapshot {
+        room: String,
+    },
+    Around {
+        room: String,
+    },
+    StartGame {
+        campaign: String,
+    },
+    Submit {
+        session: String,
+        score: u64,
+    },
+    /// A counted game's events since the last frame: `[t_ms, kind]` each, `t_ms` the
+    /// client's time since the game started.
+    Input {
+        session: String,
+        seq: u32,
+        events: Vec<(i64, String)>,
+    },
     Ping,
 }
 
@@ -40,6 +63,7 @@ impl ClientMsg {
             ClientMsg::Around { .. } => "around",
             ClientMsg::StartGame { .. } => "start_game",
             ClientMsg::Submit { .. } => "submit",
+            ClientMsg::Input { .. } => "input",
             ClientMsg::Ping => "ping",
         }
     }
@@ -86,6 +110,14 @@ pub fn parse(
                     id,
                     ClientError::BadMessage(format!(
                         "score is a whole number from 0 to {MAX_SCORE}"
+                    )),
+                ));
+            }
+            if matches!(&msg, ClientMsg::Input { events, .. } if events.len() > MAX_FRAME_EVENTS) {
+                return Err((
+                    id,
+                    ClientError::BadMessage(format!(
+                        "an input frame carries at most {MAX_FRAME_EVENTS} events"
                     )),
                 ));
             }
@@ -150,12 +182,27 @@ pub enum ServerMsg<'a> {
         server_time: u64,
         min_duration_ms: u64,
         max_duration_ms: u64,
+        /// `claimed` or `counted`.
+        scoring: &'a str,
+        /// A counted game's seed, signed into its session, for games whose rules use chance.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seed: Option<u32>,
+        /// How often a counted game should send its `input` frames.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input_flush_ms: Option<u64>,
     },
     Result {
         status: ResultStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'a str>,
+        /// The session decided; absent when the token named none (forged or malformed).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<&'a str>,
+        /// The score decided: the submitted one, or in a counted game the server's count.
         score: u64,
+        /// A counted game's claim: what the submit said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed: Option<u64>,
         best: Option<u64>,
         rank: Option<u64>,
     },
@@ -237,6 +284,19 @@ mod tests {
             }
         );
         assert_eq!(parse(r#"{"type":"ping"}"#, 128).unwrap().1, ClientMsg::Ping);
+        let (_, msg) = parse(
+            r#"{"type":"input","session":"s","seq":3,"events":[[120,"tap"],[-4,"jump"]]}"#,
+            128,
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            ClientMsg::Input {
+                session: "s".into(),
+                seq: 3,
+                events: vec![(120, "tap".into()), (-4, "jump".into())]
+            }
+        );
     }
 
     #[test]
@@ -246,10 +306,22 @@ mod tests {
             "{}",
             r#"{"type":"fly"}"#,
             r#"{"type":"submit","session":"s","score":-1}"#,
+            r#"{"type":"input","session":"s","seq":-1,"events":[]}"#,
+            r#"{"type":"input","session":"s","seq":0,"events":[[1.5,"tap"]]}"#,
+            r#"{"type":"input","session":"s","seq":0,"events":[["tap",1]]}"#,
+            r#"{"type":"input","session":"s","seq":0}"#,
         ] {
             let (_, err) = parse(text, 128).unwrap_err();
             assert_eq!(err.code(), "bad_message", "{text}");
         }
+        let many: Vec<String> = (0..=MAX_FRAME_EVENTS)
+            .map(|i| format!(r#"[{i},"tap"]"#))
+            .collect();
+        let frame = format!(
+            r#"{{"type":"input","session":"s","seq":0,"events":[{}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(parse(&frame, 128).unwrap_err().1.code(), "bad_message");
         let (id, _) = parse(r#"{"type":"fly","id":"a1"}"#, 128).unwrap_err();
         assert_eq!(id, Some(MsgId::Str("a1".into())));
         let (_, err) = parse(r#"{"type":"join","room":"xxxxxxxxxx"}"#, 4).unwrap_err();

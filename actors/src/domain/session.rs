@@ -38,6 +38,10 @@ pub struct GameSession {
     /// judged by the campaign's limits in force.
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Set for a counted game: its score is the server's count of its input events, and this
+    /// is the seed its client was given (for games whose rules use chance).
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
 }
 
 impl GameSession {
@@ -50,6 +54,7 @@ impl GameSession {
         started_ms: u64,
         fallback: bool,
         limits: Limits,
+        counted: bool,
     ) -> Self {
         Self {
             id: random_hex(16),
@@ -59,6 +64,7 @@ impl GameSession {
             region,
             fallback,
             limits: Some(limits),
+            seed: counted.then(rand::random),
         }
     }
 }
@@ -136,6 +142,7 @@ mod tests {
             region: None,
             fallback: false,
             limits: Some(crate::domain::campaign::CampaignRules::default().limits()),
+            seed: Some(7),
         };
         let token = s.sign(&session);
         assert_eq!(s.verify(&token).unwrap(), session);
@@ -157,6 +164,7 @@ mod tests {
                 1,
                 false,
                 crate::domain::campaign::CampaignRules::default().limits(),
+                false,
             )
         };
         let (a, b) = (start(), start());

@@ -55,6 +55,7 @@ fn accept_at(
             boards: &[(board, None)],
             fallback: false,
             limit: None,
+            counted: None,
         })
         .expect("nobody is banned");
 }

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "flagged_by_day",
         include_str!("../../../../migrations/0006_flagged_by_day.sql"),
     ),
+    (
+        7,
+        "counted",
+        include_str!("../../../../migrations/0007_counted.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

@@ -22,7 +22,7 @@ macro_rules! ms {
 const CAMPAIGN_COLUMNS: &str = concat!(
     "id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second, max_games_per_hour, ",
     ms!("starts_at"), ", ", ms!("ends_at"), ", daily_retention_days, regions, ",
-    ms!("closed_at"), ", version, ", ms!("updated_at")
+    ms!("closed_at"), ", version, ", ms!("updated_at"), ", counting::text"
 );
 
 fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
@@ -41,6 +41,11 @@ fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
             ends_at_ms: ms(8),
             daily_retention_days: row.get::<_, i32>(9).max(0) as u32,
             regions: row.get(10),
+            // Written from `Counting` by this module; one that no longer reads is a
+            // campaign podium cannot count, kept claimed rather than failing every read.
+            counting: row
+                .get::<_, Option<&str>>(14)
+                .and_then(|json| serde_json::from_str(json).ok()),
         },
         closed_at_ms: ms(11),
         version: num(12),
@@ -95,15 +100,16 @@ async fn write_campaign(
         let i = |v: u64| v as i64;
         let sql = match read_version {
             None => "INSERT INTO campaigns (id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second,
-                    max_games_per_hour, starts_at, ends_at, daily_retention_days, regions, closed_at, version, updated_at)
+                    max_games_per_hour, starts_at, ends_at, daily_retention_days, regions, closed_at, version, updated_at, counting)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::int8 / 1000.0), to_timestamp($9::int8 / 1000.0), $10, $11,
-                    to_timestamp($12::int8 / 1000.0), $13, to_timestamp($14::int8 / 1000.0))
+                    to_timestamp($12::int8 / 1000.0), $13, to_timestamp($14::int8 / 1000.0), $15::text::jsonb)
                  ON CONFLICT (id) DO NOTHING",
             Some(_) => "UPDATE campaigns SET title = $2, min_duration_ms = $3, max_duration_ms = $4, max_score = $5,
                     max_score_per_second = $6, max_games_per_hour = $7, starts_at = to_timestamp($8::int8 / 1000.0),
                     ends_at = to_timestamp($9::int8 / 1000.0), daily_retention_days = $10, regions = $11,
-                    closed_at = to_timestamp($12::int8 / 1000.0), version = $13, updated_at = to_timestamp($14::int8 / 1000.0)
-                 WHERE id = $1 AND version = $15",
+                    closed_at = to_timestamp($12::int8 / 1000.0), version = $13, updated_at = to_timestamp($14::int8 / 1000.0),
+                    counting = $15::text::jsonb
+                 WHERE id = $1 AND version = $16",
         };
         let read = read_version.map_or(0, i);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
@@ -113,10 +119,11 @@ async fn write_campaign(
         let retention = r.daily_retention_days as i32;
         let (version, updated) = (i(c.version), i(c.updated_at_ms));
         let name = c.name.as_str();
+        let counting = r.counting.as_ref().map(|c| serde_json::to_string(c).expect("counting rules serialize"));
         params.extend([
             &name as &(dyn tokio_postgres::types::ToSql + Sync),
             &r.title, &min, &max, &score, &rate, &games, &starts, &ends, &retention, &r.regions, &closed,
-            &version, &updated,
+            &version, &updated, &counting,
         ]);
         if read_version.is_some() {
             params.push(&read);
@@ -276,6 +283,7 @@ pub async fn flagged(pool: &Pool, q: &FlagQuery) -> Result<Vec<Flagged>, StoreEr
                     at_ms: r.get(6),
                     region: None,
                     limit: r.get(7),
+                    counted: None,
                 },
                 dismissed: r
                     .get::<_, Option<i64>>(8)

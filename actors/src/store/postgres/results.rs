@@ -1,19 +1,21 @@
 //! Results in PostgreSQL: the batched writes of the results stream, the direct decision used
-//! while Redis is unreachable, the reads that rebuild boards, and daily partitions of both tables.
+//! while Redis is unreachable, the reads that rebuild boards, a counted game's evidence (`inputs`,
+//! `result_flags`), and the daily partitions of each table.
 
 use deadpool_postgres::Pool;
 
 use super::pool::{self, pg_err, timed};
 use crate::domain::campaign::Refusal;
+use crate::domain::counting::{Counted, Flag};
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{utc_date, UserId};
 use crate::store::error::StoreError;
 
 /// The tables partitioned by the UTC day a game started: each has a `TABLE_default` partition
 /// and daily `TABLE_YYYYMMDD` partitions.
-const BY_DAY: [&str; 2] = ["results", "flagged"];
+const BY_DAY: [&str; 4] = ["results", "flagged", "inputs", "result_flags"];
 
-/// Creates the daily partitions of `results` and `flagged` from yesterday to `ahead` days
+/// Creates the daily partitions of each table in [`BY_DAY`] from yesterday to `ahead` days
 /// after today. Bounds are written in UTC so a partition's name is its UTC day whatever the
 /// server's `TimeZone`.
 pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(), StoreError> {
@@ -37,7 +39,7 @@ pub async fn ensure_partitions(pool: &Pool, now_ms: u64, ahead: u32) -> Result<(
     .await
 }
 
-/// Detaches the daily partitions of `results` and `flagged` that ended `retention_days` or
+/// Detaches the daily partitions of each table in [`BY_DAY`] that ended `retention_days` or
 /// more before `now_ms` and hold no row of a campaign that has not ended (closed, or past its
 /// `ends_at`; a campaign without an end keeps its partitions), then drops them, or keeps them
 /// as `archived_TABLE_YYYYMMDD` when `archive`. Answers the partitions aged out.
@@ -132,11 +134,11 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreE
         );
         written += tx
             .execute(
-                "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
-                 SELECT s, to_timestamp(st / 1000.0), u, c, sc, to_timestamp(at / 1000.0), NULLIF(r, '')
-                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[]) AS t(s, st, u, c, sc, at, r)
+                "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region, claimed_score)
+                 SELECT s, to_timestamp(st / 1000.0), u, c, sc, to_timestamp(at / 1000.0), NULLIF(r, ''), NULLIF(cl, -1)
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::int8[]) AS t(s, st, u, c, sc, at, r, cl)
                  ON CONFLICT DO NOTHING",
-                &[&col(|r| r.session_id.clone()), &num(|r| r.started_ms), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &num(|r| r.score), &num(|r| r.at_ms), &col(|r| r.region.clone().unwrap_or_default())],
+                &[&col(|r| r.session_id.clone()), &num(|r| r.started_ms), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &num(|r| r.score), &num(|r| r.at_ms), &col(|r| r.region.clone().unwrap_or_default()), &num(claimed)],
             )
             .await
             .map_err(pg_err)?;
@@ -148,17 +150,111 @@ async fn write_batch_untimed(pool: &Pool, rows: &[Record]) -> Result<u64, StoreE
         );
         written += tx
             .execute(
-                "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, rule_limit)
-                 SELECT s, u, c, r, sc, to_timestamp(st / 1000.0), to_timestamp(at / 1000.0), NULLIF(l, -1)
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[]) AS t(s, u, c, r, sc, st, at, l)
+                "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, rule_limit, claimed_score)
+                 SELECT s, u, c, r, sc, to_timestamp(st / 1000.0), to_timestamp(at / 1000.0), NULLIF(l, -1), NULLIF(cl, -1)
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[]) AS t(s, u, c, r, sc, st, at, l, cl)
                  ON CONFLICT DO NOTHING",
-                &[&col(|r| r.session_id.clone()), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &col(|r| r.reason.map_or("", Refusal::code).to_owned()), &num(|r| r.score), &num(|r| r.started_ms), &num(|r| r.at_ms), &num(|r| r.limit.unwrap_or(-1))],
+                &[&col(|r| r.session_id.clone()), &col(|r| r.user_id.clone()), &col(|r| r.campaign_id.clone()), &col(|r| r.reason.map_or("", Refusal::code).to_owned()), &num(|r| r.score), &num(|r| r.started_ms), &num(|r| r.at_ms), &num(|r| r.limit.unwrap_or(-1)), &num(claimed)],
             )
             .await
             .map_err(pg_err)?;
     }
+    let all: Vec<&Record> = rows.iter().collect();
+    write_evidence(&tx, &all).await?;
     tx.commit().await.map_err(pg_err)?;
     Ok(written)
+}
+
+/// A record's claim, -1 (NULL) when its game was not counted.
+fn claimed(r: &Record) -> i64 {
+    r.counted
+        .as_ref()
+        .map_or(-1, |c| c.claimed.min(i64::MAX as u64) as i64)
+}
+
+/// A counted game's drops as JSON, `{"late": 3, ...}`.
+fn dropped_json(c: &Counted) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = c
+        .dropped
+        .iter()
+        .map(|(d, n)| (d.code().to_owned(), (*n).into()))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The input logs of the counted games among `rows`, and the plausibility flags of the
+/// accepted ones, in the caller's transaction. Replays are skipped like the rows'.
+async fn write_evidence(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[&Record],
+) -> Result<(), StoreError> {
+    let counted: Vec<(&Record, &Counted)> = rows
+        .iter()
+        .filter_map(|r| r.counted.as_ref().map(|c| (*r, c)))
+        .collect();
+    if counted.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Record, &Counted) -> String| -> Vec<String> {
+        counted.iter().map(|(r, c)| f(r, c)).collect()
+    };
+    let logs: Vec<&[u8]> = counted.iter().map(|(_, c)| c.log.as_slice()).collect();
+    let started: Vec<i64> = counted.iter().map(|(r, _)| r.started_ms).collect();
+    tx.execute(
+        "INSERT INTO inputs (session_id, started_at, user_id, campaign_id, log, dropped)
+         SELECT s, to_timestamp(st / 1000.0), u, c, l, d::jsonb
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS t(s, st, u, c, l, d)
+         ON CONFLICT DO NOTHING",
+        &[
+            &text(|r, _| r.session_id.clone()),
+            &started,
+            &text(|r, _| r.user_id.clone()),
+            &text(|r, _| r.campaign_id.clone()),
+            &logs,
+            &text(|_, c| dropped_json(c)),
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    let flags: Vec<(&Record, &Flag)> = counted
+        .iter()
+        .filter(|(r, _)| r.reason.is_none())
+        .flat_map(|(r, c)| c.flags.iter().map(move |f| (*r, f)))
+        .collect();
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let pick = |f: fn(&Record, &Flag) -> String| -> Vec<String> {
+        flags.iter().map(|(r, fl)| f(r, fl)).collect()
+    };
+    let whole = |f: fn(&Record) -> i64| -> Vec<i64> { flags.iter().map(|(r, _)| f(r)).collect() };
+    let real = |f: fn(&Flag) -> f64| -> Vec<f64> { flags.iter().map(|(_, fl)| f(fl)).collect() };
+    let events: Vec<i32> = flags
+        .iter()
+        .map(|(_, f)| f.events.min(i32::MAX as u32) as i32)
+        .collect();
+    tx.execute(
+        "INSERT INTO result_flags (session_id, started_at, kind, user_id, campaign_id, score, value, limit_value, events, flagged_at)
+         SELECT s, to_timestamp(st / 1000.0), k, u, c, sc, v, l, e, to_timestamp(at / 1000.0)
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::float8[], $8::float8[], $9::int4[], $10::int8[])
+              AS t(s, st, k, u, c, sc, v, l, e, at)
+         ON CONFLICT DO NOTHING",
+        &[
+            &pick(|r, _| r.session_id.clone()),
+            &whole(|r| r.started_ms),
+            &pick(|_, f| f.kind.code().to_owned()),
+            &pick(|r, _| r.user_id.clone()),
+            &pick(|r, _| r.campaign_id.clone()),
+            &whole(|r| r.score),
+            &real(|f| f.value),
+            &real(|f| f.limit),
+            &events,
+            &whole(|r| r.at_ms),
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
 }
 
 /// The decision PostgreSQL holds for a session, from either table.
@@ -246,12 +342,14 @@ async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome
         None => a.region.map(|r| r.as_str()),
     };
     let sql = match a.refused {
-        None => "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region)
-             VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7)",
-        Some(_) => "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, rule_limit)
-             VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0), $8)",
+        None => "INSERT INTO results (session_id, started_at, user_id, campaign_id, score, accepted_at, region, claimed_score)
+             VALUES ($1, to_timestamp($2::int8 / 1000.0), $3, $4, $5, to_timestamp($6::int8 / 1000.0), $7, $8)",
+        Some(_) => "INSERT INTO flagged (session_id, user_id, campaign_id, reason, score, started_at, flagged_at, claimed_score, rule_limit)
+             VALUES ($1, $3, $4, $7, $5, to_timestamp($2::int8 / 1000.0), to_timestamp($6::int8 / 1000.0), $8, $9)",
     };
     let limit = a.limit.map(|l| l.min(i64::MAX as u64) as i64);
+    let record = a.record();
+    let claim = (claimed(&record) >= 0).then(|| claimed(&record));
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
         &a.session_id,
         &started,
@@ -260,11 +358,13 @@ async fn decide_directly_untimed(pool: &Pool, a: &Attempt<'_>) -> Result<Outcome
         &score,
         &at,
         &seventh,
+        &claim,
     ];
     if a.refused.is_some() {
         params.push(&limit);
     }
     tx.execute(sql, &params).await.map_err(pg_err)?;
+    write_evidence(&tx, &[&record]).await?;
     tx.commit().await.map_err(pg_err)?;
     Ok(Outcome {
         user: a.user.clone(),
@@ -387,6 +487,7 @@ pub async fn recent(pool: &Pool, user: &str, limit: usize) -> Result<Vec<Record>
                 reason: None,
                 region: r.get(6),
                 limit: None,
+                counted: None,
             })
             .collect())
     })

@@ -6,7 +6,9 @@
 //! An entry is one field, [`FIELD`], holding the record's parts tab-separated in the order
 //! [`pack`] writes and [`unpack`] reads: session, user, campaign, score, started ms, decided ms,
 //! the refusal ('' when accepted), the region ('' when none) and the broken rule's limit ('' when
-//! none; absent in entries written before it was kept). This file is the only place
+//! none; absent in entries written before it was kept), then for a counted game four more: the
+//! claim, the drops (`code=n,...`), the flags (`code:value:limit:events;...`) and the input
+//! log (base64url). This file is the only place
 //! that knows that order; the Lua script stores the value it is handed. One field instead of
 //! eight keeps the batcher's parsing cheap; no part can hold a tab (user ids refuse control
 //! characters, the rest are codes, names and numbers).
@@ -16,7 +18,11 @@ use std::time::Duration;
 use deadpool_redis::redis;
 
 use super::client::RedisStore;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+
 use crate::domain::campaign::Refusal;
+use crate::domain::counting::{Counted, Drop, Flag, FlagKind};
 use crate::domain::decision::Record;
 use crate::store::error::StoreError;
 
@@ -37,7 +43,70 @@ pub fn pack(record: &Record) -> (&'static str, String) {
         &record.limit.map(|l| l.to_string()).unwrap_or_default(),
     ]
     .join("\t");
+    let value = match &record.counted {
+        None => value,
+        Some(c) => format!("{value}\t{}", pack_counted(c)),
+    };
     (FIELD, value)
+}
+
+fn pack_counted(c: &Counted) -> String {
+    let dropped: Vec<String> = c
+        .dropped
+        .iter()
+        .map(|(d, n)| format!("{}={n}", d.code()))
+        .collect();
+    let flags: Vec<String> = c
+        .flags
+        .iter()
+        .map(|f| format!("{}:{}:{}:{}", f.kind.code(), f.value, f.limit, f.events))
+        .collect();
+    format!(
+        "{}\t{}\t{}\t{}",
+        c.claimed,
+        dropped.join(","),
+        flags.join(";"),
+        B64.encode(&c.log)
+    )
+}
+
+/// The four counted parts, after the first nine; `score` is the record's.
+fn unpack_counted<'a>(
+    score: u64,
+    mut next: impl FnMut() -> Option<&'a str>,
+) -> Option<Option<Counted>> {
+    let Some(claimed) = next() else {
+        return Some(None);
+    };
+    let (dropped, flags, log) = (next()?, next()?, next()?);
+    let dropped = dropped
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let (code, n) = d.split_once('=')?;
+            Some((Drop::from_code(code)?, n.parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let flags = flags
+        .split(';')
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let mut p = f.split(':');
+            Some(Flag {
+                kind: FlagKind::from_code(p.next()?)?,
+                value: p.next()?.parse().ok()?,
+                limit: p.next()?.parse().ok()?,
+                events: p.next()?.parse().ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Some(Counted {
+        score,
+        claimed: claimed.parse().ok()?,
+        dropped,
+        flags,
+        log: B64.decode(log).ok()?,
+    }))
 }
 
 /// The record an entry's value holds; `None` when it is malformed.
@@ -55,6 +124,7 @@ pub fn unpack(packed: &str) -> Option<Record> {
         None | Some("") => None,
         Some(l) => Some(l.parse().ok()?),
     };
+    let counted = unpack_counted(u64::try_from(score).ok()?, &mut next)?;
     Some(Record {
         session_id: session.to_owned(),
         user_id: user.to_owned(),
@@ -68,6 +138,7 @@ pub fn unpack(packed: &str) -> Option<Record> {
         },
         region: (!region.is_empty()).then(|| region.to_owned()),
         limit,
+        counted,
     })
 }
 
@@ -272,5 +343,47 @@ impl RedisStore {
             oldest = oldest.max(age);
         }
         Ok((total, oldest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_an_entry_with_and_without_a_count() {
+        let mut record = Record {
+            session_id: "s1".into(),
+            user_id: "amy".into(),
+            campaign_id: "tap-rush".into(),
+            score: 42,
+            started_ms: 1_000,
+            at_ms: 21_000,
+            reason: None,
+            region: Some("eu".into()),
+            limit: None,
+            counted: None,
+        };
+        assert_eq!(unpack(&pack(&record).1), Some(record.clone()));
+        record.counted = Some(Counted {
+            score: 42,
+            claimed: 50,
+            dropped: vec![(Drop::Late, 3), (Drop::TooClose, 1)],
+            flags: vec![Flag {
+                kind: FlagKind::ScoreMismatch,
+                value: 50.0,
+                limit: 42.0,
+                events: 42,
+            }],
+            log: vec![1, 0, 255, 7],
+        });
+        assert_eq!(unpack(&pack(&record).1), Some(record.clone()));
+        let packed = pack(&record).1;
+        let cut = &packed[..packed.rfind('\t').unwrap()];
+        assert_eq!(
+            unpack(cut),
+            None,
+            "a counted entry missing its log is malformed"
+        );
     }
 }
