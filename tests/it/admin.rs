@@ -863,3 +863,92 @@ fn dechunk(raw: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn a_counted_campaign_is_set_over_http_and_its_bad_rules_are_named() {
+    let s = TestServer::start();
+    let mut body = new_campaign("stars");
+    body["rules"] = json!({
+        "min_duration_ms": 0, "max_duration_ms": 60000, "max_score": 500, "max_score_per_second": 1000,
+        "scoring": "counted",
+        "events": {"tap": {"points": 1}, "bonus": {"points": 25, "max_per_game": 3}},
+        "max_events_per_second": 20, "min_event_interval_ms": 0, "human_max_rate": 12.5
+    });
+    let (status, shown) = s.admin("POST", "/admin/campaigns", Some(body)).await;
+    assert_eq!(status, 201, "{shown}");
+    let rules = &shown["rules"];
+    assert_eq!(rules["scoring"], "counted");
+    assert_eq!(
+        rules["events"]["bonus"],
+        json!({"points": 25, "max_per_game": 3})
+    );
+    assert_eq!(
+        (
+            rules["human_max_rate"].as_f64(),
+            rules["clock_tolerance_ms"].is_null()
+        ),
+        (Some(12.5), true)
+    );
+    // As the store holds it, and as players read it (without the thresholds).
+    let (_, held) = s.admin("GET", "/admin/campaigns/stars", None).await;
+    assert_eq!(held["rules"], *rules);
+    let (_, public) = s.http("GET", "/api/campaigns/stars", None).await;
+    assert_eq!(public["rules"]["events"]["tap"]["points"], 1, "{public}");
+    assert!(public["rules"].get("human_max_rate").is_none(), "{public}");
+    // A game of it is counted: a bonus is 25.
+    let mut p = s.player("star").await;
+    p.send(json!({"type":"start_game","campaign":"stars"}))
+        .await;
+    let started = p.recv_type("game_started").await;
+    assert_eq!(started["scoring"], "counted");
+    let token = started["session"].as_str().unwrap();
+    p.send(json!({"type":"input","session": token,"seq":0,"events":[[0,"tap"],[0,"bonus"]]}))
+        .await;
+    assert_eq!(p.submit(token, 26).await["score"], 26);
+
+    for (rules, field) in [
+        (json!({"scoring": "honest"}), "rules.scoring"),
+        (json!({"events": {"tap": {"points": 1}}}), "rules.events"),
+        (json!({"scoring": "counted", "events": {}}), "rules.events"),
+        (
+            json!({"scoring": "counted", "events": {"tap": {"pts": 1}}}),
+            "rules.events",
+        ),
+        (
+            json!({"scoring": "counted", "min_interval_cv": 2}),
+            "rules.min_interval_cv",
+        ),
+        (
+            json!({"scoring": "counted", "max_events_per_second": 0}),
+            "rules.max_events_per_second",
+        ),
+        (
+            json!({"scoring": "counted", "input_flush_ms": "soon"}),
+            "rules.input_flush_ms",
+        ),
+    ] {
+        let mut create = new_campaign("bad");
+        create["rules"]
+            .as_object_mut()
+            .unwrap()
+            .extend(rules.as_object().unwrap().clone());
+        let (status, body) = s.admin("POST", "/admin/campaigns", Some(create)).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{rules}: {body}");
+        assert!(message.contains(field), "{rules}: {message}");
+    }
+    // Back to claimed: the counting is dropped.
+    let (status, shown) = s
+        .admin(
+            "PATCH",
+            "/admin/campaigns/stars",
+            Some(json!({"rules": {"scoring": "claimed"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, shown["rules"]["scoring"].as_str()),
+        (200, Some("claimed")),
+        "{shown}"
+    );
+    assert!(shown["rules"].get("events").is_none());
+}
