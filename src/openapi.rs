@@ -35,6 +35,25 @@ pub struct RulesBody {
     max_score_per_second: Option<u64>,
     /// 0 = no limit.
     max_games_per_hour: Option<u32>,
+    /// `claimed` (the default) or `counted`: the server counts the game's `input` events.
+    #[schema(pattern = "^(claimed|counted)$")]
+    scoring: Option<String>,
+    /// Counted only: each event kind and its points, `{"tap": {"points": 1, "max_per_game": null}}`.
+    events: Option<std::collections::BTreeMap<String, EventPoints>>,
+    /// Counted only: 1 to 1000.
+    max_events_per_second: Option<u32>,
+    /// Counted only: 0 to 10000; 0 = no minimum.
+    min_event_interval_ms: Option<u64>,
+    /// Counted only: 50 to 5000.
+    input_flush_ms: Option<u64>,
+    /// Counted only; null: `GAME_CLOCK_TOLERANCE_MS`.
+    clock_tolerance_ms: Option<u64>,
+    /// Counted only; null: `GAME_INPUT_MAX_DELAY_MS`.
+    input_max_delay_ms: Option<u64>,
+    /// Counted only, 0 to 1; null: `GAME_MIN_INTERVAL_CV`.
+    min_interval_cv: Option<f64>,
+    /// Counted only; null: `GAME_HUMAN_MAX_RATE`.
+    human_max_rate: Option<f64>,
 }
 
 /// A campaign to create (`name` required) or a change to one (any subset, no `name`).
@@ -311,6 +330,14 @@ admin_route!(users_kick, post, "/admin/users/{user}/kick", [params(("user" = Str
 admin_route!(bans, get, "/admin/bans", [], ok (status = 200, body = BanList), errors []);
 admin_route!(flagged, get, "/admin/flagged", [params(("state" = Option<String>, Query, description = "open (default), dismissed or all"), ("campaign" = Option<String>, Query), ("user" = Option<String>, Query), ("reason" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u64>, Query), ("cursor" = Option<String>, Query)), ], ok (status = 200, body = FlaggedPage), errors [400]);
 admin_route!(
+    session_evidence,
+    get,
+    "/admin/sessions/{id}",
+    [params(("id" = String, Path, description = "a result's `session_id`")),],
+    ok(status = 200, body = SessionEvidence),
+    errors[404, 503]
+);
+admin_route!(
     flag_dismiss,
     post,
     "/admin/flagged/{session}/dismiss",
@@ -331,7 +358,7 @@ admin_route!(audit, get, "/admin/audit", [params(("limit" = Option<u64>, Query),
         public_campaign, public_board, public_around, public_archives,
         campaigns_list, campaigns_create, campaigns_show, campaigns_update, campaigns_close, campaigns_rebuild,
         campaigns_reset, campaigns_remove_scores, campaigns_results_csv,
-        users_show, users_ban, users_unban, users_kick, bans, flagged, flag_dismiss, announce, instances, audit),
+        users_show, users_ban, users_unban, users_kick, bans, flagged, session_evidence, flag_dismiss, announce, instances, audit),
     components(schemas(ErrorBody, ErrorDetail, RulesBody, CampaignBody, BanBody, ReasonBody, AnnounceBody, ResetBody, DevTokenBody)),
     modifiers(&AdminAuth)
 )]

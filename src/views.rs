@@ -595,3 +595,158 @@ pub struct DevToken {
     /// Seconds.
     pub expires_in: u64,
 }
+
+/// `GET /admin/sessions/{id}`: one decided session as evidence.
+#[derive(Serialize, ToSchema)]
+pub struct SessionEvidence {
+    pub session_id: String,
+    pub user: String,
+    pub campaign: String,
+    /// `accepted` or `rejected`.
+    pub status: &'static str,
+    /// The refusal's code, for a rejected one.
+    pub reason: Option<String>,
+    pub region: Option<String>,
+    /// When the server started the game, and when it decided it.
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// `claimed` or `counted`.
+    pub scoring: &'static str,
+    /// The score decided: the claim, or in a counted game the server's count.
+    pub score: i64,
+    /// A counted game's claim.
+    pub claimed: Option<u64>,
+    /// A counted game's events that did not count, by reason.
+    pub dropped: BTreeMap<String, u32>,
+    pub flags: Vec<PlausibilityFlag>,
+    /// A counted game's input log; null for a claimed one.
+    pub input: Option<InputEvidence>,
+}
+
+/// A plausibility flag and its numbers: `value` against `limit`, the threshold it crossed
+/// (for `score_mismatch`, the claim against the count), over `events`.
+#[derive(Serialize, ToSchema)]
+pub struct PlausibilityFlag {
+    #[schema(example = "too_regular")]
+    pub kind: &'static str,
+    /// The setting whose threshold it crossed.
+    pub rule: &'static str,
+    pub value: f64,
+    pub limit: f64,
+    pub events: u32,
+}
+
+/// Every frame as it arrived and every event as it was read.
+#[derive(Serialize, ToSchema)]
+pub struct InputEvidence {
+    pub kinds: Vec<String>,
+    pub frames: Vec<InputFrame>,
+    pub events: Vec<InputEvent>,
+    /// Set when the stored log could not be read back.
+    pub unreadable: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InputFrame {
+    pub seq: u32,
+    /// Server time since the game started when it arrived.
+    pub arrived_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InputEvent {
+    /// The client's time since the game started.
+    pub t_ms: i64,
+    /// Its kind; null for one the campaign does not name.
+    pub kind: Option<String>,
+    /// Index into `frames`.
+    pub frame: u32,
+    pub counted: bool,
+    /// Why it did not count (`late`, `too_close`, ...).
+    pub dropped: Option<&'static str>,
+}
+
+impl SessionEvidence {
+    pub fn of(r: &Record) -> Self {
+        use podium_actors::domain::input_log::{Fate, InputLog};
+        let counted = r.counted.as_ref();
+        let input = counted.map(|c| match InputLog::decode(&c.log) {
+            Ok(log) => InputEvidence {
+                events: log
+                    .events
+                    .iter()
+                    .map(|e| InputEvent {
+                        t_ms: e.t_ms,
+                        kind: e.kind.and_then(|k| log.kinds.get(usize::from(k)).cloned()),
+                        frame: e.frame,
+                        counted: e.fate == Fate::Counted,
+                        dropped: match e.fate {
+                            Fate::Counted => None,
+                            Fate::Dropped(d) => Some(d.code()),
+                        },
+                    })
+                    .collect(),
+                frames: log
+                    .frames
+                    .iter()
+                    .map(|f| InputFrame {
+                        seq: f.seq,
+                        arrived_ms: f.arrived_ms,
+                    })
+                    .collect(),
+                kinds: log.kinds,
+                unreadable: false,
+            },
+            Err(_) => InputEvidence {
+                kinds: Vec::new(),
+                frames: Vec::new(),
+                events: Vec::new(),
+                unreadable: true,
+            },
+        });
+        Self {
+            session_id: r.session_id.clone(),
+            user: r.user_id.clone(),
+            campaign: r.campaign_id.clone(),
+            status: if r.reason.is_some() {
+                "rejected"
+            } else {
+                "accepted"
+            },
+            reason: r.reason.map(|x| x.code().to_owned()),
+            region: r.region.clone(),
+            started_at: rfc3339_db(r.started_ms),
+            ended_at: rfc3339_db(r.at_ms),
+            scoring: if counted.is_some() {
+                "counted"
+            } else {
+                "claimed"
+            },
+            score: r.score,
+            claimed: counted.map(|c| c.claimed),
+            dropped: counted
+                .map(|c| {
+                    c.dropped
+                        .iter()
+                        .map(|(d, n)| (d.code().to_owned(), *n))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            flags: counted
+                .map(|c| {
+                    c.flags
+                        .iter()
+                        .map(|f| PlausibilityFlag {
+                            kind: f.kind.code(),
+                            rule: f.kind.rule(),
+                            value: f.value,
+                            limit: f.limit,
+                            events: f.events,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            input,
+        }
+    }
+}

@@ -62,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/instances", "GET").route(web::get().to(players::instances)))
     .service(resource("/admin/audit", "GET").route(web::get().to(players::audit)))
     .service(resource("/admin/flagged", "GET").route(web::get().to(review::flagged)))
+    .service(resource("/admin/sessions/{id}", "GET").route(web::get().to(review::session)))
     .service(
         resource("/admin/flagged/{session}/dismiss", "POST").route(web::post().to(review::dismiss)),
     );

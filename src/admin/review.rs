@@ -96,6 +96,26 @@ pub async fn flagged(
     }))
 }
 
+/// `GET /admin/sessions/{id}`: the session as evidence (404 when no decided session has that
+/// id, or the memory engine no longer keeps it).
+pub async fn session(
+    _: Admin,
+    id: web::Path<String>,
+    engine: web::Data<Arc<Engine>>,
+) -> Result<HttpResponse, ClientError> {
+    let id = id.into_inner();
+    if id.is_empty() || id.len() > 128 {
+        return Err(ClientError::NotFound);
+    }
+    let record = engine
+        .gateway
+        .store
+        .session(&id)
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    Ok(HttpResponse::Ok().json(crate::views::SessionEvidence::of(&record)))
+}
+
 /// `POST /admin/flagged/{session}/dismiss`: the refused attempt was reviewed and needs
 /// nothing; it leaves the queue (`state=open`) and stays on the player's page, marked. 404
 /// when no refused attempt has that session.

@@ -83,6 +83,30 @@ fn human(rate: f64) -> impl FnMut() -> u64 {
     }
 }
 
+/// The session's evidence, once the store has it (the redis engine's batcher writes it).
+async fn evidence(server: &TestServer, result: &Value) -> Value {
+    let path = format!("/admin/sessions/{}", result["session_id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server.admin("GET", &path, None).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no evidence: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The kinds of the session's flags.
+fn flags(evidence: &Value) -> Vec<&str> {
+    evidence["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect()
+}
+
 async fn wait_until(game: &Game, ms: i64) {
     let left = ms - game.now_ms();
     if left > 0 {
@@ -103,7 +127,18 @@ async fn an_honest_counted_game_scores_what_it_tapped() {
     assert_eq!(result["status"], "accepted", "{result}");
     assert_eq!(result["score"], game.sent, "{result}");
     assert_eq!(result["claimed"], game.sent);
-    assert!(result["session_id"].is_string());
+    let seen = evidence(&server, &result).await;
+    assert_eq!(
+        (seen["scoring"].as_str(), seen["user"].as_str()),
+        (Some("counted"), Some("honest"))
+    );
+    assert!(flags(&seen).is_empty(), "{seen}");
+    let events = seen["input"]["events"].as_array().unwrap();
+    assert_eq!(events.len() as u64, game.sent);
+    assert!(events
+        .iter()
+        .all(|e| e["counted"] == true && e["kind"] == "tap"));
+    assert_eq!(seen["input"]["frames"][0]["seq"], 0);
     // A claimed campaign says so, and carries no counting.
     let mut q = server.player("claimer").await;
     q.send(json!({"type":"start_game","campaign":"quick"}))
@@ -128,6 +163,13 @@ async fn a_claimed_score_without_inputs_counts_nothing_and_ranks_below_real_play
         (result["score"].as_u64(), result["claimed"].as_u64()),
         (Some(0), Some(1_020))
     );
+    let seen = evidence(&server, &result).await;
+    assert_eq!(flags(&seen), ["score_mismatch"], "{seen}");
+    let mismatch = &seen["flags"][0];
+    assert_eq!(
+        (mismatch["value"].as_f64(), mismatch["limit"].as_f64()),
+        (Some(1_020.0), Some(0.0))
+    );
     let result = real.submit(&mut honest, real.sent).await;
     assert_eq!(result["rank"], 1, "{result}");
 }
@@ -137,14 +179,26 @@ async fn a_log_sent_in_one_frame_at_the_end_counts_only_its_last_seconds() {
     let server = TestServer::start();
     let mut p = server.player("late").await;
     let (mut game, _) = Game::start(&mut p).await;
+    // A plausible 5 s of taps, with a person's timing, all sent at the end.
+    let mut gap = human(8.0);
+    let taps: Vec<i64> = std::iter::successors(Some(0), |t| Some(t + gap() as i64))
+        .take_while(|t| *t < 5_000)
+        .collect();
     wait_until(&game, 5_000).await;
-    let taps: Vec<i64> = (0..40).map(|i| i * 125).collect();
     game.send(&mut p, &taps).await;
-    let result = game.submit(&mut p, 40).await;
-    // Only taps within 3 s of the frame's arrival count.
+    let result = game.submit(&mut p, game.sent).await;
+    // Only taps within 3 s of the frame's arrival count (it arrives a few ms after 5 s).
     let score = result["score"].as_u64().unwrap();
-    assert!((20..=25).contains(&score), "{result}");
-    assert_eq!(result["claimed"], 40);
+    let within = |from: i64| taps.iter().filter(|t| **t >= from).count() as u64;
+    assert!((within(2_100)..=within(2_000)).contains(&score), "{result}");
+    assert_eq!(result["claimed"], game.sent);
+    let seen = evidence(&server, &result).await;
+    assert_eq!(flags(&seen), ["late_input", "score_mismatch"], "{seen}");
+    assert_eq!(
+        seen["dropped"]["late"].as_u64(),
+        Some(game.sent - score),
+        "{seen}"
+    );
 }
 
 #[tokio::test]
@@ -159,6 +213,12 @@ async fn a_log_sent_at_the_start_with_future_times_counts_only_what_the_clock_al
     // At arrival the game had run a few ms: only taps up to 1.5 s ahead count.
     let score = result["score"].as_u64().unwrap();
     assert!((12..=14).contains(&score), "{result}");
+    let seen = evidence(&server, &result).await;
+    assert_eq!(flags(&seen), ["clock_skew", "score_mismatch"], "{seen}");
+    assert!(
+        seen["flags"][0]["value"].as_f64().unwrap() > 1_500.0,
+        "{seen}"
+    );
 }
 
 #[tokio::test]
@@ -171,22 +231,20 @@ async fn a_clock_running_fast_loses_what_it_stamps_ahead() {
     let score = result["score"].as_u64().unwrap();
     // Ahead by more than 1.5 s from 3 s of real time on.
     assert!(score + 10 <= game.sent, "{result} of {}", game.sent);
+    assert!(flags(&evidence(&server, &result).await).contains(&"clock_skew"));
 }
 
 #[tokio::test]
-async fn a_metronome_counts_only_as_fast_as_the_rate_limit() {
+async fn a_metronome_is_counted_and_flagged_too_regular_and_inhuman() {
     let server = TestServer::start();
     let mut p = server.player("metronome").await;
     let (mut game, _) = Game::start(&mut p).await;
-    // 30 a second, exactly 33 ms apart, for 2.5 s: 25 count in any second.
-    game.tap(&mut p, || 33, 2_500, |t| t).await;
+    // 20 a second, exactly 50 ms apart, for 2.5 s: within the rate limit, so all count.
+    game.tap(&mut p, || 50, 2_500, |t| t).await;
     let result = game.submit(&mut p, game.sent).await;
-    let score = result["score"].as_u64().unwrap();
-    assert!(
-        score < game.sent && score <= 25 * 3,
-        "{result} of {}",
-        game.sent
-    );
+    assert_eq!(result["score"], game.sent, "{result}");
+    let seen = evidence(&server, &result).await;
+    assert_eq!(flags(&seen), ["too_regular", "inhuman_rate"], "{seen}");
 }
 
 #[tokio::test]
@@ -206,6 +264,13 @@ async fn a_flood_counts_no_more_than_the_rate_and_interval_allow() {
     // 30 ms apart at least and 25 in any second: 25 from 100 ms, then none until 1,100 ms,
     // then one every 30 ms to 1,379: 35.
     assert_eq!(result["score"], 35, "{result}");
+    let seen = evidence(&server, &result).await;
+    let dropped = &seen["dropped"];
+    assert_eq!(
+        dropped["too_close"].as_u64().unwrap() + dropped["over_rate"].as_u64().unwrap(),
+        1_280 - 35,
+        "{seen}"
+    );
 }
 
 #[tokio::test]

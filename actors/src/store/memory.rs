@@ -309,6 +309,15 @@ impl MemoryStore {
             .collect()
     }
 
+    /// The decided attempt of `session`, with a counted game's evidence, if still kept.
+    pub fn session(&self, session: &str) -> Option<Record> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.session_id == session)
+            .cloned()
+    }
+
     /// Refused attempts the query asks for, newest first.
     pub fn flagged(&self, q: &FlagQuery) -> Vec<Flagged> {
         let matching: Vec<Record> = self

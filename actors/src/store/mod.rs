@@ -449,6 +449,20 @@ impl Store {
         })
     }
 
+    /// A decided session as evidence: the result or refused attempt, with a counted game's
+    /// claim, drops, flags and input log. The redis engine reads it from PostgreSQL, so a
+    /// result is there once the batcher wrote it (within `PERSIST_FLUSH_INTERVAL` normally);
+    /// the memory engine keeps the latest results only.
+    pub async fn session(&self, session: &str) -> Result<Option<Record>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.session(session)),
+            Store::Durable(d) => {
+                d.operator_read(async |pool| postgres::results::session(pool, session).await)
+                    .await
+            }
+        }
+    }
+
     /// Refused attempts for review, newest first (the memory engine keeps the latest only).
     pub async fn flagged(&self, q: &FlagQuery) -> Result<Vec<Flagged>, StoreError> {
         match self {

@@ -6,7 +6,7 @@ use deadpool_postgres::Pool;
 
 use super::pool::{self, pg_err, timed};
 use crate::domain::campaign::Refusal;
-use crate::domain::counting::{Counted, Flag};
+use crate::domain::counting::{Counted, Drop, Flag, FlagKind};
 use crate::domain::decision::{Attempt, Outcome, Record};
 use crate::domain::ids::{utc_date, UserId};
 use crate::store::error::StoreError;
@@ -458,6 +458,90 @@ pub async fn mark_removed(
             .await
             .map_err(pg_err)?;
         Ok(())
+    })
+    .await
+}
+
+/// The decided attempt of `session` and, for a counted game, its evidence.
+pub async fn session(pool: &Pool, session: &str) -> Result<Option<Record>, StoreError> {
+    timed("session", async {
+        let client = pool::get(pool).await?;
+        let Some(r) = client
+            .query_opt(
+                "SELECT session_id, user_id, campaign_id, score, (extract(epoch FROM started_at) * 1000)::int8,
+                        (extract(epoch FROM accepted_at) * 1000)::int8, NULL::text, region, NULL::int8, claimed_score
+                 FROM results WHERE session_id = $1
+                 UNION ALL
+                 SELECT session_id, user_id, campaign_id, score, (extract(epoch FROM started_at) * 1000)::int8,
+                        (extract(epoch FROM flagged_at) * 1000)::int8, reason, NULL::text, rule_limit, claimed_score
+                 FROM flagged WHERE session_id = $1
+                 LIMIT 1",
+                &[&session],
+            )
+            .await
+            .map_err(pg_err)?
+        else {
+            return Ok(None);
+        };
+        let mut record = Record {
+            session_id: r.get(0),
+            user_id: r.get(1),
+            campaign_id: r.get(2),
+            score: r.get(3),
+            started_ms: r.get(4),
+            at_ms: r.get(5),
+            reason: r.get::<_, Option<&str>>(6).and_then(Refusal::from_code),
+            region: r.get(7),
+            limit: r.get(8),
+            counted: None,
+        };
+        let Some(claimed) = r.get::<_, Option<i64>>(9) else {
+            return Ok(Some(record));
+        };
+        let input = client
+            .query_opt(
+                "SELECT log, dropped::text FROM inputs WHERE session_id = $1",
+                &[&session],
+            )
+            .await
+            .map_err(pg_err)?;
+        let flags = client
+            .query(
+                "SELECT kind, value, limit_value, events FROM result_flags WHERE session_id = $1",
+                &[&session],
+            )
+            .await
+            .map_err(pg_err)?;
+        let (log, dropped) = match &input {
+            Some(row) => (row.get::<_, Vec<u8>>(0), row.get::<_, String>(1)),
+            None => (Vec::new(), "{}".to_owned()),
+        };
+        let dropped: std::collections::BTreeMap<String, u32> =
+            serde_json::from_str(&dropped).unwrap_or_default();
+        let mut flags: Vec<Flag> = flags
+            .iter()
+            .filter_map(|f| {
+                Some(Flag {
+                    kind: FlagKind::from_code(f.get(0))?,
+                    value: f.get(1),
+                    limit: f.get(2),
+                    events: f.get::<_, i32>(3).max(0) as u32,
+                })
+            })
+            .collect();
+        // In the order the counting raises them, as the memory engine keeps them.
+        flags.sort_by_key(|f| FlagKind::ALL.iter().position(|k| *k == f.kind));
+        record.counted = Some(Counted {
+            score: record.score.max(0) as u64,
+            claimed: claimed.max(0) as u64,
+            dropped: dropped
+                .iter()
+                .filter_map(|(code, n)| Some((Drop::from_code(code)?, *n)))
+                .collect(),
+            flags,
+            log,
+        });
+        Ok(Some(record))
     })
     .await
 }
