@@ -107,6 +107,7 @@ thread_local! {
     static REDIS_CALLS: Handles<&'static str, (Histogram, Counter)> = RefCell::default();
     static PG_CALLS: Handles<&'static str, (Histogram, Counter)> = RefCell::default();
     static GAMES_STARTED: Handles<(), Counter> = RefCell::default();
+    static INPUT_FRAMES: Handles<&'static str, Counter> = RefCell::default();
     static OPENED: Handles<(), Counter> = RefCell::default();
     static SUBMIT_ACKS: Handles<(), Histogram> = RefCell::default();
     static RESPONSES: Handles<(), Histogram> = RefCell::default();
@@ -345,7 +346,12 @@ pub fn game_started() {
 /// An `input` frame of a counted game: `taken`, `repeated` (its `seq` was read before) or
 /// `refused` (no such game on the socket, submitted already, or past the message window).
 pub fn input_frame(outcome: &'static str) {
-    counter!("podium_input_frames_total", "outcome" => outcome).increment(1);
+    with_handle(
+        &INPUT_FRAMES,
+        outcome,
+        || counter!("podium_input_frames_total", "outcome" => outcome),
+    )
+    .increment(1);
 }
 
 /// A counted game ended by its submit: its events by fate (`counted` or the drop's reason)

@@ -1,7 +1,8 @@
 //! `ingest` (redis engine): M players submitting as fast as the rules allow; accepted/s, ack
 //! latency p50/p99, PostgreSQL lag, and a check that the rows in PostgreSQL equal the acks.
 //! Then the naive path in the same run: one INSERT and one ZADD per result, no batching, as
-//! the older service did; and the ratio.
+//! the older service did; and the ratio. With `--counted`, each player plays whole counted
+//! games instead, streaming its taps, and the cost is per input event and per result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,24 +36,34 @@ impl Db {
 
 /// Waits (up to 2 minutes) for the engine's backlog to drain, then counts the rows PostgreSQL
 /// holds for users matching `pattern` (SQL LIKE); answers the seconds waited and the rows.
+/// The backlog gauge is sampled once a second, so an empty one is believed once the rows
+/// stop growing across two samples.
 pub async fn persisted(common: &Common, db: &Db, pattern: &str) -> anyhow::Result<(f64, i64)> {
+    let client = db.connect().await?;
+    let count = async || -> anyhow::Result<i64> {
+        Ok(client
+            .query_one(
+                "SELECT count(*) FROM results WHERE user_id LIKE $1",
+                &[&pattern],
+            )
+            .await?
+            .get(0))
+    };
     let drain_started = Instant::now();
+    let mut last = -1;
     while drain_started.elapsed() < Duration::from_secs(120) {
-        match health(&common.addr).await {
-            Some(h) if h["metrics"]["persistBacklog"] == 0 => break,
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        let drained = health(&common.addr)
+            .await
+            .is_some_and(|h| h["metrics"]["persistBacklog"] == 0);
+        let rows = count().await?;
+        if drained && rows == last {
+            break;
         }
+        last = rows;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
     }
     let drain = drain_started.elapsed().as_secs_f64();
-    let client = db.connect().await?;
-    let rows: i64 = client
-        .query_one(
-            "SELECT count(*) FROM results WHERE user_id LIKE $1",
-            &[&pattern],
-        )
-        .await?
-        .get(0);
-    Ok((drain, rows))
+    Ok((drain, count().await?))
 }
 
 /// One player: keeps `pipeline` games in flight on one socket until `until`.
@@ -196,6 +207,151 @@ pub async fn run(
         let naive = naive_path(&db, &redis_url, players, naive_seconds).await?;
         println!("naive: one INSERT + one ZADD per result, {players} workers: writes_per_s={naive:.0}; podium/naive ratio={:.1}", rate / naive);
     }
+    Ok(())
+}
+
+/// What each player of a counted run plays.
+pub struct CountedGame {
+    pub campaign: String,
+    pub game_ms: u64,
+    pub taps_per_s: u64,
+}
+
+/// One player of a counted run: whole games, one at a time, until `until`; each streams its
+/// taps every 250 ms, then submits their number. Counts the events sent and the acks whose
+/// count equals the claim.
+async fn counted_player(
+    common: Common,
+    user: String,
+    game: Arc<CountedGame>,
+    until: Instant,
+    acks: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let (mut ws, _) = open(&common, &user).await?;
+    // 0: no input at all, the same games' cost without their events (in a claimed campaign,
+    // the claimed baseline).
+    let per_flush = game.taps_per_s / 4;
+    while Instant::now() < until {
+        ws.send(Message::Text(
+            json!({"type":"start_game","campaign": game.campaign})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+        let session = loop {
+            let v = next_json(&mut ws).await?;
+            match v["type"].as_str() {
+                Some("game_started") => break v["session"].as_str().unwrap_or_default().to_owned(),
+                Some("error") => bail!("start_game refused: {v}"),
+                _ => {}
+            }
+        };
+        let started = Instant::now();
+        let (mut seq, mut taps) = (0u64, 0u64);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.tick().await;
+        while started.elapsed() < Duration::from_millis(game.game_ms) {
+            tick.tick().await;
+            if per_flush == 0 {
+                continue;
+            }
+            let now = started.elapsed().as_millis() as u64;
+            // Spread over the last 250 ms, a little uneven, as a hand is.
+            let batch: Vec<_> = (0..per_flush)
+                .map(|i| {
+                    json!([
+                        now.saturating_sub(240 - i * 240 / per_flush - (taps % 7) * 3),
+                        "tap"
+                    ])
+                })
+                .collect();
+            taps += per_flush;
+            ws.send(Message::Text(
+                json!({"type":"input","session": session,"seq": seq,"events": batch})
+                    .to_string()
+                    .into(),
+            ))
+            .await?;
+            seq += 1;
+        }
+        events.fetch_add(taps, Ordering::Relaxed);
+        ws.send(Message::Text(
+            json!({"type":"submit","session": session,"score": taps})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+        loop {
+            let v = next_json(&mut ws).await?;
+            match v["type"].as_str() {
+                Some("result") if v["status"] == "accepted" && v["score"] == taps => {
+                    acks.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Some("result") | Some("error") => bail!("not counted whole: {v}"),
+                _ => {}
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// `ingest --counted`: players playing whole counted games; the server's CPU per input event
+/// and per result, and every ack's row in PostgreSQL.
+pub async fn run_counted(
+    common: Common,
+    players: usize,
+    seconds: u64,
+    game: CountedGame,
+    db: Db,
+) -> anyhow::Result<()> {
+    let (acks, events) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let game = Arc::new(game);
+    let cpu_before = cpu_s(common.server_pid);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for p in 0..players {
+        let user = format!("counted-{}-{p}", run_tag());
+        tasks.push(tokio::spawn(counted_player(
+            common.clone(),
+            user,
+            game.clone(),
+            until,
+            acks.clone(),
+            events.clone(),
+        )));
+        // Starts spread over a flush, so the frames do not all arrive in one instant.
+        tokio::time::sleep(Duration::from_micros(250_000 / players.max(1) as u64)).await;
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if let Ok(Err(err)) = t.await {
+            failed += 1;
+            eprintln!("player failed: {err}");
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (acked, sent) = (acks.load(Ordering::Relaxed), events.load(Ordering::Relaxed));
+    let (drain, rows) = persisted(&common, &db, &format!("counted-{}-%", run_tag())).await?;
+    let cpu = match (cpu_before, cpu_s(common.server_pid)) {
+        (Some(a), Some(b)) if acked > 0 => format!(
+            "server_cpu={:.1}s cpu_per_event={:.1}us cpu_per_result={:.0}us",
+            b - a,
+            (b - a) * 1e6 / sent.max(1) as f64,
+            (b - a) * 1e6 / acked as f64
+        ),
+        _ => "server_cpu=n/a".into(),
+    };
+    println!(
+        "ingest: counted players={players} game_ms={} taps_per_s={} results={acked} events={sent} events_per_s={:.0} drain_after={drain:.1}s rows_in_postgres={rows} lost={} failed_players={failed} {cpu}",
+        game.game_ms,
+        game.taps_per_s,
+        sent as f64 / elapsed,
+        acked as i64 - rows,
+    );
     Ok(())
 }
 

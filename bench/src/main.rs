@@ -88,6 +88,16 @@ enum Scenario {
         /// Seconds of the naive path (0 skips it).
         #[arg(long, default_value_t = 10)]
         naive_seconds: u64,
+        /// Counted games instead: each player plays `game_ms` games of `taps_per_s` taps a
+        /// second, streamed every 250 ms, one at a time (in a counted campaign, e.g.
+        /// `bench-counted`); CPU per event and per result. `--taps-per-s 0 --campaign bench`
+        /// plays the same games claimed, without input: the baseline.
+        #[arg(long)]
+        counted: bool,
+        #[arg(long, default_value_t = 20_000)]
+        game_ms: u64,
+        #[arg(long, default_value_t = 8)]
+        taps_per_s: u64,
         /// The server's PostgreSQL, to count rows (and for the naive path).
         #[arg(
             long,
@@ -187,11 +197,22 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             database_schema,
             redis_url,
+            counted,
+            game_ms,
+            taps_per_s,
         } => {
             let db = ingest::Db {
                 url: database_url,
                 schema: database_schema,
             };
+            if counted {
+                let game = ingest::CountedGame {
+                    campaign,
+                    game_ms,
+                    taps_per_s,
+                };
+                return ingest::run_counted(cli.common, players, seconds, game, db).await;
+            }
             ingest::run(
                 cli.common,
                 players,
