@@ -505,10 +505,17 @@ pub fn free_port() -> u16 {
 }
 
 /// The real `podium` binary on 127.0.0.1:`port` with the `quick` campaign (games may end after
-/// 1 ms) and the test JWT secret, its output discarded.
+/// 1 ms), its counted twin `quick-counted` (a tap a point), and the test JWT secret, its
+/// output discarded.
 pub fn podium_command(port: u16) -> std::process::Command {
     let file = std::env::temp_dir().join(format!("podium-proc-{}.toml", unique_tag()));
-    std::fs::write(&file, "[campaigns.quick]\nmin_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n").unwrap();
+    let rules = "min_duration_ms = 1\nmax_duration_ms = 60000\nmax_score = 1000000\nmax_score_per_second = 1000000000\n";
+    let counting = "[campaigns.quick-counted.counting]\nmax_events_per_second = 25\n[campaigns.quick-counted.counting.events.tap]\npoints = 1\n";
+    std::fs::write(
+        &file,
+        format!("[campaigns.quick]\n{rules}[campaigns.quick-counted]\n{rules}{counting}"),
+    )
+    .unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podium"));
     command
         .arg("--config")

@@ -661,3 +661,54 @@ async fn postgres_down_with_the_backlog_at_its_bound_is_busy_then_drains_with_no
     scores.sort();
     assert_eq!(scores, (1..=8).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn a_counted_game_decided_in_postgres_while_redis_is_down_keeps_its_evidence() {
+    use podium_actors::domain::campaign::CampaignRules;
+    use podium_actors::domain::counting::Counting;
+    let mut redis = TempRedis::start();
+    let server = TestServer::redis(|c| {
+        use_redis_at(c, redis.url());
+        c.redis.command_timeout_ms = 300;
+        let rules = CampaignRules {
+            min_duration_ms: 1,
+            counting: Some(Counting::default()),
+            ..c.campaigns["quick"].clone()
+        };
+        c.campaigns.insert("quick-counted".into(), rules);
+    });
+    let mut p = server.player("outage").await;
+    redis.crash();
+    eventually("/health says redis_down", || async {
+        has_issue(&health(&server).await, "redis_down")
+    })
+    .await;
+    p.send(serde_json::json!({"type":"start_game","campaign":"quick-counted"}))
+        .await;
+    let session = p.recv_type("game_started").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    p.send(serde_json::json!({"type":"input","session": session,"seq":0,"events":[[0,"tap"],[50,"tap"]]}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let result = p.submit(&session, 5).await;
+    assert_eq!(
+        (result["status"].as_str(), result["score"].as_u64()),
+        (Some("accepted"), Some(2)),
+        "{result}"
+    );
+    // Decided in PostgreSQL and answered after the commit: the evidence is there already.
+    let id = result["session_id"].as_str().unwrap();
+    let (status, seen) = server
+        .admin("GET", &format!("/admin/sessions/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        (seen["claimed"].as_u64(), seen["flags"][0]["kind"].as_str()),
+        (Some(5), Some("score_mismatch")),
+        "{seen}"
+    );
+    assert_eq!(seen["input"]["events"].as_array().map(Vec::len), Some(2));
+    redis.up();
+}

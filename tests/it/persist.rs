@@ -139,6 +139,26 @@ async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart(
             }
         }
     }
+    // A counted game too: its input log is part of what was acknowledged.
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut c = Client { ws };
+    c.send(json!({"type":"auth","token": token_with("kc", now_secs() + 60, jsonwebtoken::Algorithm::HS256, SECRET.as_bytes())})).await;
+    c.recv().await;
+    c.send(json!({"type":"start_game","campaign":"quick-counted"}))
+        .await;
+    let session = c.recv_type("game_started").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.send(json!({"type":"input","session": session,"seq":0,"events":[[0,"tap"],[40,"tap"],[90,"tap"]]}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let counted = c.submit(&session, 3).await;
+    assert_eq!(
+        (counted["status"].as_str(), counted["score"].as_u64()),
+        (Some("accepted"), Some(3)),
+        "{counted}"
+    );
     assert_eq!(acked, 40);
     assert_eq!(
         pg_count(&config, "results").await,
@@ -149,10 +169,13 @@ async fn every_result_acknowledged_before_kill_9_is_in_postgres_after_a_restart(
     engine.child.wait().unwrap();
 
     let _restarted = ProcessServer::spawn(&config, None, &[("PERSIST_FLUSH_INTERVAL", "20")]).await;
-    eventually("all 40 acknowledged results in PostgreSQL", || async {
-        pg_count(&config, "results").await == 40
+    eventually("all 41 acknowledged results in PostgreSQL", || async {
+        pg_count(&config, "results").await == 41
     })
     .await;
+    let logs = pg_pairs(&config, "SELECT session_id, length(log)::int8 FROM inputs").await;
+    assert_eq!(logs.len(), 1, "the counted game's input log: {logs:?}");
+    assert_eq!(Some(logs[0].0.as_str()), counted["session_id"].as_str());
 }
 
 #[tokio::test]
