@@ -216,6 +216,7 @@ const routes = [
   [/^#\/review$/, review, "review"],
   [/^#\/players$/, players, "players"],
   [/^#\/players\/([^/]+)$/, player, "players"],
+  [/^#\/sessions\/([^/]+)$/, session, "review"],
   [/^#\/announce$/, announce, "announce"],
   [/^#\/audit$/, audit, "audit"],
 ];
@@ -578,7 +579,7 @@ async function review() {
       const tr = h("tr", { "data-session": f.session },
         h("td", {}, h("a", { href: `#/players/${enc(f.user)}` }, f.user), h("div", { class: "muted small" }, f.campaign)),
         h("td", { class: "hide-phone" }, h("span", { class: "badge bad" }, f.reason?.replaceAll("_", " ") ?? "refused")),
-        h("td", {}, numbers(f)),
+        h("td", {}, numbers(f), h("a", { class: "small", href: `#/sessions/${enc(f.session)}` }, "evidence")),
         h("td", { class: "hide-phone" }, when(f.flagged_at)),
         h("td", {}, f.dismissed_at ? h("span", { class: "muted small" }, `dismissed by ${f.dismissed_by}`) : h("div", { class: "actions" },
           h("button", { class: "danger small-btn", type: "button", onclick: () => banPlayer(f.user, () => tr.classList.add("done")) }, "Ban"),
@@ -590,6 +591,81 @@ async function review() {
     more.replaceChildren(...(page.next_cursor ? [h("button", { class: "ghost", type: "button", onclick: () => load(page.next_cursor) }, "Load 50 more")] : []));
   };
   load();
+}
+
+// ---- a session as evidence ----
+
+/** A plausibility flag in words: what was measured beside the threshold it crossed. */
+const FLAG_WORDS = {
+  too_regular: (f) => [`taps vary by ${f.value.toFixed(2)} (coefficient of variation)`, `a hand varies by at least ${f.limit}`, `over ${num(f.events)} intervals`],
+  inhuman_rate: (f) => [`${f.value.toFixed(1)} taps/s for 2 s`, `a person: at most ${f.limit}/s`, `${num(f.events)} taps in those 2 s`],
+  clock_skew: (f) => [`stamped up to ${num(f.value)} ms ahead of the server`, `tolerance ${num(f.limit)} ms`, `${num(f.events)} taps dropped`],
+  late_input: (f) => [`sent up to ${num(f.value)} ms after they happened`, `at most ${num(f.limit)} ms`, `${num(f.events)} taps dropped`],
+  score_mismatch: (f) => [`claimed ${num(f.value)}`, `the server counted ${num(f.limit)}`, `${num(f.events)} counted taps`],
+};
+
+/**
+ * The input over time: each event at its `t_ms` (counted above the line, dropped below, in
+ * red), each frame's arrival on the server's clock as a mark under the axis, and a line
+ * from every event to the arrival of the frame that carried it: a long line is a late event.
+ */
+function inputStrip(input) {
+  const ns = "http://www.w3.org/2000/svg";
+  const el = (tag, attrs) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const end = Math.max(1, ...input.events.map((e) => e.t_ms), ...input.frames.map((f) => f.arrived_ms));
+  const [w, h2] = [1000, 120];
+  const x = (ms) => 10 + (Math.max(0, ms) / end) * (w - 20);
+  const svg = el("svg", { viewBox: `0 0 ${w} ${h2}`, class: "strip", role: "img", "aria-label": `${input.events.length} events in ${input.frames.length} frames over ${Math.round(end / 100) / 10} s` });
+  svg.append(el("line", { x1: 10, x2: w - 10, y1: 70, y2: 70, class: "axis" }));
+  for (const e of input.events) {
+    const f = input.frames[e.frame];
+    if (f) svg.append(el("line", { x1: x(e.t_ms), y1: e.counted ? 40 : 60, x2: x(f.arrived_ms), y2: 86, class: e.counted ? "link" : "link dropped" }));
+  }
+  for (const e of input.events) {
+    const mark = el("rect", { x: x(e.t_ms) - 1.5, y: e.counted ? 22 : 52, width: 3, height: e.counted ? 18 : 14, class: e.counted ? "ev" : "ev dropped" });
+    const title = el("title", {});
+    title.textContent = `${e.kind ?? "unknown kind"} at ${e.t_ms} ms${e.counted ? "" : `, dropped: ${e.dropped?.replaceAll("_", " ")}`}`;
+    mark.append(title);
+    svg.append(mark);
+  }
+  for (const f of input.frames) svg.append(el("path", { d: `M${x(f.arrived_ms)} 86 l-5 9 h10 z`, class: "arrival" }));
+  for (let s = 0; s <= end / 1000; s += Math.max(1, Math.ceil(end / 10000))) {
+    const t = el("text", { x: x(s * 1000), y: 112, class: "tick" });
+    t.textContent = `${s}s`;
+    svg.append(t);
+  }
+  return svg;
+}
+
+async function session(id) {
+  const heading = (...rest) => h("h1", { class: "section" }, h("a", { href: "#/review" }, "Review"), h("span", { class: "muted" }, "/"), ...rest);
+  let s;
+  try { s = await api("GET", `/admin/sessions/${enc(id)}`); } catch (e) {
+    view.append(heading(id), h("p", { class: e.status === 404 ? "empty" : "field-error" }, e.status === 404 ? "No decided session has this id (or this engine no longer keeps it)." : explain(e)));
+    return;
+  }
+  const counted = s.scoring === "counted";
+  const played = s.started_at && s.ended_at ? new Date(s.ended_at) - new Date(s.started_at) : null;
+  const flags = s.flags.map((f) => {
+    const [seen, limit, over] = (FLAG_WORDS[f.kind] ?? ((g) => [`${g.value}`, `${g.limit}`, ""]))(f);
+    return h("li", {}, h("span", { class: "badge bad" }, f.kind.replaceAll("_", " ")), h("div", { class: "vs" }, h("span", { class: "over" }, seen), h("span", { class: "rule" }, `${limit} (${f.rule})`), h("span", { class: "muted small" }, over)));
+  });
+  const dropped = Object.entries(s.dropped);
+  view.append(heading(`session ${id.slice(0, 8)}…`, s.status === "accepted" ? h("span", { class: "badge good" }, "accepted") : h("span", { class: "badge bad" }, s.reason?.replaceAll("_", " ") ?? "rejected"), h("span", { class: "badge" }, s.scoring)),
+    h("div", { class: "grid two" },
+      h("section", { class: "card" }, h("h2", {}, "Game"), h("dl", { class: "kv" },
+        h("dt", {}, "Player"), h("dd", {}, h("a", { href: `#/players/${enc(s.user)}` }, s.user)),
+        h("dt", {}, "Campaign"), h("dd", {}, h("a", { href: `#/campaigns/${enc(s.campaign)}` }, s.campaign)),
+        h("dt", {}, "Started"), h("dd", {}, when(s.started_at)),
+        h("dt", {}, "Decided"), h("dd", {}, `${when(s.ended_at)}${played === null ? "" : ` · ${(played / 1000).toFixed(1)} s played`}`),
+        h("dt", {}, counted ? "Counted" : "Score"), h("dd", { class: "num-big" }, num(s.score)),
+        ...(counted ? [h("dt", {}, "Claimed"), h("dd", { class: s.claimed > s.score ? "over" : "" }, num(s.claimed))] : []),
+        h("dt", {}, "Session"), h("dd", { class: "muted small" }, s.session_id))),
+      h("section", { class: "card" }, h("h2", {}, "Flags"), flags.length ? h("ul", { class: "flags" }, flags) : h("p", { class: "muted" }, counted ? "None: nothing in this game looked implausible." : "Claimed scores carry no evidence to flag."),
+        dropped.length ? h("div", { class: "mt-s" }, h("h2", {}, "Dropped events"), table(["Reason", "Events"], dropped.map(([r, n]) => h("tr", {}, h("td", {}, r.replaceAll("_", " ")), h("td", { class: "num" }, num(n)))), "")) : null)),
+    s.input ? h("section", { class: "card mt" }, h("h2", {}, "Input"),
+      h("p", { class: "muted small" }, `${num(s.input.events.length)} events in ${num(s.input.frames.length)} frame${s.input.frames.length === 1 ? "" : "s"}. Above the line: counted; below, in red: dropped. Triangles: when each frame reached the server; each event is joined to its frame's arrival.`),
+      s.input.unreadable ? h("p", { class: "field-error" }, "The stored input log could not be read.") : h("div", { class: "strip-wrap" }, inputStrip(s.input))) : null);
 }
 
 // ---- players ----
@@ -632,7 +708,7 @@ async function player(user) {
       banCard,
       h("section", { class: "card" }, h("h2", {}, "Boards"), table(["Campaign", "Board", "Best", "Rank"], p.boards.map((b) => h("tr", {}, h("td", {}, h("a", { href: `#/campaigns/${enc(b.campaign)}` }, b.campaign)), h("td", {}, b.board), h("td", { class: "num" }, num(b.best)), h("td", { class: "num" }, `#${num(b.rank)}`))), "Not on any board.")),
       h("section", { class: "card" }, h("h2", {}, "Sockets"), table(["Instance", "Address", "Since"], p.sockets.map((s) => h("tr", {}, h("td", {}, s.instance), h("td", {}, s.ip), h("td", {}, ago(s.since)))), "No socket open.")),
-      h("section", { class: "card" }, h("h2", {}, "Recent results"), table(["Campaign", "Score", "Region", "Accepted"], p.results.map((r) => h("tr", {}, h("td", {}, r.campaign), h("td", { class: "num" }, num(r.score)), h("td", {}, r.region ?? "–"), h("td", {}, when(r.accepted_at)))), "No accepted result."))),
+      h("section", { class: "card" }, h("h2", {}, "Recent results"), table(["Campaign", "Score", "Region", "Accepted"], p.results.map((r) => h("tr", {}, h("td", {}, r.campaign), h("td", { class: "num" }, h("a", { href: `#/sessions/${enc(r.session)}`, title: "the session's evidence" }, num(r.score))), h("td", {}, r.region ?? "–"), h("td", {}, when(r.accepted_at)))), "No accepted result."))),
     h("section", { class: "card mt" }, h("h2", {}, "Refused attempts"), table(["Campaign", ["Reason", "hide-phone"], "Numbers vs rule", ["When", "hide-phone"], ""], p.flags.map((f) => h("tr", {}, h("td", {}, f.campaign), h("td", { class: "hide-phone" }, f.reason), h("td", {}, numbers(f)), h("td", { class: "hide-phone" }, when(f.flagged_at)), h("td", { class: "muted small" }, f.dismissed_at ? "dismissed" : ""))), "No refused attempt.")));
 }
 

@@ -1,7 +1,8 @@
 // The operator console in real headless Chromium, end to end on a real podium: sign in, create a
 // campaign, a scripted player plays it over WebSocket, the result shows on the live board, a
 // too-fast submit shows under review, the operator bans that player from there, their socket
-// closes with 4403 and the board drops them, and the audit log lists each action. Keeps
+// closes with 4403 and the board drops them, and the audit log lists each action; and a counted
+// game's evidence page, on a laptop and a phone. Keeps
 // screenshots in artifacts/ (docs/img/ holds chosen ones).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -164,4 +165,43 @@ test("the console is usable on a phone and keeps nothing after sign out", async 
   await page.click("#sign-out");
   await page.waitForSelector("#sign-in:not([hidden])");
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+});
+
+test("a counted game's evidence: its flags beside their thresholds and its input over time", async () => {
+  const tag = Date.now().toString(36);
+  const player = await scriptedPlayer(`late-${tag}`);
+  // A plausible 4 s of taps, all sent in one frame at the end: only the last 3 s count.
+  const result = await player.evaluate(async () => {
+    window.send({ type: "start_game", campaign: "tap-rush" });
+    const { session } = await window.next("game_started");
+    await new Promise((r) => setTimeout(r, 4000));
+    const events = [];
+    for (let t = 0, i = 0; t < 4000; t += 90 + ((i * 37) % 70), i++) events.push([t, "tap"]);
+    window.send({ type: "input", session, seq: 0, events });
+    window.send({ type: "submit", session, score: events.length });
+    return window.next("result");
+  });
+  assert.equal(result.status, "accepted");
+  assert.ok(result.score < result.claimed, `counted ${result.score} of ${result.claimed}`);
+  for (const [file, viewport] of [["console-session.png", { width: 1366, height: 860 }], ["console-phone-session.png", { width: 390, height: 844 }]]) {
+    const page = await (await browser.newContext({ viewport, isMobile: viewport.width < 500, hasTouch: viewport.width < 500 })).newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}/console`);
+    await page.fill("#key", ADMIN_KEY);
+    await page.press("#key", "Enter");
+    await page.waitForSelector(".stat");
+    await page.goto(`${base}/console#/sessions/${result.session_id}`);
+    await page.waitForSelector(".strip");
+    const flags = await page.$$eval(".flags .badge", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(flags, ["late input", "score mismatch"]);
+    const taps = await page.$$eval(".strip .ev", (els) => els.length);
+    assert.equal(taps, result.claimed, "every tap on the strip");
+    assert.equal(await page.$$eval(".strip .ev.dropped", (els) => els.length), result.claimed - result.score);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page fits the width (${overflow} px over)`);
+    await page.screenshot({ path: `${artifacts}/${file}`, fullPage: true });
+    assert.deepEqual(errors, []);
+  }
+  await player.close();
 });
