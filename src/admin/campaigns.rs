@@ -89,28 +89,34 @@ fn apply_counting(r: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), Clien
             )
         })?;
     }
-    if let Some(n) = r.whole("max_events_per_second")? {
-        c.max_events_per_second = u32::try_from(n).unwrap_or(u32::MAX);
-    }
-    if let Some(n) = r.whole("min_event_interval_ms")? {
-        c.min_event_interval_ms = n;
-    }
-    if let Some(n) = r.whole("input_flush_ms")? {
-        c.input_flush_ms = n;
-    }
-    if let Some(n) = r.whole_or_null("clock_tolerance_ms")? {
-        c.clock_tolerance_ms = n;
-    }
-    if let Some(n) = r.whole_or_null("input_max_delay_ms")? {
-        c.input_max_delay_ms = n;
-    }
-    if let Some(n) = r.number_or_null("min_interval_cv")? {
-        c.min_interval_cv = n;
-    }
-    if let Some(n) = r.number_or_null("human_max_rate")? {
-        c.human_max_rate = n;
-    }
+    let per_second = r.whole("max_events_per_second")?;
+    set(
+        per_second.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        &mut c.max_events_per_second,
+    );
+    set(
+        r.whole("min_event_interval_ms")?,
+        &mut c.min_event_interval_ms,
+    );
+    set(r.whole("input_flush_ms")?, &mut c.input_flush_ms);
+    set(
+        r.whole_or_null("clock_tolerance_ms")?,
+        &mut c.clock_tolerance_ms,
+    );
+    set(
+        r.whole_or_null("input_max_delay_ms")?,
+        &mut c.input_max_delay_ms,
+    );
+    set(r.number_or_null("min_interval_cv")?, &mut c.min_interval_cv);
+    set(r.number_or_null("human_max_rate")?, &mut c.human_max_rate);
     Ok(())
+}
+
+/// A field the body gave replaces the setting; one it left out keeps it.
+fn set<T>(given: Option<T>, field: &mut T) {
+    if let Some(v) = given {
+        *field = v;
+    }
 }
 
 /// Applies the body's fields to `rules`, then checks the result as a whole.
@@ -132,11 +138,6 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
     }
     if let Some(r) = body.object("rules", "rules.")? {
         r.only(RULES)?;
-        let set = |v: Option<u64>, field: &mut u64| {
-            if let Some(v) = v {
-                *field = v;
-            }
-        };
         set(r.whole("min_duration_ms")?, &mut rules.min_duration_ms);
         set(r.whole("max_duration_ms")?, &mut rules.max_duration_ms);
         set(r.whole("max_score")?, &mut rules.max_score);
