@@ -69,6 +69,9 @@ pub struct CampaignBody {
     rules: Option<RulesBody>,
     regions: Option<Vec<String>>,
     daily_retention_days: Option<u32>,
+    /// Places that win per prize board: `global`, `daily` (each UTC day) or `region:<code>`
+    /// of `regions`, 1 to 1000 each.
+    prizes: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -140,6 +140,8 @@ pub struct AdminCampaign {
     pub regions: Vec<String>,
     pub daily_retention_days: u32,
     pub rules: Rules,
+    /// Places that win per prize board (`global`, `daily`: each UTC day, `region:<code>`).
+    pub prizes: BTreeMap<String, u32>,
     /// Grows with every change; a change names none, the store checks it.
     pub version: u64,
     pub updated_at: Option<String>,
@@ -158,6 +160,7 @@ impl AdminCampaign {
             regions: r.regions.clone(),
             daily_retention_days: r.daily_retention_days,
             rules: Rules::admin(r),
+            prizes: r.prizes.clone(),
             version: c.version,
             updated_at: rfc3339(Some(c.updated_at_ms)),
         }
@@ -181,6 +184,8 @@ pub struct PublicCampaign {
     pub boards: Vec<String>,
     pub regions: Vec<String>,
     pub rules: Rules,
+    /// Places that win per prize board.
+    pub prizes: BTreeMap<String, u32>,
 }
 
 impl PublicCampaign {
@@ -197,6 +202,7 @@ impl PublicCampaign {
             boards,
             regions: r.regions.clone(),
             rules: Rules::of(r),
+            prizes: r.prizes.clone(),
         }
     }
 }

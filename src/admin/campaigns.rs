@@ -29,6 +29,7 @@ const FIELDS: &[&str] = &[
     "rules",
     "regions",
     "daily_retention_days",
+    "prizes",
 ];
 const RULES: &[&str] = &[
     "min_duration_ms",
@@ -132,6 +133,13 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
     }
     if let Some(regions) = body.strings("regions")? {
         rules.regions = regions;
+    }
+    if let Some(prizes) = body.raw("prizes") {
+        rules.prizes = serde_json::from_value(prizes.clone()).map_err(|_| {
+            ClientError::BadMessage(
+                "prizes: expected {\"global\": places, \"daily\": places, ...}".into(),
+            )
+        })?;
     }
     if let Some(days) = body.whole("daily_retention_days")? {
         rules.daily_retention_days = u32::try_from(days).unwrap_or(u32::MAX);

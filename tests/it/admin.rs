@@ -952,3 +952,54 @@ async fn a_counted_campaign_is_set_over_http_and_its_bad_rules_are_named() {
     );
     assert!(shown["rules"].get("events").is_none());
 }
+
+#[tokio::test]
+async fn a_campaign_names_its_prize_places_per_board() {
+    let s = TestServer::start();
+    let mut body = new_campaign("prized");
+    body["prizes"] = json!({"global": 10, "daily": 3, "region:eu": 1});
+    let (status, shown) = s.admin("POST", "/admin/campaigns", Some(body)).await;
+    assert_eq!(status, 201, "{shown}");
+    let expected = json!({"daily": 3, "global": 10, "region:eu": 1});
+    assert_eq!(shown["prizes"], expected);
+    let (_, held) = s.admin("GET", "/admin/campaigns/prized", None).await;
+    assert_eq!(held["prizes"], expected, "as the store holds it");
+    let (_, public) = s.http("GET", "/api/campaigns/prized", None).await;
+    assert_eq!(public["prizes"], expected);
+    for prizes in [
+        json!({"weekly": 1}),
+        json!({"region:asia": 1}),
+        json!({"global": 0}),
+        json!({"global": "ten"}),
+        json!(["global"]),
+    ] {
+        let (status, body) = s
+            .admin(
+                "PATCH",
+                "/admin/campaigns/prized",
+                Some(json!({ "prizes": prizes })),
+            )
+            .await;
+        assert_eq!(status, 400, "{prizes}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed message: prizes:"),
+            "{body}"
+        );
+    }
+    let (_, after) = s.admin("GET", "/admin/campaigns/prized", None).await;
+    assert_eq!(
+        after["prizes"], expected,
+        "a refused change changes nothing"
+    );
+    let (_, none) = s
+        .admin(
+            "PATCH",
+            "/admin/campaigns/prized",
+            Some(json!({"prizes": {}})),
+        )
+        .await;
+    assert_eq!(none["prizes"], json!({}));
+}

@@ -1,6 +1,8 @@
 //! A campaign, its anti-cheat rules, the limits a game session is judged by, and the reasons
 //! a decided attempt is refused.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::counting::Counting;
@@ -161,10 +163,16 @@ pub struct CampaignRules {
     /// score is judged by the limits above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counting: Option<Counting>,
+    /// How many places win on each prize board (`global`, `daily`: each UTC day's, or
+    /// `region:<code>`), for the winners list a finalize computes; none: no prizes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prizes: BTreeMap<String, u32>,
 }
 
 /// Region boards one campaign may have.
 const MAX_REGIONS: usize = 100;
+/// Most places one prize board may have.
+const MAX_PRIZE_PLACES: u32 = 1_000;
 /// Longest game a campaign may allow: a day.
 const MAX_GAME_MS: u64 = 86_400_000;
 
@@ -191,6 +199,7 @@ impl Default for CampaignRules {
             daily_retention_days: default_retention_days(),
             regions: default_regions(),
             counting: None,
+            prizes: BTreeMap::new(),
         }
     }
 }
@@ -252,6 +261,13 @@ impl CampaignRules {
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
         let regions_ok = self.regions.len() <= MAX_REGIONS
             && self.regions.iter().all(|r| Region::parse(r).is_some());
+        let prizes_ok = self.prizes.iter().all(|(board, places)| {
+            let board_ok = match board.strip_prefix("region:") {
+                Some(code) => self.regions.iter().any(|r| r == code),
+                None => board == "global" || board == "daily",
+            };
+            board_ok && (1..=MAX_PRIZE_PLACES).contains(places)
+        });
         let checks = [
             (
                 self.min_duration_ms < self.max_duration_ms,
@@ -289,6 +305,11 @@ impl CampaignRules {
                 regions_ok,
                 "regions",
                 "at most 100 region codes of 1 to 16 of a-z, 0-9 and -",
+            ),
+            (
+                prizes_ok,
+                "prizes",
+                "places from 1 to 1000 per board: global, daily, or region:<one of regions>",
             ),
             (
                 self.title.as_ref().is_none_or(|t| {
@@ -472,6 +493,30 @@ mod tests {
         assert!(!c.takes_games_at(10));
         assert!(c.takes_games_at(9));
         assert_eq!(c.title(), "x");
+    }
+
+    #[test]
+    fn prizes_name_boards_the_campaign_has() {
+        let with = |prizes: &[(&str, u32)]| CampaignRules {
+            prizes: prizes.iter().map(|(b, n)| (b.to_string(), *n)).collect(),
+            ..CampaignRules::default()
+        };
+        assert_eq!(
+            with(&[("global", 10), ("daily", 3), ("region:eu", 1)]).problem(),
+            None
+        );
+        for bad in [
+            &[("weekly", 1)][..],
+            &[("region:mars", 1)],
+            &[("global", 0)],
+            &[("daily", 1_001)],
+        ] {
+            assert_eq!(
+                with(bad).problem().map(|(f, _)| f),
+                Some("prizes"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "counted",
         include_str!("../../../../migrations/0007_counted.sql"),
     ),
+    (
+        8,
+        "prizes",
+        include_str!("../../../../migrations/0008_prizes.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrations across engines.

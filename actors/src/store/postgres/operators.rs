@@ -22,7 +22,7 @@ macro_rules! ms {
 const CAMPAIGN_COLUMNS: &str = concat!(
     "id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second, max_games_per_hour, ",
     ms!("starts_at"), ", ", ms!("ends_at"), ", daily_retention_days, regions, ",
-    ms!("closed_at"), ", version, ", ms!("updated_at"), ", counting::text"
+    ms!("closed_at"), ", version, ", ms!("updated_at"), ", counting::text, prizes::text"
 );
 
 fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
@@ -46,6 +46,10 @@ fn campaign_of(row: &tokio_postgres::Row) -> Campaign {
             counting: row
                 .get::<_, Option<&str>>(14)
                 .and_then(|json| serde_json::from_str(json).ok()),
+            prizes: row
+                .get::<_, Option<&str>>(15)
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
         },
         closed_at_ms: ms(11),
         version: num(12),
@@ -100,16 +104,16 @@ async fn write_campaign(
         let i = |v: u64| v as i64;
         let sql = match read_version {
             None => "INSERT INTO campaigns (id, title, min_duration_ms, max_duration_ms, max_score, max_score_per_second,
-                    max_games_per_hour, starts_at, ends_at, daily_retention_days, regions, closed_at, version, updated_at, counting)
+                    max_games_per_hour, starts_at, ends_at, daily_retention_days, regions, closed_at, version, updated_at, counting, prizes)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::int8 / 1000.0), to_timestamp($9::int8 / 1000.0), $10, $11,
-                    to_timestamp($12::int8 / 1000.0), $13, to_timestamp($14::int8 / 1000.0), $15::text::jsonb)
+                    to_timestamp($12::int8 / 1000.0), $13, to_timestamp($14::int8 / 1000.0), $15::text::jsonb, $16::text::jsonb)
                  ON CONFLICT (id) DO NOTHING",
             Some(_) => "UPDATE campaigns SET title = $2, min_duration_ms = $3, max_duration_ms = $4, max_score = $5,
                     max_score_per_second = $6, max_games_per_hour = $7, starts_at = to_timestamp($8::int8 / 1000.0),
                     ends_at = to_timestamp($9::int8 / 1000.0), daily_retention_days = $10, regions = $11,
                     closed_at = to_timestamp($12::int8 / 1000.0), version = $13, updated_at = to_timestamp($14::int8 / 1000.0),
-                    counting = $15::text::jsonb
-                 WHERE id = $1 AND version = $16",
+                    counting = $15::text::jsonb, prizes = $16::text::jsonb
+                 WHERE id = $1 AND version = $17",
         };
         let read = read_version.map_or(0, i);
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
@@ -120,10 +124,11 @@ async fn write_campaign(
         let (version, updated) = (i(c.version), i(c.updated_at_ms));
         let name = c.name.as_str();
         let counting = r.counting.as_ref().map(|c| serde_json::to_string(c).expect("counting rules serialize"));
+        let prizes = serde_json::to_string(&r.prizes).expect("prizes serialize");
         params.extend([
             &name as &(dyn tokio_postgres::types::ToSql + Sync),
             &r.title, &min, &max, &score, &rate, &games, &starts, &ends, &retention, &r.regions, &closed,
-            &version, &updated, &counting,
+            &version, &updated, &counting, &prizes,
         ]);
         if read_version.is_some() {
             params.push(&read);
