@@ -38,16 +38,8 @@ const RULES: &[&str] = &[
     "max_score_per_second",
     "max_games_per_hour",
     "scoring",
-    "events",
-    "max_events_per_second",
-    "min_event_interval_ms",
-    "input_flush_ms",
-    "clock_tolerance_ms",
-    "input_max_delay_ms",
-    "min_interval_cv",
-    "human_max_rate",
 ];
-/// The rules that only a `counted` campaign has.
+/// The rules that only a `counted` campaign has, beside [`RULES`] in `rules`.
 const COUNTED: &[&str] = &[
     "events",
     "max_events_per_second",
@@ -145,7 +137,7 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
         rules.daily_retention_days = u32::try_from(days).unwrap_or(u32::MAX);
     }
     if let Some(r) = body.object("rules", "rules.")? {
-        r.only(RULES)?;
+        r.only(&[RULES, COUNTED].concat())?;
         set(r.whole("min_duration_ms")?, &mut rules.min_duration_ms);
         set(r.whole("max_duration_ms")?, &mut rules.max_duration_ms);
         set(r.whole("max_score")?, &mut rules.max_score);
@@ -161,7 +153,8 @@ fn apply(body: &Fields<'_>, rules: &mut CampaignRules) -> Result<(), ClientError
     match rules.problem() {
         None => Ok(()),
         Some((field, expected)) => {
-            let at = if RULES.contains(&field) { "rules." } else { "" };
+            let in_rules = RULES.contains(&field) || COUNTED.contains(&field);
+            let at = if in_rules { "rules." } else { "" };
             Err(ClientError::BadMessage(format!(
                 "{at}{field}: expected {expected}"
             )))

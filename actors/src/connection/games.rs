@@ -65,7 +65,7 @@ impl CountedGames {
         &mut self,
         token: &str,
         seq: u32,
-        events: &[(i64, &str)],
+        events: &[(i64, String)],
         arrival_ms: u64,
     ) -> Result<FrameFate, ClientError> {
         match &mut self.game(token)?.state {

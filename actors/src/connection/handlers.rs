@@ -63,8 +63,7 @@ impl Connection {
         seq: u32,
         events: &[(i64, String)],
     ) -> Result<(), ClientError> {
-        let events: Vec<(i64, &str)> = events.iter().map(|(t, k)| (*t, k.as_str())).collect();
-        match self.counted.input(session, seq, &events, now_ms()) {
+        match self.counted.input(session, seq, events, now_ms()) {
             Ok(FrameFate::Taken) => {
                 telemetry::input_frame("taken");
                 Ok(())

@@ -340,7 +340,12 @@ impl Tally {
 
     /// Reads one frame that arrived at `arrival_ms` (server clock). Answers each event's fate
     /// through the tally's counts; `Repeated` when its `seq` was read before.
-    pub fn take(&mut self, seq: u32, events: &[(i64, &str)], arrival_ms: u64) -> FrameFate {
+    pub fn take<K: AsRef<str>>(
+        &mut self,
+        seq: u32,
+        events: &[(i64, K)],
+        arrival_ms: u64,
+    ) -> FrameFate {
         if self.seen.contains(&seq) {
             return FrameFate::Repeated;
         }
@@ -352,11 +357,12 @@ impl Tally {
         self.seen.insert(seq);
         let elapsed = arrival_ms.saturating_sub(self.started_ms);
         let frame = self.log.frame(seq, elapsed);
-        for (n, &(t, kind)) in events.iter().enumerate() {
+        for (n, (t, kind)) in events.iter().enumerate() {
             if n >= room {
                 self.dropped[Drop::LogFull.index()] += (events.len() - n) as u32;
                 break;
             }
+            let (t, kind) = (*t, kind.as_ref());
             let kind = self.kinds.iter().position(|(k, _)| k == kind);
             let fate = self.judge(t, kind, elapsed);
             if let Fate::Dropped(d) = fate {
@@ -434,55 +440,63 @@ impl Tally {
             .filter(|e| e.fate == Fate::Counted)
             .map(|e| e.t_ms as u64)
             .collect();
-        let mut flags = Vec::new();
         let intervals: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
-        if intervals.len() >= MIN_REGULAR_INTERVALS {
-            let cv = coefficient_of_variation(&intervals);
-            if cv < self.th.min_interval_cv {
-                flags.push(Flag {
-                    kind: FlagKind::TooRegular,
-                    value: cv,
-                    limit: self.th.min_interval_cv,
-                    events: intervals.len() as u32,
-                });
-            }
-        }
+        let cv = coefficient_of_variation(&intervals);
         let busiest = busiest_window(&times, HUMAN_RATE_WINDOW_MS);
         let rate = busiest as f64 * 1_000.0 / HUMAN_RATE_WINDOW_MS as f64;
-        if rate > self.th.human_max_rate {
-            flags.push(Flag {
-                kind: FlagKind::InhumanRate,
-                value: rate,
-                limit: self.th.human_max_rate,
-                events: busiest as u32,
-            });
-        }
-        let ahead = self.dropped[Drop::AheadOfClock.index()];
-        if ahead > 0 {
-            flags.push(Flag {
-                kind: FlagKind::ClockSkew,
-                value: self.max_ahead_ms as f64,
-                limit: self.th.clock_tolerance_ms as f64,
-                events: ahead,
-            });
-        }
-        let late = self.dropped[Drop::Late.index()];
-        if late > 0 {
-            flags.push(Flag {
-                kind: FlagKind::LateInput,
-                value: self.max_delay_ms as f64,
-                limit: self.th.input_max_delay_ms as f64,
-                events: late,
-            });
-        }
-        if claimed > self.points {
-            flags.push(Flag {
-                kind: FlagKind::ScoreMismatch,
-                value: claimed as f64,
-                limit: self.points as f64,
-                events: times.len() as u32,
-            });
-        }
+        let (ahead, late) = (
+            self.dropped[Drop::AheadOfClock.index()],
+            self.dropped[Drop::Late.index()],
+        );
+        let th = &self.th;
+        // Each flag: whether it is raised, then its value, threshold and events.
+        let candidates = [
+            (
+                intervals.len() >= MIN_REGULAR_INTERVALS && cv < th.min_interval_cv,
+                FlagKind::TooRegular,
+                cv,
+                th.min_interval_cv,
+                intervals.len() as u32,
+            ),
+            (
+                rate > th.human_max_rate,
+                FlagKind::InhumanRate,
+                rate,
+                th.human_max_rate,
+                busiest as u32,
+            ),
+            (
+                ahead > 0,
+                FlagKind::ClockSkew,
+                self.max_ahead_ms as f64,
+                th.clock_tolerance_ms as f64,
+                ahead,
+            ),
+            (
+                late > 0,
+                FlagKind::LateInput,
+                self.max_delay_ms as f64,
+                th.input_max_delay_ms as f64,
+                late,
+            ),
+            (
+                claimed > self.points,
+                FlagKind::ScoreMismatch,
+                claimed as f64,
+                self.points as f64,
+                times.len() as u32,
+            ),
+        ];
+        let flags = candidates
+            .into_iter()
+            .filter(|c| c.0)
+            .map(|(_, kind, value, limit, events)| Flag {
+                kind,
+                value,
+                limit,
+                events,
+            })
+            .collect();
         Counted {
             score: self.points,
             claimed,
@@ -501,7 +515,7 @@ impl Tally {
 fn coefficient_of_variation(xs: &[f64]) -> f64 {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
-    if mean <= 0.0 {
+    if xs.is_empty() || mean <= 0.0 {
         return 0.0;
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
